@@ -1,0 +1,399 @@
+"""The tutorial's network in plain Python: readable, not fast.
+
+This module is the oracle of the tests. Every number is a Python float (float64) and every
+sum is a ``for`` loop over lists, so each line can be checked against the tutorial by hand.
+It computes the same terms in the same order as the compiled ``backprop.Network`` (for example
+the sigmoid derivative from the activation, a * (1 - a)), so the two agree to rounding.
+
+NumPy appears only at the edges: to draw the initial weights and the shuffle order exactly as
+the compiled network does, and to turn array-like arguments into lists.
+
+Shapes follow the compiled network: ``weights[l]`` is a list of ``sizes[l + 1]`` rows of
+``sizes[l]`` floats (row j holds the weights into neuron j), ``biases[l]`` is a list of
+``sizes[l + 1]`` floats, and a batch is a list of rows, one row per sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["Network"]
+
+
+# Activations. Each derivative sits beside its function and is written from the activation
+# a = f(z), not from z, because that is what the backward pass has at hand.
+
+
+def sigmoid(z: float) -> float:
+    """sigma(z) = 1 / (1 + exp(-z)), taking exp of non-positive numbers only (no overflow)."""
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def sigmoid_prime(a: float) -> float:
+    """sigma'(z) = a * (1 - a), where a = sigma(z)."""
+    return a * (1.0 - a)
+
+
+def tanh(z: float) -> float:
+    """tanh(z) = (exp(z) - exp(-z)) / (exp(z) + exp(-z))."""
+    return math.tanh(z)
+
+
+def tanh_prime(a: float) -> float:
+    """tanh'(z) = 1 - a * a, where a = tanh(z)."""
+    return 1.0 - a * a
+
+
+def relu(z: float) -> float:
+    """relu(z) = max(z, 0)."""
+    return max(z, 0.0)
+
+
+def relu_prime(a: float) -> float:
+    """relu'(z) = 1 if a > 0 else 0, where a = relu(z)."""
+    return 1.0 if a > 0.0 else 0.0
+
+
+def identity(z: float) -> float:
+    """identity(z) = z."""
+    return z
+
+
+def identity_prime(a: float) -> float:
+    """identity'(z) = 1."""
+    return 1.0
+
+
+# Sums are plain loops rather than sum(), which compensates rounding from Python 3.12 on: the
+# oracle adds in the same order, with the same rounding, as a compiled loop.
+
+
+def add(xs) -> float:
+    """sum_i x_i, added in order of i."""
+    total = 0.0
+    for x_i in xs:
+        total += x_i
+    return total
+
+
+def dot(u: list[float], v: list[float]) -> float:
+    """u . v = sum_i u_i v_i, added in order of i."""
+    total = 0.0
+    for u_i, v_i in zip(u, v, strict=True):
+        total += u_i * v_i
+    return total
+
+
+def transpose(m: list[list[float]]) -> list[list[float]]:
+    """m^T, so that the columns of m become rows."""
+    return [list(column) for column in zip(*m, strict=True)]
+
+
+def softmax(z: list[float]) -> list[float]:
+    """p_j = exp(z_j - max z) / sum_i exp(z_i - max z); shifting by max z keeps exp <= 1."""
+    m = max(z)
+    exps = [math.exp(z_j - m) for z_j in z]
+    total = add(exps)
+    return [e / total for e in exps]
+
+
+def log_sum_exp(z: list[float]) -> float:
+    """lse(z) = max z + log(sum_j exp(z_j - max z)), the log-sum-exp trick."""
+    m = max(z)
+    return m + math.log(add(math.exp(z_j - m) for z_j in z))
+
+
+HIDDEN_ACTIVATIONS = {
+    "sigmoid": (sigmoid, sigmoid_prime),
+    "tanh": (tanh, tanh_prime),
+    "relu": (relu, relu_prime),
+    "identity": (identity, identity_prime),
+}
+OUTPUTS = ("sigmoid", "identity", "softmax")
+# Each loss and the output it requires (None: any output).
+LOSSES = {"mse": None, "cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+DTYPES = ("float32", "float64")
+
+
+class _LossName(str):
+    """The name of a network's loss that, called as loss(X, Y), evaluates it.
+
+    The shared interface names both the attribute holding the loss's name and the method
+    computing the loss ``loss``; this string serves both.
+    """
+
+    def __new__(cls, name: str, net: Network) -> _LossName:
+        self = super().__new__(cls, name)
+        self._net = net
+        return self
+
+    def __call__(self, X, Y) -> float:
+        return self._net.mean_loss(X, Y)
+
+
+class Network:
+    """A multilayer perceptron trained by backpropagation, one Python float at a time."""
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        loss: str = "mse",
+        dtype: str = "float64",
+        seed: int | None = None,
+    ) -> None:
+        self._set_names(activation, output, loss, dtype)
+        self.sizes = [int(size) for size in sizes]
+        # Glorot uniform, drawn layer by layer exactly like the compiled network, then cast to
+        # dtype so that a float32 network starts from the same float32 values.
+        rng = np.random.default_rng(seed)
+        self.weights = []
+        self.biases = []
+        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+            limit = math.sqrt(6 / (n_in + n_out))
+            w = rng.uniform(-limit, limit, size=(n_out, n_in))
+            self.weights.append(w.astype(self.dtype).tolist())
+            self.biases.append([0.0] * n_out)
+
+    @classmethod
+    def from_params(
+        cls,
+        weights: Sequence,
+        biases: Sequence,
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        loss: str = "mse",
+        dtype: str = "float64",
+    ) -> Network:
+        """Build a network from given weights (weights[l] is n_out x n_in) and biases."""
+        net = cls.__new__(cls)
+        net._set_names(activation, output, loss, dtype)
+        net.weights = [np.asarray(w, dtype=np.float64).tolist() for w in weights]
+        net.biases = [np.asarray(b, dtype=np.float64).tolist() for b in biases]
+        net.sizes = [len(net.weights[0][0])] + [len(w) for w in net.weights]
+        return net
+
+    def _set_names(self, activation: str, output: str, loss: str, dtype: str) -> None:
+        if activation not in HIDDEN_ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(HIDDEN_ACTIVATIONS)}, got {activation!r}"
+            )
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+        if LOSSES[loss] is not None and LOSSES[loss] != output:
+            raise ValueError(
+                f"loss={loss!r} requires output={LOSSES[loss]!r}, got output={output!r}"
+            )
+        dtype = np.dtype(dtype).name
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        self.activation = activation
+        self.output = output
+        self._loss = loss
+        self.dtype = dtype
+
+    # Public methods: turn array-likes into lists of rows, then do the work on lists.
+
+    @property
+    def loss(self) -> _LossName:
+        """The loss's name ("mse", ...), which is also the method loss(X, Y) -> L."""
+        return _LossName(self._loss, self)
+
+    def forward(self, X) -> list[list[float]]:
+        """A_L, where A_0 = X and A_l = act(A_{l-1} W_l^T + b_l)."""
+        X = np.asarray(X, dtype=np.float64)
+        _, activations = self.feedforward(X.reshape(-1, X.shape[-1]).tolist())
+        return activations[-1]
+
+    def mean_loss(self, X, Y) -> float:
+        """L(X, Y), the mean loss over the batch; also reached as net.loss(X, Y)."""
+        X, Y = self._batch(X, Y)
+        zs, activations = self.feedforward(X)
+        return self.cost(zs[-1], activations[-1], Y)
+
+    def gradients(self, X, Y) -> tuple[float, list, list]:
+        """(L, dL/dW_l, dL/db_l for every layer l) for the mean loss over the batch."""
+        X, Y = self._batch(X, Y)
+        return self.backprop(X, Y)
+
+    def step(self, X, Y, lr: float) -> float:
+        """W_l -= lr * dL/dW_l and b_l -= lr * dL/db_l; returns L before the update."""
+        X, Y = self._batch(X, Y)
+        return self.update_batch(X, Y, lr)
+
+    def fit(
+        self,
+        X,
+        Y,
+        epochs: int = 1,
+        batch_size: int = 1,
+        lr: float = 0.1,
+        shuffle: bool = False,
+        seed: int | None = None,
+    ) -> list[float]:
+        """Mini-batch gradient descent; returns each epoch's sum_b L_b * len(batch_b) / n."""
+        X, Y = self._batch(X, Y)
+        n = len(X)
+        batch_size = min(batch_size, n)
+        rng = np.random.default_rng(seed)
+        epoch_losses = []
+        for _ in range(epochs):
+            order = rng.permutation(n).tolist() if shuffle else list(range(n))
+            total = 0.0
+            for start in range(0, n, batch_size):
+                batch = order[start : start + batch_size]
+                loss_b = self.update_batch([X[i] for i in batch], [Y[i] for i in batch], lr)
+                total += loss_b * len(batch)
+            epoch_losses.append(total / n)
+        return epoch_losses
+
+    # The algorithm, on lists.
+
+    def feedforward(self, X: list[list[float]]) -> tuple[list, list]:
+        """zs[l] = A_{l-1} W_l^T + b_l and activations[l] = act(zs[l]); activations[0] = X."""
+        act, _ = HIDDEN_ACTIVATIONS[self.activation]
+        last = len(self.weights) - 1
+        zs = []
+        activations = [X]
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            z = [
+                [dot(w_j, a) + b_j for w_j, b_j in zip(w, b, strict=True)] for a in activations[-1]
+            ]
+            if layer < last:
+                a = [[act(z_j) for z_j in z_row] for z_row in z]
+            elif self.output == "softmax":
+                a = [softmax(z_row) for z_row in z]
+            elif self.output == "sigmoid":
+                a = [[sigmoid(z_j) for z_j in z_row] for z_row in z]
+            else:
+                a = [[identity(z_j) for z_j in z_row] for z_row in z]
+            zs.append(z)
+            activations.append(a)
+        return zs, activations
+
+    def cost(self, z: list, a: list, Y: list) -> float:
+        """The mean loss of output pre-activations z and activations a against targets Y."""
+        n, k = len(a), len(a[0])
+        if self._loss == "mse":
+            # L = sum_ij (a_ij - y_ij)^2 / (n k)
+            total = 0.0
+            for a_row, y_row in zip(a, Y, strict=True):
+                for a_j, y_j in zip(a_row, y_row, strict=True):
+                    total += (a_j - y_j) * (a_j - y_j)
+            return total / (n * k)
+        if self._loss == "cross_entropy":
+            # L = sum_i (lse(z_i) - sum_j y_ij z_ij) / n
+            total = 0.0
+            for z_row, y_row in zip(z, Y, strict=True):
+                total += log_sum_exp(z_row) - dot(y_row, z_row)
+            return total / n
+        # binary_cross_entropy: L = sum_ij (max(z, 0) - y z + log1p(exp(-|z|))) / (n k),
+        # the form of -y log(a) - (1 - y) log(1 - a) that never takes the log of 0.
+        total = 0.0
+        for z_row, y_row in zip(z, Y, strict=True):
+            for z_j, y_j in zip(z_row, y_row, strict=True):
+                total += max(z_j, 0.0) - y_j * z_j + math.log1p(math.exp(-abs(z_j)))
+        return total / (n * k)
+
+    def output_delta(self, a: list, Y: list) -> list[list[float]]:
+        """delta_L = dL/dZ_L, from the output activations a and the targets Y."""
+        n, k = len(a), len(a[0])
+        if self._loss == "cross_entropy":
+            # softmax with cross-entropy: dL/dz = (p - y) / n
+            return [
+                [(p_j - y_j) / n for p_j, y_j in zip(p, y, strict=True)]
+                for p, y in zip(a, Y, strict=True)
+            ]
+        if self._loss == "binary_cross_entropy":
+            # sigmoid with binary cross-entropy: dL/dz = (a - y) / (n k)
+            return [
+                [(a_j - y_j) / (n * k) for a_j, y_j in zip(ar, y, strict=True)]
+                for ar, y in zip(a, Y, strict=True)
+            ]
+        # mse: g = dL/da = 2 (a - y) / (n k), then through the output's derivative
+        delta = []
+        for a_row, y_row in zip(a, Y, strict=True):
+            g = [2.0 * (a_j - y_j) / (n * k) for a_j, y_j in zip(a_row, y_row, strict=True)]
+            if self.output == "sigmoid":
+                delta.append([g_j * sigmoid_prime(a_j) for g_j, a_j in zip(g, a_row, strict=True)])
+            elif self.output == "identity":
+                delta.append([g_j * identity_prime(a_j) for g_j, a_j in zip(g, a_row, strict=True)])
+            else:
+                # softmax Jacobian-vector product: delta_j = p_j (g_j - sum_i g_i p_i)
+                gp = dot(g, a_row)
+                delta.append([p_j * (g_j - gp) for g_j, p_j in zip(g, a_row, strict=True)])
+        return delta
+
+    def backprop(self, X: list, Y: list) -> tuple[float, list, list]:
+        """(L, nabla_w, nabla_b): nabla_w[l] = delta_l^T A_{l-1}, nabla_b[l] = sum_rows delta_l."""
+        _, act_prime = HIDDEN_ACTIVATIONS[self.activation]
+        zs, activations = self.feedforward(X)
+        loss = self.cost(zs[-1], activations[-1], Y)
+        n_layers = len(self.weights)
+        nabla_w = [None] * n_layers
+        nabla_b = [None] * n_layers
+        delta = self.output_delta(activations[-1], Y)
+        for layer in range(n_layers - 1, -1, -1):
+            a_prev = activations[layer]
+            # Sums over the samples of the batch run down the columns of delta and a_prev.
+            delta_columns = transpose(delta)
+            a_prev_columns = transpose(a_prev)
+            nabla_w[layer] = [[dot(d, a) for a in a_prev_columns] for d in delta_columns]
+            nabla_b[layer] = [add(d) for d in delta_columns]
+            if layer > 0:
+                # delta_{l-1} = (delta_l W_l) * act'(A_{l-1})
+                w_columns = transpose(self.weights[layer])
+                delta = [
+                    [dot(d, w) * act_prime(a_i) for w, a_i in zip(w_columns, a, strict=True)]
+                    for d, a in zip(delta, a_prev, strict=True)
+                ]
+        return loss, nabla_w, nabla_b
+
+    def update_batch(self, X: list, Y: list, eta: float) -> float:
+        """W_l -= eta * nabla_w[l] and b_l -= eta * nabla_b[l]; returns L before the update."""
+        loss, nabla_w, nabla_b = self.backprop(X, Y)
+        self.weights = [
+            [
+                [w_ji - eta * nw_ji for w_ji, nw_ji in zip(w_j, nw_j, strict=True)]
+                for w_j, nw_j in zip(w, nw, strict=True)
+            ]
+            for w, nw in zip(self.weights, nabla_w, strict=True)
+        ]
+        self.biases = [
+            [b_j - eta * nb_j for b_j, nb_j in zip(b, nb, strict=True)]
+            for b, nb in zip(self.biases, nabla_b, strict=True)
+        ]
+        return loss
+
+    # Array-likes in.
+
+    def _batch(self, X, Y) -> tuple[list[list[float]], list[list[float]]]:
+        """X as n rows of floats and Y as n rows of k floats; class labels become one-hot rows."""
+        X = np.asarray(X, dtype=np.float64)
+        single = X.ndim == 1
+        if single:
+            X = X[np.newaxis, :]
+        n, k = len(X), self.sizes[-1]
+        Y = np.asarray(Y)
+        if self._loss == "cross_entropy" and Y.ndim == (0 if single else 1):
+            labels = [int(label) for label in Y.reshape(-1).tolist()]
+            if any(not 0 <= label < k for label in labels):
+                raise ValueError(f"Y holds class labels outside 0..{k - 1}")
+            Y = np.array([[1.0 if j == label else 0.0 for j in range(k)] for label in labels])
+            Y = Y.reshape(len(labels), k)
+        else:
+            Y = np.asarray(Y, dtype=np.float64)
+            if Y.ndim == 1:
+                Y = Y.reshape(1, -1) if single else Y.reshape(-1, 1)
+        if Y.shape != (n, k):
+            raise ValueError(f"Y has shape {Y.shape}, but the network expects ({n}, {k})")
+        return X.tolist(), Y.tolist()

@@ -1,0 +1,359 @@
+"""The reference network against the tutorial worked by hand, finite differences and the SPEC."""
+
+import math
+
+import numpy as np
+import pytest
+
+from backprop.reference import Network
+
+# The tutorial's network: 2 inputs, 2 sigmoid hidden neurons, 1 sigmoid output, loss (y^ - y)^2.
+X1, X2, Y = 0.5, 0.1, 0.6
+W11, W12 = 0.4, 0.3  # into hidden neuron 1
+W21, W22 = 0.6, 0.9  # into hidden neuron 2
+W31, W32 = 0.5, 0.7  # into the output neuron
+B1, B2, B3 = 0.1, 0.2, 0.3
+LR = 0.1
+
+
+def tutorial_network():
+    return Network.from_params(
+        weights=[[[W11, W12], [W21, W22]], [[W31, W32]]],
+        biases=[[B1, B2], [B3]],
+        activation="sigmoid",
+        output="sigmoid",
+        loss="mse",
+    )
+
+
+def by_hand():
+    """The tutorial's forward pass, backward pass and update, one equation per line."""
+    v = {}
+    # forward pass
+    v["z1"] = W11 * X1 + W12 * X2 + B1
+    v["h1"] = 1 / (1 + math.exp(-v["z1"]))
+    v["z2"] = W21 * X1 + W22 * X2 + B2
+    v["h2"] = 1 / (1 + math.exp(-v["z2"]))
+    v["z3"] = W31 * v["h1"] + W32 * v["h2"] + B3
+    v["y_hat"] = 1 / (1 + math.exp(-v["z3"]))
+    v["loss"] = (v["y_hat"] - Y) ** 2
+    # output layer
+    v["dL_dy_hat"] = 2 * (v["y_hat"] - Y)
+    v["dy_hat_dz3"] = v["y_hat"] * (1 - v["y_hat"])
+    v["delta3"] = v["dL_dy_hat"] * v["dy_hat_dz3"]
+    v["dL_dw31"] = v["delta3"] * v["h1"]
+    v["dL_dw32"] = v["delta3"] * v["h2"]
+    v["dL_db3"] = v["delta3"]
+    # hidden layer
+    v["delta1"] = v["delta3"] * W31 * v["h1"] * (1 - v["h1"])
+    v["delta2"] = v["delta3"] * W32 * v["h2"] * (1 - v["h2"])
+    v["dL_dw11"] = v["delta1"] * X1
+    v["dL_dw12"] = v["delta1"] * X2
+    v["dL_dw21"] = v["delta2"] * X1
+    v["dL_dw22"] = v["delta2"] * X2
+    v["dL_db1"] = v["delta1"]
+    v["dL_db2"] = v["delta2"]
+    # gradient-descent update
+    v["w11"] = W11 - LR * v["dL_dw11"]
+    v["w12"] = W12 - LR * v["dL_dw12"]
+    v["w21"] = W21 - LR * v["dL_dw21"]
+    v["w22"] = W22 - LR * v["dL_dw22"]
+    v["w31"] = W31 - LR * v["dL_dw31"]
+    v["w32"] = W32 - LR * v["dL_dw32"]
+    v["b1"] = B1 - LR * v["dL_db1"]
+    v["b2"] = B2 - LR * v["dL_db2"]
+    v["b3"] = B3 - LR * v["dL_db3"]
+    return v
+
+
+# The same quantities as fixed decimals, printed once to 12 significant digits.
+TUTORIAL_DECIMALS = {
+    "z1": 0.33,
+    "h1": 0.581759376842,
+    "z2": 0.59,
+    "h2": 0.643365145694,
+    "z3": 1.04123529041,
+    "y_hat": 0.739088285867,
+    "loss": 0.0193455512654,
+    "delta3": 0.0536426775807,
+    "dL_dw31": 0.0312071306815,
+    "dL_dw32": 0.0345118290771,
+    "delta1": 0.0065260448916,
+    "delta2": 0.00861568479432,
+    "dL_dw11": 0.0032630224458,
+    "dL_dw12": 0.00065260448916,
+    "dL_dw21": 0.00430784239716,
+    "dL_dw22": 0.000861568479432,
+    "w11": 0.399673697755,
+    "w22": 0.899913843152,
+    "w31": 0.496879286932,
+    "w32": 0.696548817092,
+    "b1": 0.0993473955108,
+    "b3": 0.294635732242,
+}
+
+
+def approx(expected):
+    return pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_tutorial_by_hand_matches_the_printed_decimals():
+    v = by_hand()
+    for name, decimal in TUTORIAL_DECIMALS.items():
+        assert v[name] == pytest.approx(decimal, rel=1e-10, abs=1e-14), name
+
+
+def test_tutorial_forward_and_loss():
+    v = by_hand()
+    net = tutorial_network()
+    assert net.forward([X1, X2]) == [[approx(v["y_hat"])]]
+    assert net.forward([[X1, X2]]) == [[approx(v["y_hat"])]]
+    assert net.loss([[X1, X2]], [[Y]]) == approx(v["loss"])
+    assert net.loss([X1, X2], [Y]) == approx(v["loss"])
+
+
+def test_tutorial_gradients():
+    v = by_hand()
+    loss, nabla_w, nabla_b = tutorial_network().gradients([[X1, X2]], [[Y]])
+    assert loss == approx(v["loss"])
+    assert nabla_w[0] == [
+        [approx(v["dL_dw11"]), approx(v["dL_dw12"])],
+        [approx(v["dL_dw21"]), approx(v["dL_dw22"])],
+    ]
+    assert nabla_w[1] == [[approx(v["dL_dw31"]), approx(v["dL_dw32"])]]
+    assert nabla_b == [[approx(v["dL_db1"]), approx(v["dL_db2"])], [approx(v["dL_db3"])]]
+
+
+def test_tutorial_step():
+    v = by_hand()
+    net = tutorial_network()
+    assert net.step([[X1, X2]], [[Y]], lr=LR) == approx(v["loss"])
+    assert net.weights == [
+        [[approx(v["w11"]), approx(v["w12"])], [approx(v["w21"]), approx(v["w22"])]],
+        [[approx(v["w31"]), approx(v["w32"])]],
+    ]
+    assert net.biases == [[approx(v["b1"]), approx(v["b2"])], [approx(v["b3"])]]
+    assert net.weights[1][0][0] == pytest.approx(TUTORIAL_DECIMALS["w31"], rel=1e-10)
+
+
+def test_tutorial_attributes():
+    net = tutorial_network()
+    assert net.sizes == [2, 2, 1]
+    assert (net.activation, net.output, net.loss, net.dtype) == (
+        "sigmoid",
+        "sigmoid",
+        "mse",
+        "float64",
+    )
+    assert net.weights == [[[W11, W12], [W21, W22]], [[W31, W32]]]
+    assert net.biases == [[B1, B2], [B3]]
+
+
+# Gradients against central finite differences.
+
+HIDDEN = ["sigmoid", "tanh", "relu", "identity"]
+TARGETS = [
+    ("sigmoid", "mse", "rows"),
+    ("identity", "mse", "rows"),
+    ("softmax", "mse", "probabilities"),
+    ("softmax", "cross_entropy", "labels"),
+    ("softmax", "cross_entropy", "probabilities"),
+    ("sigmoid", "binary_cross_entropy", "rows"),
+]
+SHAPES = [[2, 2, 1], [2, 3, 2], [4, 3], [3, 5, 4, 2], [2, 1, 3]]
+CASES = [
+    (activation, output, loss, kind, sizes)
+    for activation in HIDDEN
+    for output, loss, kind in TARGETS
+    for sizes in SHAPES
+    if not (output == "softmax" and sizes[-1] == 1)
+]
+
+
+def random_problem(sizes, output, kind, seed, n=4):
+    rng = np.random.default_rng(seed)
+    weights = [
+        rng.normal(0.0, 0.8, size=(n_out, n_in))
+        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
+    biases = [rng.normal(0.0, 0.5, size=n_out) for n_out in sizes[1:]]
+    X = rng.normal(size=(n, sizes[0]))
+    k = sizes[-1]
+    if kind == "labels":
+        Y = rng.integers(0, k, size=n)
+    elif kind == "probabilities":
+        Y = rng.dirichlet(np.ones(k), size=n)
+    elif output == "identity":
+        Y = rng.normal(size=(n, k))
+    else:
+        Y = rng.uniform(0.0, 1.0, size=(n, k))
+    return weights, biases, X, Y
+
+
+def finite_differences(net, X, Y, h=1e-6):
+    """dL/dtheta ~ (L(theta + h) - L(theta - h)) / 2h for every weight and bias in turn."""
+    params = [(w_j, i) for w in net.weights for w_j in w for i in range(len(w_j))]
+    params += [(b, j) for b in net.biases for j in range(len(b))]
+    estimates = []
+    for row, i in params:
+        theta = row[i]
+        row[i] = theta + h
+        loss_plus = net.loss(X, Y)
+        row[i] = theta - h
+        loss_minus = net.loss(X, Y)
+        row[i] = theta
+        estimates.append((loss_plus - loss_minus) / (2 * h))
+    return estimates
+
+
+@pytest.mark.parametrize(("activation", "output", "loss", "kind", "sizes"), CASES)
+def test_gradients_match_finite_differences(activation, output, loss, kind, sizes):
+    seed = len(CASES) + CASES.index((activation, output, loss, kind, sizes))
+    weights, biases, X, Y = random_problem(sizes, output, kind, seed)
+    net = Network.from_params(weights, biases, activation=activation, output=output, loss=loss)
+    value, nabla_w, nabla_b = net.gradients(X, Y)
+    assert value == net.loss(X, Y)
+    analytic = [g for w in nabla_w for g_j in w for g in g_j] + [g for b in nabla_b for g in b]
+    np.testing.assert_allclose(analytic, finite_differences(net, X, Y), rtol=1e-6, atol=1e-8)
+    assert [np.shape(w) for w in nabla_w] == [np.shape(w) for w in weights]
+    assert [np.shape(b) for b in nabla_b] == [np.shape(b) for b in biases]
+
+
+def test_cross_entropy_labels_equal_one_hot_rows():
+    weights, biases, X, labels = random_problem([3, 4, 3], "softmax", "labels", seed=1, n=5)
+    net = Network.from_params(weights, biases, output="softmax", loss="cross_entropy")
+    one_hot = np.eye(3)[labels]
+    assert net.gradients(X, labels) == net.gradients(X, one_hot)
+    assert net.loss(X[0], labels[0]) == net.loss(X[:1], one_hot[:1])
+
+
+def test_one_dimensional_inputs_and_targets():
+    weights, biases, X, Y = random_problem([3, 4, 2], "sigmoid", "rows", seed=2, n=3)
+    net = Network.from_params(weights, biases)
+    assert net.forward(X[1]) == net.forward(X[1:2])
+    assert len(net.forward(X[1])) == 1
+    assert net.gradients(X[1], Y[1]) == net.gradients(X[1:2], Y[1:2])
+    column = Network.from_params(weights[:1] + [weights[1][:1]], biases[:1] + [biases[1][:1]])
+    assert column.loss(X, Y[:, 0]) == column.loss(X, Y[:, :1])
+
+
+def test_stable_for_large_pre_activations():
+    big = Network.from_params([[[800.0], [-800.0]]], [[0.0, 0.0]], output="softmax", loss="mse")
+    assert big.forward([[1.0]]) == [[1.0, 0.0]]
+    ce = Network.from_params(
+        [[[800.0], [-800.0]]], [[0.0, 0.0]], output="softmax", loss="cross_entropy"
+    )
+    assert ce.loss([[1.0]], [1]) == 1600.0
+    bce = Network.from_params([[[800.0]]], [[0.0]], loss="binary_cross_entropy")
+    assert bce.forward([[-1.0]]) == [[0.0]]
+    assert bce.loss([[-1.0]], [[1.0]]) == 800.0
+
+
+# fit
+
+
+def fit_problem(seed=3, n=7):
+    weights, biases, X, Y = random_problem([3, 4, 2], "sigmoid", "rows", seed=seed, n=n)
+    return (lambda: Network.from_params(weights, biases, activation="tanh")), X, Y
+
+
+def test_fit_one_full_batch_epoch_is_one_step():
+    make, X, Y = fit_problem()
+    fitted, stepped = make(), make()
+    losses = fitted.fit(X, Y, epochs=1, batch_size=len(X), lr=0.3)
+    loss = stepped.step(X, Y, lr=0.3)
+    assert losses == [pytest.approx(loss, rel=1e-15)]
+    assert fitted.weights == stepped.weights
+    assert fitted.biases == stepped.biases
+
+
+@pytest.mark.parametrize(("shuffle", "seed"), [(False, None), (True, 5), (True, 11)])
+def test_fit_matches_a_loop_of_steps(shuffle, seed):
+    make, X, Y = fit_problem()
+    n, batch_size, epochs, lr = len(X), 3, 3, 0.5
+    fitted, looped = make(), make()
+    losses = fitted.fit(
+        X, Y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle, seed=seed
+    )
+
+    rng = np.random.default_rng(seed)
+    expected = []
+    for _ in range(epochs):
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            batch = order[start : start + batch_size]
+            total += looped.step(X[batch], Y[batch], lr=lr) * len(batch)
+        expected.append(total / n)
+
+    assert losses == expected
+    assert fitted.weights == looped.weights
+    assert fitted.biases == looped.biases
+    assert losses[-1] < losses[0]
+
+
+def test_fit_shuffles_with_the_seed():
+    make, X, Y = fit_problem()
+    a = make().fit(X, Y, epochs=2, batch_size=2, shuffle=True, seed=4)
+    b = make().fit(X, Y, epochs=2, batch_size=2, shuffle=True, seed=4)
+    unshuffled = make().fit(X, Y, epochs=2, batch_size=2)
+    assert a == b
+    assert a != unshuffled
+
+
+def test_fit_clips_batch_size_to_n():
+    make, X, Y = fit_problem()
+    clipped, full = make(), make()
+    assert clipped.fit(X, Y, epochs=2, batch_size=100) == full.fit(
+        X, Y, epochs=2, batch_size=len(X)
+    )
+    assert clipped.weights == full.weights
+
+
+# initialisation
+
+
+@pytest.mark.parametrize("sizes", [[2, 2, 1], [3, 5, 4, 2]])
+def test_initialisation_is_the_spec_draw(sizes):
+    net = Network(sizes, seed=42)
+    rng = np.random.default_rng(42)
+    for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        limit = math.sqrt(6 / (n_in + n_out))
+        W = rng.uniform(-limit, limit, size=(n_out, n_in))
+        assert net.weights[layer] == W.tolist()
+        assert net.biases[layer] == [0.0] * n_out
+        assert all(abs(w) <= limit for row in W for w in row)
+    assert net.sizes == sizes
+
+
+def test_initialisation_is_reproducible_from_the_seed():
+    assert Network([3, 4, 2], seed=7).weights == Network([3, 4, 2], seed=7).weights
+    assert Network([3, 4, 2], seed=7).weights != Network([3, 4, 2], seed=8).weights
+
+
+def test_float32_initialisation_is_the_cast_draw():
+    net = Network([3, 2], dtype="float32", seed=0)
+    limit = math.sqrt(6 / 5)
+    W = np.random.default_rng(0).uniform(-limit, limit, size=(2, 3))
+    assert net.dtype == "float32"
+    assert net.weights == [W.astype(np.float32).tolist()]
+
+
+# names
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"activation": "softplus"}, "activation"),
+        ({"output": "tanh"}, "output"),
+        ({"loss": "hinge"}, "loss"),
+        ({"output": "sigmoid", "loss": "cross_entropy"}, "output"),
+        ({"output": "identity", "loss": "binary_cross_entropy"}, "output"),
+    ],
+)
+def test_unknown_names_and_pairings_raise(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        Network([2, 2], **kwargs)
+    with pytest.raises(ValueError, match=argument):
+        Network.from_params([[[1.0, 2.0]]], [[0.0]], **kwargs)
