@@ -1,4 +1,4 @@
-"""The reference network against the tutorial worked by hand, finite differences and the SPEC."""
+"""The reference network against the tutorial worked by hand and finite differences."""
 
 import math
 
@@ -314,7 +314,7 @@ def test_fit_clips_batch_size_to_n():
 
 
 @pytest.mark.parametrize("sizes", [[2, 2, 1], [3, 5, 4, 2]])
-def test_initialisation_is_the_spec_draw(sizes):
+def test_initialisation_is_the_glorot_uniform_draw(sizes):
     net = Network(sizes, seed=42)
     rng = np.random.default_rng(42)
     for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
