@@ -139,7 +139,7 @@ def test_tutorial_step():
 def test_tutorial_attributes():
     net = tutorial_network()
     assert net.sizes == [2, 2, 1]
-    assert (net.activation, net.output, net.loss, net.dtype) == (
+    assert (net.activation, net.output, net.loss_name, net.dtype) == (
         "sigmoid",
         "sigmoid",
         "mse",

@@ -121,22 +121,6 @@ LOSSES = {"mse": None, "cross_entropy": "softmax", "binary_cross_entropy": "sigm
 DTYPES = ("float32", "float64")
 
 
-class _LossName(str):
-    """The name of a network's loss that, called as loss(X, Y), evaluates it.
-
-    The shared interface names both the attribute holding the loss's name and the method
-    computing the loss ``loss``; this string serves both.
-    """
-
-    def __new__(cls, name: str, net: Network) -> _LossName:
-        self = super().__new__(cls, name)
-        self._net = net
-        return self
-
-    def __call__(self, X, Y) -> float:
-        return self._net.mean_loss(X, Y)
-
-
 class Network:
     """A multilayer perceptron trained by backpropagation, one Python float at a time."""
 
@@ -198,15 +182,10 @@ class Network:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         self.activation = activation
         self.output = output
-        self._loss = loss
+        self.loss_name = loss
         self.dtype = dtype
 
     # Public methods: turn array-likes into lists of rows, then do the work on lists.
-
-    @property
-    def loss(self) -> _LossName:
-        """The loss's name ("mse", ...), which is also the method loss(X, Y) -> L."""
-        return _LossName(self._loss, self)
 
     def forward(self, X) -> list[list[float]]:
         """A_L, where A_0 = X and A_l = act(A_{l-1} W_l^T + b_l)."""
@@ -214,8 +193,8 @@ class Network:
         _, activations = self.feedforward(X.reshape(-1, X.shape[-1]).tolist())
         return activations[-1]
 
-    def mean_loss(self, X, Y) -> float:
-        """L(X, Y), the mean loss over the batch; also reached as net.loss(X, Y)."""
+    def loss(self, X, Y) -> float:
+        """L(X, Y), the mean loss over the batch."""
         X, Y = self._batch(X, Y)
         zs, activations = self.feedforward(X)
         return self.cost(zs[-1], activations[-1], Y)
@@ -283,14 +262,14 @@ class Network:
     def cost(self, z: list, a: list, Y: list) -> float:
         """The mean loss of output pre-activations z and activations a against targets Y."""
         n, k = len(a), len(a[0])
-        if self._loss == "mse":
+        if self.loss_name == "mse":
             # L = sum_ij (a_ij - y_ij)^2 / (n k)
             total = 0.0
             for a_row, y_row in zip(a, Y, strict=True):
                 for a_j, y_j in zip(a_row, y_row, strict=True):
                     total += (a_j - y_j) * (a_j - y_j)
             return total / (n * k)
-        if self._loss == "cross_entropy":
+        if self.loss_name == "cross_entropy":
             # L = sum_i (lse(z_i) - sum_j y_ij z_ij) / n
             total = 0.0
             for z_row, y_row in zip(z, Y, strict=True):
@@ -307,13 +286,13 @@ class Network:
     def output_delta(self, a: list, Y: list) -> list[list[float]]:
         """delta_L = dL/dZ_L, from the output activations a and the targets Y."""
         n, k = len(a), len(a[0])
-        if self._loss == "cross_entropy":
+        if self.loss_name == "cross_entropy":
             # softmax with cross-entropy: dL/dz = (p - y) / n
             return [
                 [(p_j - y_j) / n for p_j, y_j in zip(p, y, strict=True)]
                 for p, y in zip(a, Y, strict=True)
             ]
-        if self._loss == "binary_cross_entropy":
+        if self.loss_name == "binary_cross_entropy":
             # sigmoid with binary cross-entropy: dL/dz = (a - y) / (n k)
             return [
                 [(a_j - y_j) / (n * k) for a_j, y_j in zip(ar, y, strict=True)]
@@ -384,7 +363,7 @@ class Network:
             X = X[np.newaxis, :]
         n, k = len(X), self.sizes[-1]
         Y = np.asarray(Y)
-        if self._loss == "cross_entropy" and Y.ndim == (0 if single else 1):
+        if self.loss_name == "cross_entropy" and Y.ndim == (0 if single else 1):
             labels = [int(label) for label in Y.reshape(-1).tolist()]
             if any(not 0 <= label < k for label in labels):
                 raise ValueError(f"Y holds class labels outside 0..{k - 1}")

@@ -1,0 +1,19 @@
+"""backprop: multilayer perceptrons trained by backpropagation, with compiled kernels.
+
+``Network`` is the fast network; ``backprop.reference.Network`` the same network in
+plain Python, readable and slow. The scikit-learn estimators ``MLPClassifier`` and
+``MLPRegressor`` are imported on first use (they need scikit-learn).
+"""
+
+from .network import DivergenceError, Network, Trace
+
+__version__ = "0.1.0"
+__all__ = ["DivergenceError", "MLPClassifier", "MLPRegressor", "Network", "Trace"]
+
+
+def __getattr__(name):
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'backprop' has no attribute {name!r}")

@@ -1,0 +1,664 @@
+"""Compiled kernels of backprop.
+
+Design
+------
+Three levels, each calling only the one below it:
+
+1. Per-element and per-row helpers (``_sigmoid``, ``_act_prime``, ``_softmax_row``,
+   ``_loss_row``): ``cdef inline ... noexcept nogil``, written once for
+   ``cython.floating`` so float32 and float64 share one source.
+2. Per-layer kernels on raw row-major pointers: ``_gemm`` (row-major
+   C := alpha op(A) op(B) + beta C; hand loops for small products, BLAS
+   ``sgemm``/``dgemm`` from ``scipy.linalg.cython_blas`` for large ones),
+   ``_bias_act`` (Z := act(Z + b)), ``_output_delta``, ``_hidden_delta`` and
+   ``_backward`` (gradients, or the gradient-descent update fused into the
+   gradient product). ``_batch`` chains them: the forward pass, the loss and the
+   backward pass of one mini-batch.
+3. Python-callable entry points: ``train`` (every epoch and batch of ``fit`` in one
+   call, without the GIL), ``batch`` (loss / gradients / one step on a whole batch),
+   ``forward`` (inference in chunks), and thin per-layer wrappers (``dense``,
+   ``activate``, ...) used by ``Network.trace`` and by the kernel tests.
+
+Parameters of a network live in one flat array ``theta``: for each layer l its
+weights W_l, row-major of shape (n_out, n_in), then its biases b_l.
+``offsets[2*l]`` and ``offsets[2*l + 1]`` locate them. Gradients use the same layout.
+
+The kernels trust their inputs: ``backprop.network`` checks shapes, dtypes,
+contiguity and values and allocates every output and workspace before calling
+them. Compiler directives (bounds checking off, ...) are set once in setup.py;
+BACKPROP_DEBUG_CYTHON=1 turns the checks back on.
+"""
+
+cimport cython
+from cython cimport floating
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs, isfinite
+from libc.string cimport memcpy
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from cpython.exc cimport PyErr_CheckSignals
+
+cdef enum:
+    ACT_IDENTITY = 0
+    ACT_SIGMOID = 1
+    ACT_TANH = 2
+    ACT_RELU = 3
+    ACT_SOFTMAX = 4
+
+cdef enum:
+    LOSS_MSE = 0
+    LOSS_CROSS_ENTROPY = 1
+    LOSS_BINARY_CROSS_ENTROPY = 2
+
+cdef enum:
+    MODE_LOSS = 0
+    MODE_GRADIENTS = 1
+    MODE_SGD = 2
+
+ACTIVATIONS = {
+    "identity": ACT_IDENTITY,
+    "sigmoid": ACT_SIGMOID,
+    "tanh": ACT_TANH,
+    "relu": ACT_RELU,
+    "softmax": ACT_SOFTMAX,
+}
+LOSSES = {
+    "mse": LOSS_MSE,
+    "cross_entropy": LOSS_CROSS_ENTROPY,
+    "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY,
+}
+
+# Products with fewer multiply-adds than this run in hand loops; larger ones in BLAS,
+# whose per-call overhead (argument checks, packing) only pays off past a few thousand.
+cdef Py_ssize_t BLAS_MIN_WORK = 4096
+
+
+def set_blas_min_work(Py_ssize_t work):
+    """Set the size (multiply-adds of one product) from which BLAS gemm is used.
+
+    Returns the previous value. 0 sends every product to BLAS; a huge value none.
+    """
+    global BLAS_MIN_WORK
+    previous = BLAS_MIN_WORK
+    BLAS_MIN_WORK = work
+    return previous
+
+
+# ---------------------------------------------------------------- per element ---
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating _log(floating x) noexcept nogil:
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline floating _sigmoid(floating z) noexcept nogil:
+    """sigma(z) = 1 / (1 + e^-z), evaluated so that no exponential overflows."""
+    cdef floating e
+    if z >= 0:
+        return 1 / (1 + _exp(-z))
+    e = _exp(z)
+    return e / (1 + e)
+
+
+cdef inline floating _act(floating z, int act) noexcept nogil:
+    """a = act(z) for the element-wise activations."""
+    if act == ACT_SIGMOID:
+        return _sigmoid(z)
+    if act == ACT_TANH:
+        return _tanh(z)
+    if act == ACT_RELU:
+        return 0 if z < 0 else z
+    return z
+
+
+cdef inline floating _act_prime(floating a, int act) noexcept nogil:
+    """act'(z) written from the activation a = act(z)."""
+    if act == ACT_SIGMOID:
+        return a * (1 - a)
+    if act == ACT_TANH:
+        return 1 - a * a
+    if act == ACT_RELU:
+        return 1 if a > 0 else 0
+    return 1
+
+
+cdef inline double _log_sum_exp(const floating* z, Py_ssize_t k) noexcept nogil:
+    """lse(z) = max z + log sum_j exp(z_j - max z)  (the log-sum-exp trick)."""
+    cdef Py_ssize_t j
+    cdef double zmax = z[0], s = 0
+    for j in range(1, k):
+        if z[j] > zmax:
+            zmax = z[j]
+    for j in range(k):
+        s += exp(z[j] - zmax)
+    return zmax + log(s)
+
+
+cdef inline void _softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
+    """z := exp(z - max z) / sum_j exp(z_j - max z), in place."""
+    cdef Py_ssize_t j
+    cdef floating zmax = z[0], s = 0
+    for j in range(1, k):
+        if z[j] > zmax:
+            zmax = z[j]
+    for j in range(k):
+        z[j] = _exp(z[j] - zmax)
+        s += z[j]
+    for j in range(k):
+        z[j] = z[j] / s
+
+
+# ---------------------------------------------------------------- per layer ---
+
+cdef void _gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                floating alpha, const floating* a, Py_ssize_t lda,
+                const floating* b, Py_ssize_t ldb,
+                floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C := alpha op(A) op(B) + beta C for row-major matrices; C is m x n.
+
+    Only the three forms backpropagation needs are hand-written:
+    (N, T) Z = X W^T, (N, N) D W, (T, N) D^T A. BLAS is column-major, so a
+    row-major product C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T,
+    which is the same call with A and B swapped.
+    """
+    cdef Py_ssize_t i, j, p
+    cdef floating s, aip
+    cdef int im, in_, ik, ilda, ildb, ildc
+    if m * n * k >= BLAS_MIN_WORK:
+        im, in_, ik, ilda, ildb, ildc = m, n, k, lda, ldb, ldc
+        if floating is float:
+            sgemm(&tb, &ta, &in_, &im, &ik, &alpha, <float*>b, &ildb, <float*>a, &ilda,
+                  &beta, c, &ildc)
+        else:
+            dgemm(&tb, &ta, &in_, &im, &ik, &alpha, <double*>b, &ildb, <double*>a, &ilda,
+                  &beta, c, &ildc)
+        return
+    if ta == c'N' and tb == c'T':
+        for i in range(m):
+            for j in range(n):
+                s = 0
+                for p in range(k):
+                    s = s + a[i * lda + p] * b[j * ldb + p]
+                if beta == 0:
+                    c[i * ldc + j] = alpha * s
+                else:
+                    c[i * ldc + j] = beta * c[i * ldc + j] + alpha * s
+        return
+    if beta == 0:
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] = 0
+    elif beta != 1:
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] = beta * c[i * ldc + j]
+    if ta == c'N':  # (N, N): C[i, :] += alpha sum_p A[i, p] B[p, :]
+        for i in range(m):
+            for p in range(k):
+                aip = alpha * a[i * lda + p]
+                for j in range(n):
+                    c[i * ldc + j] = c[i * ldc + j] + aip * b[p * ldb + j]
+    else:  # (T, N): C[i, :] += alpha sum_p A[p, i] B[p, :]
+        for p in range(k):
+            for i in range(m):
+                aip = alpha * a[p * lda + i]
+                for j in range(n):
+                    c[i * ldc + j] = c[i * ldc + j] + aip * b[p * ldb + j]
+
+
+cdef void _bias_act(floating* z, const floating* bias, Py_ssize_t m, Py_ssize_t n,
+                    int act) noexcept nogil:
+    """Z := act(Z + b), row by row, in place (softmax acts on whole rows)."""
+    cdef Py_ssize_t i, j
+    cdef floating* row
+    for i in range(m):
+        row = z + i * n
+        if act == ACT_SOFTMAX:
+            for j in range(n):
+                row[j] = row[j] + bias[j]
+            _softmax_row(row, n)
+        elif act == ACT_SIGMOID:
+            for j in range(n):
+                row[j] = _sigmoid(row[j] + bias[j])
+        elif act == ACT_TANH:
+            for j in range(n):
+                row[j] = _tanh(row[j] + bias[j])
+        elif act == ACT_RELU:
+            for j in range(n):
+                row[j] = row[j] + bias[j]
+                if row[j] < 0:
+                    row[j] = 0
+        else:
+            for j in range(n):
+                row[j] = row[j] + bias[j]
+
+
+cdef void _dense(const floating* x, const floating* w, const floating* bias, floating* z,
+                 Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
+    """Z := act(X @ W.T + b); X is m x n_in, W is n_out x n_in, Z is m x n_out."""
+    _gemm(c'N', c'T', m, n_out, n_in, <floating>1, x, n_in, w, n_in, <floating>0, z, n_out)
+    _bias_act(z, bias, m, n_out, act)
+
+
+cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labels,
+                          floating* delta, Py_ssize_t m, Py_ssize_t k,
+                          int output, int loss) noexcept nogil:
+    """A := out(Z) in place, delta := dL/dZ; returns L, the mean loss of the batch.
+
+    mse:                  L = sum (a - y)^2 / (m k);  dL/da = 2 (a - y) / (m k)
+    cross_entropy:        L = sum_i (lse(z_i) - sum_j y_ij z_ij) / m;  dL/dz = (p - y) / m
+    binary_cross_entropy: L = sum (max(z, 0) - y z + log1p(e^-|z|)) / (m k);
+                          dL/dz = (a - y) / (m k)
+    The cross-entropies are taken from z, not from the probabilities, so that
+    they stay finite when a probability rounds to 0 or 1.
+    ``labels`` (integer classes) replaces ``y`` for cross_entropy when not NULL.
+    """
+    cdef Py_ssize_t i, j
+    cdef floating* zr
+    cdef floating* dr
+    cdef const floating* yr = NULL
+    cdef floating a, g, yv, zv, scale, dot
+    cdef double total = 0, yz
+    if loss == LOSS_CROSS_ENTROPY:
+        scale = <floating>1 / m
+    else:
+        scale = <floating>1 / (m * k)
+    for i in range(m):
+        zr = z + i * k
+        dr = delta + i * k
+        if y != NULL:
+            yr = y + i * k
+        if loss == LOSS_CROSS_ENTROPY:
+            total += _log_sum_exp(zr, k)
+            if labels != NULL:
+                total -= zr[labels[i]]
+            else:
+                yz = 0
+                for j in range(k):
+                    yz += yr[j] * zr[j]
+                total -= yz
+            _softmax_row(zr, k)
+            for j in range(k):
+                dr[j] = zr[j] * scale
+            if labels != NULL:
+                dr[labels[i]] -= scale
+            else:
+                for j in range(k):
+                    dr[j] = dr[j] - yr[j] * scale
+        elif loss == LOSS_BINARY_CROSS_ENTROPY:
+            for j in range(k):
+                zv = zr[j]
+                yv = yr[j]
+                total += (zv if zv > 0 else 0) - yv * zv + _log1p(_exp(-fabs(zv)))
+                a = _sigmoid(zv)
+                zr[j] = a
+                dr[j] = (a - yv) * scale
+        else:
+            if output == ACT_SOFTMAX:
+                _softmax_row(zr, k)
+            for j in range(k):
+                if output == ACT_SIGMOID:
+                    zr[j] = _sigmoid(zr[j])
+                g = zr[j] - yr[j]
+                total += g * g
+                dr[j] = 2 * g * scale
+            if output == ACT_SIGMOID:
+                for j in range(k):
+                    dr[j] = dr[j] * zr[j] * (1 - zr[j])
+            elif output == ACT_SOFTMAX:
+                dot = 0
+                for j in range(k):
+                    dot = dot + dr[j] * zr[j]
+                for j in range(k):
+                    dr[j] = zr[j] * (dr[j] - dot)
+    if loss == LOSS_CROSS_ENTROPY:
+        return total / m
+    return total / (m * k)
+
+
+cdef void _hidden_delta(const floating* delta, const floating* w, const floating* a_prev,
+                        floating* delta_prev, Py_ssize_t m, Py_ssize_t n_in,
+                        Py_ssize_t n_out, int act) noexcept nogil:
+    """delta_prev := (delta @ W) * act'(A_prev); delta is m x n_out, W n_out x n_in."""
+    cdef Py_ssize_t i
+    _gemm(c'N', c'N', m, n_in, n_out, <floating>1, delta, n_out, w, n_in,
+          <floating>0, delta_prev, n_in)
+    if act != ACT_IDENTITY:
+        for i in range(m * n_in):
+            delta_prev[i] = delta_prev[i] * _act_prime(a_prev[i], act)
+
+
+cdef void _backward(const floating* delta, const floating* a_prev, floating* gw, floating* gb,
+                    Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out,
+                    floating alpha, floating beta) noexcept nogil:
+    """G_W := alpha delta^T @ A_prev + beta G_W;  g_b := alpha sum_rows(delta) + beta g_b.
+
+    With alpha = 1, beta = 0 these are the gradients; with alpha = -eta, beta = 1
+    and G_W = W, g_b = b they are the gradient-descent update, fused so that the
+    gradient is never stored.
+    """
+    cdef Py_ssize_t i, j
+    cdef floating s
+    _gemm(c'T', c'N', n_out, n_in, m, alpha, delta, n_out, a_prev, n_in, beta, gw, n_in)
+    for j in range(n_out):
+        s = 0
+        for i in range(m):
+            s = s + delta[i * n_out + j]
+        if beta == 0:
+            gb[j] = alpha * s
+        else:
+            gb[j] = beta * gb[j] + alpha * s
+
+
+cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
+                   const Py_ssize_t* offsets, Py_ssize_t n_layers,
+                   int hidden, int output, int loss,
+                   const floating* x, const floating* y, const Py_ssize_t* labels,
+                   Py_ssize_t m, floating* acts, floating* delta0, floating* delta1,
+                   floating eta, int mode) noexcept nogil:
+    """The forward pass, the loss and the backward pass of one mini-batch of m rows.
+
+    mode MODE_LOSS:      A_l := act(A_{l-1} W_l^T + b_l) for every layer; returns L
+    mode MODE_GRADIENTS: also grad := dL/dtheta (the flat layout of theta)
+    mode MODE_SGD:       also theta := theta - eta dL/dtheta, layer by layer from
+                         the last, each W_l updated after it has carried the delta back
+    ``acts`` receives A_1 .. A_L one after the other (m * sizes[l] each).
+    """
+    cdef Py_ssize_t l, n_in, n_out, a_off = 0
+    cdef const floating* a_prev = x
+    cdef floating* a_out
+    cdef floating* d = delta0
+    cdef floating* d_prev = delta1
+    cdef floating* swap
+    cdef double value
+    cdef floating alpha = 1, beta = 0
+    for l in range(n_layers):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        a_out = acts + a_off
+        if l < n_layers - 1:
+            _dense(a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1], a_out,
+                   m, n_in, n_out, hidden)
+        else:
+            _gemm(c'N', c'T', m, n_out, n_in, <floating>1, a_prev, n_in,
+                  theta + offsets[2 * l], n_in, <floating>0, a_out, n_out)
+            _bias_act(a_out, theta + offsets[2 * l + 1], m, n_out, ACT_IDENTITY)
+        a_prev = a_out
+        a_off += m * n_out
+    value = _output_delta(acts + a_off - m * sizes[n_layers], y, labels, d, m,
+                          sizes[n_layers], output, loss)
+    if mode == MODE_LOSS:
+        return value
+    if mode == MODE_SGD:
+        alpha, beta = -eta, 1
+    for l in range(n_layers - 1, -1, -1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        a_off -= m * n_out
+        a_prev = x if l == 0 else acts + a_off - m * n_in
+        if l > 0:
+            _hidden_delta(d, theta + offsets[2 * l], a_prev, d_prev, m, n_in, n_out, hidden)
+        if mode == MODE_SGD:
+            _backward(d, a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1],
+                      m, n_in, n_out, alpha, beta)
+        else:
+            _backward(d, a_prev, grad + offsets[2 * l], grad + offsets[2 * l + 1],
+                      m, n_in, n_out, alpha, beta)
+        swap = d
+        d = d_prev
+        d_prev = swap
+    return value
+
+
+cdef inline bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(v[i]):
+            return False
+    return True
+
+
+# ------------------------------------------------------------ entry points ---
+
+def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1] offsets,
+          int hidden, int output, int loss,
+          const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] labels,
+          const Py_ssize_t[::1] order, Py_ssize_t batch_size, Py_ssize_t epochs,
+          floating eta, double[::1] epoch_losses, floating[::1] acts, floating[::1] deltas,
+          floating[:, ::1] x_batch, floating[:, ::1] y_batch, Py_ssize_t[::1] label_batch,
+          floating[::1] snapshot, Py_ssize_t check_every, Py_ssize_t snapshot_every):
+    """Run ``epochs`` epochs of mini-batch gradient descent; theta is updated in place.
+
+    For every epoch e and batch B (consecutive runs of ``batch_size`` entries of
+    ``order``, or of 0..n-1 when ``order`` is empty):
+        L_B := loss(X[B], Y[B]);  theta := theta - eta dL_B/dtheta
+    and epoch_losses[e] := sum_B |B| L_B / n.
+    Rows of a shuffled batch are gathered into ``x_batch``/``y_batch``/``label_batch``;
+    unshuffled batches are read in place. Pending signals (Ctrl-C) are checked every
+    ``check_every`` batches, with the GIL taken only for that moment.
+
+    theta is copied into ``snapshot`` at the start and every ``snapshot_every`` batches.
+    A batch whose
+    loss is not finite stops training before its update: the return value is then
+    (epoch, batch, 1) when theta is still finite, or (epoch, batch, 2) when it was
+    restored from the snapshot; a full run returns (epochs, 0, 0).
+    """
+    cdef Py_ssize_t n = X.shape[0], n_layers = sizes.shape[0] - 1
+    cdef Py_ssize_t n_in = X.shape[1], k = sizes[n_layers]
+    cdef Py_ssize_t e, start, m, i, row, batches = 0, b = 0
+    cdef Py_ssize_t n_params = theta.shape[0]
+    cdef bint shuffled = order.shape[0] > 0, with_labels = labels.shape[0] > 0
+    cdef const floating* xb
+    cdef const floating* yb
+    cdef const Py_ssize_t* lb
+    cdef double value, total
+    cdef int status = 0
+    cdef Py_ssize_t stop_epoch = epochs, stop_batch = 0
+    with nogil:
+        memcpy(&snapshot[0], &theta[0], n_params * sizeof(floating))
+        for e in range(epochs):
+            total = 0
+            b = 0
+            start = 0
+            while start < n:
+                m = min(batch_size, n - start)
+                xb = NULL
+                yb = NULL
+                lb = NULL
+                if shuffled:
+                    for i in range(m):
+                        row = order[start + i]
+                        memcpy(&x_batch[i, 0], &X[row, 0], n_in * sizeof(floating))
+                        if with_labels:
+                            label_batch[i] = labels[row]
+                        else:
+                            memcpy(&y_batch[i, 0], &Y[row, 0], k * sizeof(floating))
+                    xb = &x_batch[0, 0]
+                    if with_labels:
+                        lb = &label_batch[0]
+                    else:
+                        yb = &y_batch[0, 0]
+                else:
+                    xb = &X[start, 0]
+                    if with_labels:
+                        lb = &labels[start]
+                    else:
+                        yb = &Y[start, 0]
+                value = _batch(&theta[0], NULL, &sizes[0], &offsets[0], n_layers,
+                               hidden, output, loss, xb, yb, lb, m, &acts[0],
+                               &deltas[0], &deltas[deltas.shape[0] // 2], eta, MODE_SGD)
+                if not isfinite(value):
+                    status = 1
+                    if not _all_finite(&theta[0], n_params):
+                        memcpy(&theta[0], &snapshot[0], n_params * sizeof(floating))
+                        status = 2
+                    stop_epoch, stop_batch = e, b
+                    break
+                total += value * m
+                b += 1
+                batches += 1
+                if batches % check_every == 0:
+                    with gil:
+                        PyErr_CheckSignals()
+                if batches % snapshot_every == 0:
+                    memcpy(&snapshot[0], &theta[0], n_params * sizeof(floating))
+                start += m
+            if status:
+                break
+            epoch_losses[e] = total / n
+    if status == 0 and not _all_finite(&theta[0], n_params):
+        memcpy(&theta[0], &snapshot[0], n_params * sizeof(floating))
+        return epochs, b, 2
+    return stop_epoch, stop_batch, status
+
+
+def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
+          const Py_ssize_t[::1] offsets, int hidden, int output, int loss,
+          const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] labels,
+          floating eta, int mode, floating[::1] acts, floating[::1] deltas):
+    """One whole-batch pass: returns L; mode 0 loss only, 1 grad := dL/dtheta,
+    2 theta := theta - eta dL/dtheta. ``acts`` then holds every layer's activations."""
+    cdef Py_ssize_t m = X.shape[0], n_layers = sizes.shape[0] - 1
+    cdef const floating* yb = NULL
+    cdef const Py_ssize_t* lb = NULL
+    cdef floating* g = NULL
+    cdef double value
+    if labels.shape[0] > 0:
+        lb = &labels[0]
+    else:
+        yb = &Y[0, 0]
+    if grad.shape[0] > 0:
+        g = &grad[0]
+    with nogil:
+        value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, hidden, output, loss,
+                       &X[0, 0], yb, lb, m, &acts[0], &deltas[0],
+                       &deltas[deltas.shape[0] // 2], eta, mode)
+    return value
+
+
+def forward(const floating[::1] theta, const Py_ssize_t[::1] sizes,
+            const Py_ssize_t[::1] offsets, int hidden, int output,
+            const floating[:, ::1] X, floating[:, ::1] out, floating[::1] work,
+            Py_ssize_t chunk):
+    """out := the network's output for every row of X, ``chunk`` rows at a time.
+
+    ``work`` holds two chunk x max(hidden width) buffers that the hidden layers
+    alternate between; the last layer writes straight into ``out``.
+    """
+    cdef Py_ssize_t n = X.shape[0], n_layers = sizes.shape[0] - 1
+    cdef Py_ssize_t start, m, l, half = work.shape[0] // 2
+    cdef const floating* a_prev
+    cdef floating* a_out
+    cdef floating* buf0 = &work[0]
+    cdef floating* buf1 = &work[half]
+    with nogil:
+        start = 0
+        while start < n:
+            m = min(chunk, n - start)
+            a_prev = &X[start, 0]
+            for l in range(n_layers):
+                if l == n_layers - 1:
+                    a_out = &out[start, 0]
+                else:
+                    a_out = buf0 if l % 2 == 0 else buf1
+                _dense(a_prev, &theta[offsets[2 * l]], &theta[offsets[2 * l + 1]], a_out,
+                       m, sizes[l], sizes[l + 1], output if l == n_layers - 1 else hidden)
+                a_prev = a_out
+            start += m
+
+
+# Per-layer kernels, one call each: the steps of the worked example, and the units
+# the kernel tests hold against the reference.
+
+def dense(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
+          floating[:, ::1] Z):
+    """Z := X @ W.T + b."""
+    with nogil:
+        _gemm(c'N', c'T', X.shape[0], W.shape[0], X.shape[1], <floating>1, &X[0, 0],
+              X.shape[1], &W[0, 0], W.shape[1], <floating>0, &Z[0, 0], Z.shape[1])
+        _bias_act(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1], ACT_IDENTITY)
+
+
+def activate(const floating[:, ::1] Z, floating[:, ::1] A, int act):
+    """A := act(Z) (softmax row-wise)."""
+    cdef Py_ssize_t i, j, m = Z.shape[0], n = Z.shape[1]
+    with nogil:
+        for i in range(m):
+            if act == ACT_SOFTMAX:
+                for j in range(n):
+                    A[i, j] = Z[i, j]
+                _softmax_row(&A[i, 0], n)
+            else:
+                for j in range(n):
+                    A[i, j] = _act(Z[i, j], act)
+
+
+def activation_prime(const floating[:, ::1] A, floating[:, ::1] out, int act):
+    """out := act'(z), written from the activation A = act(Z)."""
+    cdef Py_ssize_t i, j
+    with nogil:
+        for i in range(A.shape[0]):
+            for j in range(A.shape[1]):
+                out[i, j] = _act_prime(A[i, j], act)
+
+
+def output_delta(floating[:, ::1] Z, const floating[:, ::1] Y, const Py_ssize_t[::1] labels,
+                 floating[:, ::1] delta, int output, int loss):
+    """Z := out(Z) in place, delta := dL/dZ; returns the mean loss L."""
+    cdef const floating* yb = NULL
+    cdef const Py_ssize_t* lb = NULL
+    cdef double value
+    if labels.shape[0] > 0:
+        lb = &labels[0]
+    else:
+        yb = &Y[0, 0]
+    with nogil:
+        value = _output_delta(&Z[0, 0], yb, lb, &delta[0, 0], Z.shape[0], Z.shape[1],
+                              output, loss)
+    return value
+
+
+def hidden_delta(const floating[:, ::1] delta, const floating[:, ::1] W,
+                 const floating[:, ::1] A_prev, floating[:, ::1] delta_prev, int act):
+    """delta_prev := (delta @ W) * act'(A_prev)."""
+    with nogil:
+        _hidden_delta(&delta[0, 0], &W[0, 0], &A_prev[0, 0], &delta_prev[0, 0],
+                      delta.shape[0], W.shape[1], W.shape[0], act)
+
+
+def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev,
+                     floating[:, ::1] grad_W, floating[::1] grad_b):
+    """grad_W := delta^T @ A_prev;  grad_b := sum over rows of delta."""
+    with nogil:
+        _backward(&delta[0, 0], &A_prev[0, 0], &grad_W[0, 0], &grad_b[0], delta.shape[0],
+                  A_prev.shape[1], delta.shape[1], <floating>1, <floating>0)
+
+
+def sgd_update(floating[::1] theta, const floating[::1] grad, floating eta):
+    """theta := theta - eta grad."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(theta.shape[0]):
+            theta[i] = theta[i] - eta * grad[i]

@@ -1,0 +1,537 @@
+"""The Network: argument checks, allocation, and dispatch to the compiled kernels.
+
+Every public method checks and converts its arguments here (dtype, shape,
+contiguity, finiteness, label range) and allocates the outputs and workspaces
+before any kernel of ``backprop._core`` runs; the kernels trust what they get.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+OUTPUT_ACTIVATIONS = ("sigmoid", "identity", "softmax")
+LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
+#: The output activations each loss is defined for.
+LOSS_OUTPUTS = {
+    "mse": OUTPUT_ACTIVATIONS,
+    "cross_entropy": ("softmax",),
+    "binary_cross_entropy": ("sigmoid",),
+}
+DTYPES = ("float32", "float64")
+
+# Rows per block when only the outputs or the loss are wanted: bounds the workspace.
+_CHUNK = 4096
+# Multiply-adds between two checks for Ctrl-C in the compiled loop (~1 ms of work).
+_SIGNAL_CHECK_WORK = 2_000_000
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss; the network keeps its last finite weights.
+
+    Attributes: ``epoch`` and ``batch`` (0-based) where it happened, and ``losses``,
+    the losses of the epochs completed before it.
+    """
+
+    def __init__(self, message: str, epoch: int, batch: int, losses: list[float]):
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+        self.losses = losses
+
+
+@dataclass
+class Trace:
+    """Every intermediate quantity of one forward and backward pass (``Network.trace``).
+
+    ``zs[l]`` and ``activations[l + 1]`` are layer l's pre-activations and outputs
+    (``activations[0]`` is the input); ``dloss_doutput`` is dL/dy_hat;
+    ``output_prime`` is out'(z_L) (None for softmax, whose derivative is a matrix);
+    ``deltas[l]`` is dL/dz_l; the gradients are those of the mean loss.
+    """
+
+    zs: list[np.ndarray]
+    activations: list[np.ndarray]
+    loss: float
+    dloss_doutput: np.ndarray
+    output_prime: np.ndarray | None
+    deltas: list[np.ndarray]
+    grad_weights: list[np.ndarray]
+    grad_biases: list[np.ndarray]
+
+
+# ------------------------------------------------------------------ checks ---
+
+
+def _check_name(value, name: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {allowed}; got {type(value).__name__}")
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; expected one of {allowed}")
+    return value
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def _check_lr(lr) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"lr must be a real number; got {lr!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0; got {lr}")
+    return float(lr)
+
+
+def _check_sizes(sizes) -> list[int]:
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise TypeError(f"sizes must be a sequence of layer widths like [2, 2, 1]; got {sizes!r}")
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must name at least an input and an output layer; got {sizes}")
+    return [_check_int(s, f"sizes[{i}]", 1) for i, s in enumerate(sizes)]
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"dtype must be one of {DTYPES}; got {dtype!r}") from err
+    if dt.name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}; got {dt.name}")
+    return dt
+
+
+def _as_real_array(value, name: str) -> np.ndarray:
+    """value as an ndarray of booleans, integers or floats, else TypeError/ValueError."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{name} could not be read as a rectangular array: {err}") from err
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}")
+    return arr
+
+
+def _to_float(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+    """arr as a C-contiguous, native-order array of ``dtype`` with only finite values."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} has values too large for {dtype.name}")
+    return out
+
+
+class _Guard:
+    """Lets any number of readers or one writer use a network at a time; refuses the rest.
+
+    Training writes the weights in place without the GIL: a second thread that read or
+    wrote them meanwhile would see half-updated weights, so it gets a RuntimeError.
+    """
+
+    def __init__(self):
+        self._mutex = threading.Lock()
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def reading(self):
+        with self._mutex:
+            if self._writing:
+                raise RuntimeError("the network is being trained in another thread")
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._readers -= 1
+
+    @contextmanager
+    def writing(self):
+        with self._mutex:
+            if self._writing or self._readers:
+                raise RuntimeError("the network is in use in another thread")
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._writing = False
+
+
+# ----------------------------------------------------------------- network ---
+
+
+class Network:
+    """A fully connected feed-forward network trained by backpropagation.
+
+    ``sizes`` gives the width of every layer, input first: ``[2, 2, 1]`` is the
+    tutorial's network. Hidden layers use ``activation``; the last layer uses
+    ``output``; ``loss`` is what training minimises:
+
+    - ``"mse"``: mean over every output element of (y_hat - y)^2 (no 1/2 factor);
+    - ``"cross_entropy"`` (with ``output="softmax"``): mean over samples of
+      -log p[class]; targets are integer classes or rows of class probabilities;
+    - ``"binary_cross_entropy"`` (with ``output="sigmoid"``): mean over every output
+      element of -(y log p + (1 - y) log(1 - p)).
+
+    Weights start Glorot-uniform, U(-r, r) with r = sqrt(6 / (n_in + n_out)), biases
+    at zero, drawn from ``numpy.random.default_rng(seed)``. ``weights[l]`` has shape
+    (n_out, n_in): row j holds the weights into neuron j of layer l.
+    """
+
+    def __init__(
+        self,
+        sizes,
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        loss: str = "mse",
+        dtype="float64",
+        seed=None,
+    ):
+        self._configure(sizes, activation, output, loss, dtype)
+        rng = np.random.default_rng(seed)
+        for W, fan_in, fan_out in zip(self.weights, self.sizes[:-1], self.sizes[1:]):
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            W[...] = rng.uniform(-limit, limit, size=W.shape)
+
+    @classmethod
+    def from_params(
+        cls,
+        weights,
+        biases,
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        loss: str = "mse",
+        dtype="float64",
+    ) -> Network:
+        """A network with the given weights (each (n_out, n_in)) and biases (each (n_out,))."""
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise TypeError("weights must be a list of 2-D arrays, one per layer")
+        if isinstance(biases, np.ndarray) or not isinstance(biases, (list, tuple)):
+            raise TypeError("biases must be a list of 1-D arrays, one per layer")
+        if len(weights) == 0 or len(weights) != len(biases):
+            raise ValueError(
+                f"weights and biases must have one entry per layer; got {len(weights)} "
+                f"weights and {len(biases)} biases"
+            )
+        ws = [_as_real_array(w, f"weights[{l}]") for l, w in enumerate(weights)]
+        bs = [_as_real_array(b, f"biases[{l}]") for l, b in enumerate(biases)]
+        for l, (w, b) in enumerate(zip(ws, bs)):
+            if w.ndim != 2 or w.size == 0:
+                raise ValueError(f"weights[{l}] must be a non-empty 2-D array; got {w.shape}")
+            if b.shape != (w.shape[0],):
+                raise ValueError(f"biases[{l}] must have shape ({w.shape[0]},); got {b.shape}")
+            if l > 0 and w.shape[1] != ws[l - 1].shape[0]:
+                raise ValueError(
+                    f"weights[{l}] takes {w.shape[1]} inputs, but layer {l - 1} has "
+                    f"{ws[l - 1].shape[0]} outputs"
+                )
+        net = cls.__new__(cls)
+        net._configure([ws[0].shape[1]] + [w.shape[0] for w in ws], activation, output, loss,
+                       dtype)
+        for l, (w, b) in enumerate(zip(ws, bs)):
+            net.weights[l][...] = _to_float(w, f"weights[{l}]", net._dtype)
+            net.biases[l][...] = _to_float(b, f"biases[{l}]", net._dtype)
+        return net
+
+    def _configure(self, sizes, activation, output, loss, dtype) -> None:
+        self.sizes = _check_sizes(sizes)
+        self.activation = _check_name(activation, "activation", HIDDEN_ACTIVATIONS)
+        self.output = _check_name(output, "output", OUTPUT_ACTIVATIONS)
+        self.loss_name = _check_name(loss, "loss", LOSSES)
+        if self.output not in LOSS_OUTPUTS[loss]:
+            raise ValueError(
+                f"loss={loss!r} needs output in {LOSS_OUTPUTS[loss]}; got output={output!r}"
+            )
+        self._dtype = _check_dtype(dtype)
+        offsets, n = [], 0
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+            offsets += [n, n + fan_in * fan_out]
+            n += fan_in * fan_out + fan_out
+        self._offsets = np.array(offsets, dtype=np.intp)
+        self._sizes = np.array(self.sizes, dtype=np.intp)
+        self._theta = np.zeros(n, dtype=self._dtype)
+        self._codes = (
+            _core.ACTIVATIONS[self.activation],
+            _core.ACTIVATIONS[self.output],
+            _core.LOSSES[self.loss_name],
+        )
+        self._guard = _Guard()
+
+    # ------------------------------------------------------------ properties ---
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Per-layer weight matrices (n_out, n_in); views: writing into them changes the net."""
+        return [
+            self._theta[o : o + a * b].reshape(b, a)
+            for o, a, b in zip(self._offsets[::2], self.sizes[:-1], self.sizes[1:])
+        ]
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        """Per-layer bias vectors (n_out,); views into the network's parameters."""
+        return [self._theta[o : o + b] for o, b in zip(self._offsets[1::2], self.sizes[1:])]
+
+    def __repr__(self) -> str:
+        return (
+            f"Network({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
+            f"loss={self.loss_name!r}, dtype={self._dtype.name!r})"
+        )
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_guard"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._guard = _Guard()
+
+    # ---------------------------------------------------------------- checks ---
+
+    def _check_X(self, X, name: str = "X") -> tuple[np.ndarray, bool]:
+        arr = _as_real_array(X, name)
+        single = arr.ndim == 1
+        if single:
+            arr = arr[None, :]
+        if arr.ndim != 2:
+            raise ValueError(
+                f"{name} must be 1-D (one sample) or 2-D (n_samples, n_features); "
+                f"got {arr.ndim}-D with shape {arr.shape}"
+            )
+        if arr.shape[0] == 0:
+            raise ValueError(f"{name} has no samples")
+        if arr.shape[1] != self.sizes[0]:
+            raise ValueError(
+                f"{name} has {arr.shape[1]} features, but the network expects {self.sizes[0]}"
+            )
+        return _to_float(arr, name, self._dtype), single
+
+    def _check_Y(self, Y, n: int, single: bool, name: str = "Y"):
+        """Targets as (dense rows (n, k), integer labels (n,)); the unused one is empty."""
+        k = self.sizes[-1]
+        arr = _as_real_array(Y, name)
+        no_labels = np.empty(0, dtype=np.intp)
+        if self.loss_name == "cross_entropy" and (
+            arr.ndim == 0 or (arr.ndim == 1 and not (single and arr.shape[0] == k and k > 1))
+        ):
+            labels = arr.reshape(-1)
+            if labels.shape[0] != n:
+                raise ValueError(f"{name} has {labels.shape[0]} labels but X has {n} samples")
+            if arr.dtype.kind == "f":
+                if not np.isfinite(labels).all():
+                    raise ValueError(f"{name} contains NaN or infinity")
+                if not (labels == np.round(labels)).all():
+                    raise ValueError(f"{name} holds class labels, which must be whole numbers")
+            bad = (labels < 0) | (labels >= k)
+            if bad.any():
+                raise ValueError(
+                    f"{name} contains label {labels[bad][0]!r}, but the network has {k} outputs "
+                    f"(classes 0 to {k - 1})"
+                )
+            return np.empty((0, k), dtype=self._dtype), labels.astype(np.intp)
+        if arr.ndim == 0 or (arr.ndim == 1 and (single or k == 1)):
+            arr = arr.reshape(n if arr.size == n * k else -1, k) if arr.size % k == 0 else arr
+        if arr.ndim != 2 or arr.shape[1] != k:
+            raise ValueError(f"{name} must have shape ({n}, {k}); got {np.shape(Y)}")
+        if arr.shape[0] != n:
+            raise ValueError(f"{name} has {arr.shape[0]} samples but X has {n}")
+        rows = _to_float(arr, name, self._dtype)
+        if self.loss_name == "binary_cross_entropy" and ((rows < 0) | (rows > 1)).any():
+            raise ValueError(f"{name} must lie in [0, 1] for binary_cross_entropy")
+        if self.loss_name == "cross_entropy":
+            if (rows < 0).any():
+                raise ValueError(f"{name} rows are class probabilities and must be >= 0")
+            tol = 1e-4 if self._dtype == np.float32 else 1e-8
+            if not np.allclose(rows.sum(axis=1, dtype=np.float64), 1.0, rtol=0, atol=tol):
+                raise ValueError(f"{name} rows are class probabilities and must sum to 1")
+        return rows, no_labels
+
+    def _workspace(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        widths = self.sizes[1:]
+        acts = np.empty(rows * sum(widths), dtype=self._dtype)
+        deltas = np.empty(2 * rows * max(widths), dtype=self._dtype)
+        return acts, deltas
+
+    # ----------------------------------------------------------- computation ---
+
+    def forward(self, X) -> np.ndarray:
+        """The network's outputs y_hat, shape (n_samples, n_outputs); 1-D X is one sample."""
+        X, _ = self._check_X(X)
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self._dtype)
+        chunk = min(X.shape[0], _CHUNK)
+        work = np.empty(2 * chunk * max(self.sizes[1:]), dtype=self._dtype)
+        hidden, output, _ = self._codes
+        with self._guard.reading():
+            _core.forward(self._theta, self._sizes, self._offsets, hidden, output, X, out, work,
+                          chunk)
+        return out
+
+    def _batch(self, X, Y, mode: int, lr: float = 1.0, grad=None) -> float:
+        X, single = self._check_X(X)
+        rows, labels = self._check_Y(Y, X.shape[0], single)
+        acts, deltas = self._workspace(X.shape[0])
+        if grad is None:
+            grad = np.empty(0, dtype=self._dtype)
+        guard = self._guard.writing() if mode == 2 else self._guard.reading()
+        with guard:
+            return _core.batch(self._theta, grad, self._sizes, self._offsets, *self._codes,
+                               X, rows, labels, lr, mode, acts, deltas)
+
+    def loss(self, X, Y) -> float:
+        """The mean loss over the batch (X, Y)."""
+        return self._batch(X, Y, mode=0)
+
+    def gradients(self, X, Y) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+        """(loss, dL/dweights, dL/dbiases) of the mean loss over the batch (X, Y)."""
+        grad = np.empty_like(self._theta)
+        value = self._batch(X, Y, mode=1, grad=grad)
+        view = self._like(grad)
+        return value, view.weights, view.biases
+
+    def step(self, X, Y, lr: float = 0.1) -> float:
+        """One gradient-descent step on the batch: theta -= lr dL/dtheta; returns L before it."""
+        lr = _check_lr(lr)
+        return self._batch(X, Y, mode=2, lr=lr)
+
+    def fit(self, X, Y, epochs: int = 1, batch_size: int = 1, lr: float = 0.1,
+            shuffle: bool = False, seed=None) -> list[float]:
+        """Mini-batch gradient descent; returns the mean training loss of every epoch.
+
+        Each epoch visits the samples in order (or in a fresh permutation from
+        ``numpy.random.default_rng(seed)`` when ``shuffle``) in batches of
+        ``batch_size`` (the last may be smaller; a batch_size above n is n). The loss
+        of an epoch is the mean, over its samples, of the loss of the batch each was
+        in, taken just before that batch's step. Raises DivergenceError, keeping the
+        last finite weights, if the loss stops being finite.
+        """
+        X, single = self._check_X(X)
+        rows, labels = self._check_Y(Y, X.shape[0], single)
+        epochs = _check_int(epochs, "epochs", 0)
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        lr = _check_lr(lr)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+        n = X.shape[0]
+        m = min(batch_size, n)
+        losses = np.full(epochs, np.nan)
+        if epochs == 0:
+            return []
+        acts, deltas = self._workspace(m)
+        k = self.sizes[-1]
+        x_batch = np.empty((m if shuffle else 0, self.sizes[0]), dtype=self._dtype)
+        y_batch = np.empty((m if shuffle and labels.size == 0 else 0, k), dtype=self._dtype)
+        label_batch = np.empty(m if shuffle and labels.size else 0, dtype=np.intp)
+        snapshot = np.empty_like(self._theta)
+        work = max(1, m * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])))
+        check_every = max(1, _SIGNAL_CHECK_WORK // work)
+        # A copy of theta costs about as much as ~20 multiply-adds per parameter at BLAS
+        # speed; keep snapshots under ~2% of the work.
+        snapshot_every = max(1, math.ceil(1000 * self._theta.size / work))
+        call = (self._theta, self._sizes, self._offsets, *self._codes, X, rows, labels)
+        with self._guard.writing():
+            if shuffle:
+                rng = np.random.default_rng(seed)
+                runs = [(e, rng.permutation(n).astype(np.intp)) for e in range(epochs)]
+            else:
+                runs = [(0, np.empty(0, dtype=np.intp))]
+            for first, order in runs:
+                count = 1 if shuffle else epochs
+                stop_epoch, stop_batch, status = _core.train(
+                    *call, order, m, count, lr, losses[first : first + count], acts, deltas,
+                    x_batch, y_batch, label_batch, snapshot, check_every, snapshot_every,
+                )
+                if status:
+                    epoch = first + stop_epoch
+                    restored = (
+                        "restored from a snapshot taken shortly before"
+                        if status == 2 else "those of the last finite step"
+                    )
+                    raise DivergenceError(
+                        f"training diverged at epoch {epoch}, batch {stop_batch}: the loss is "
+                        f"no longer finite (lr={lr}); the weights are {restored}. "
+                        f"Try a smaller learning rate.",
+                        epoch, stop_batch, losses[:epoch].tolist(),
+                    )
+        return losses.tolist()
+
+    def trace(self, X, Y) -> Trace:
+        """Every intermediate quantity of one forward and backward pass on (X, Y).
+
+        Runs the per-layer kernels one at a time (z, activation, delta, gradients)
+        instead of the fused loop, so each quantity of the worked example can be seen.
+        """
+        X, single = self._check_X(X)
+        rows, labels = self._check_Y(Y, X.shape[0], single)
+        hidden, output, loss = self._codes
+        n, k = X.shape[0], self.sizes[-1]
+        zs, activations = [], [X]
+        with self._guard.reading():
+            weights, biases = [w.copy() for w in self.weights], [b.copy() for b in self.biases]
+        for l, (W, b) in enumerate(zip(weights, biases)):
+            Z = np.empty((n, W.shape[0]), dtype=self._dtype)
+            _core.dense(activations[-1], W, b, Z)
+            A = np.empty_like(Z)
+            _core.activate(Z, A, output if l == self.n_layers - 1 else hidden)
+            zs.append(Z)
+            activations.append(A)
+        delta = np.empty_like(zs[-1])
+        value = _core.output_delta(zs[-1].copy(), rows, labels, delta, output, loss)
+        y_hat = activations[-1]
+        target = rows if labels.size == 0 else np.eye(k, dtype=self._dtype)[labels]
+        if self.loss_name == "mse":
+            dloss = 2 * (y_hat - target) / (n * k)
+        elif self.loss_name == "cross_entropy":
+            with np.errstate(divide="ignore"):
+                dloss = -target / (n * y_hat)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dloss = (y_hat - target) / (y_hat * (1 - y_hat) * n * k)
+        prime = None
+        if self.output != "softmax":
+            prime = np.empty_like(y_hat)
+            _core.activation_prime(y_hat, prime, output)
+        deltas = [delta]
+        grad_w, grad_b = [], []
+        for l in range(self.n_layers - 1, -1, -1):
+            gW, gb = np.empty_like(weights[l]), np.empty_like(biases[l])
+            _core.weight_gradients(deltas[0], activations[l], gW, gb)
+            grad_w.insert(0, gW)
+            grad_b.insert(0, gb)
+            if l > 0:
+                d_prev = np.empty_like(activations[l])
+                _core.hidden_delta(deltas[0], weights[l], activations[l], d_prev, hidden)
+                deltas.insert(0, d_prev)
+        return Trace(zs, activations, value, dloss, prime, deltas, grad_w, grad_b)
+
+    def _like(self, theta: np.ndarray) -> Network:
+        """A network of the same architecture over the given flat parameter array."""
+        net = Network.__new__(Network)
+        net.__dict__.update(self.__dict__)
+        net._theta = theta
+        net._guard = _Guard()
+        return net
