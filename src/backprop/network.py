@@ -242,8 +242,7 @@ class Network:
                     f"{ws[l - 1].shape[0]} outputs"
                 )
         net = cls.__new__(cls)
-        net._configure([ws[0].shape[1]] + [w.shape[0] for w in ws], activation, output, loss,
-                       dtype)
+        net._configure([ws[0].shape[1]] + [w.shape[0] for w in ws], activation, output, loss, dtype)
         for l, (w, b) in enumerate(zip(ws, bs)):
             net.weights[l][...] = _to_float(w, f"weights[{l}]", net._dtype)
             net.biases[l][...] = _to_float(b, f"biases[{l}]", net._dtype)
@@ -350,8 +349,8 @@ class Network:
             bad = (labels < 0) | (labels >= k)
             if bad.any():
                 raise ValueError(
-                    f"{name} contains label {labels[bad][0]!r}, but the network has {k} outputs "
-                    f"(classes 0 to {k - 1})"
+                    f"{name} contains label {labels[bad][0].item()!r}, but the network has "
+                    f"{k} outputs (classes 0 to {k - 1})"
                 )
             return np.empty((0, k), dtype=self._dtype), labels.astype(np.intp)
         if arr.ndim == 0 or (arr.ndim == 1 and (single or k == 1)):
@@ -387,8 +386,9 @@ class Network:
         work = np.empty(2 * chunk * max(self.sizes[1:]), dtype=self._dtype)
         hidden, output, _ = self._codes
         with self._guard.reading():
-            _core.forward(self._theta, self._sizes, self._offsets, hidden, output, X, out, work,
-                          chunk)
+            _core.forward(
+                self._theta, self._sizes, self._offsets, hidden, output, X, out, work, chunk
+            )
         return out
 
     def _batch(self, X, Y, mode: int, lr: float = 1.0, grad=None) -> float:
@@ -399,8 +399,20 @@ class Network:
             grad = np.empty(0, dtype=self._dtype)
         guard = self._guard.writing() if mode == 2 else self._guard.reading()
         with guard:
-            return _core.batch(self._theta, grad, self._sizes, self._offsets, *self._codes,
-                               X, rows, labels, lr, mode, acts, deltas)
+            return _core.batch(
+                self._theta,
+                grad,
+                self._sizes,
+                self._offsets,
+                *self._codes,
+                X,
+                rows,
+                labels,
+                lr,
+                mode,
+                acts,
+                deltas,
+            )
 
     def loss(self, X, Y) -> float:
         """The mean loss over the batch (X, Y)."""
@@ -418,8 +430,16 @@ class Network:
         lr = _check_lr(lr)
         return self._batch(X, Y, mode=2, lr=lr)
 
-    def fit(self, X, Y, epochs: int = 1, batch_size: int = 1, lr: float = 0.1,
-            shuffle: bool = False, seed=None) -> list[float]:
+    def fit(
+        self,
+        X,
+        Y,
+        epochs: int = 1,
+        batch_size: int = 1,
+        lr: float = 0.1,
+        shuffle: bool = False,
+        seed=None,
+    ) -> list[float]:
         """Mini-batch gradient descent; returns the mean training loss of every epoch.
 
         Each epoch visits the samples in order (or in a fresh permutation from
@@ -462,20 +482,35 @@ class Network:
             for first, order in runs:
                 count = 1 if shuffle else epochs
                 stop_epoch, stop_batch, status = _core.train(
-                    *call, order, m, count, lr, losses[first : first + count], acts, deltas,
-                    x_batch, y_batch, label_batch, snapshot, check_every, snapshot_every,
+                    *call,
+                    order,
+                    m,
+                    count,
+                    lr,
+                    losses[first : first + count],
+                    acts,
+                    deltas,
+                    x_batch,
+                    y_batch,
+                    label_batch,
+                    snapshot,
+                    check_every,
+                    snapshot_every,
                 )
                 if status:
                     epoch = first + stop_epoch
                     restored = (
                         "restored from a snapshot taken shortly before"
-                        if status == 2 else "those of the last finite step"
+                        if status == 2
+                        else "those of the last finite step"
                     )
                     raise DivergenceError(
                         f"training diverged at epoch {epoch}, batch {stop_batch}: the loss is "
                         f"no longer finite (lr={lr}); the weights are {restored}. "
                         f"Try a smaller learning rate.",
-                        epoch, stop_batch, losses[:epoch].tolist(),
+                        epoch,
+                        stop_batch,
+                        losses[:epoch].tolist(),
                     )
         return losses.tolist()
 

@@ -1,0 +1,258 @@
+"""The compiled Network against the pure-Python reference, finite differences and the tutorial."""
+
+import itertools
+
+import numpy as np
+import pytest
+from tutorial import B1, B2, B3, LR, W11, W12, W21, W22, W31, W32, X1, X2, Y, by_hand
+
+from backprop import Network, _core, reference
+
+SHAPES = [[2, 2, 1], [3, 5, 4, 2], [4, 3], [2, 1, 3], [7, 16, 8, 5]]
+ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity"]
+# (output, loss, target kind)
+HEADS = [
+    ("sigmoid", "mse", "rows"),
+    ("identity", "mse", "rows"),
+    ("softmax", "mse", "rows"),
+    ("softmax", "cross_entropy", "labels"),
+    ("softmax", "cross_entropy", "probabilities"),
+    ("sigmoid", "binary_cross_entropy", "rows"),
+]
+TOL = {"float64": dict(rtol=1e-12, atol=1e-13), "float32": dict(rtol=1e-5, atol=1e-6)}
+# Looser for weights after several epochs of training: rounding compounds step by step.
+FIT_TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=2e-5)}
+
+
+@pytest.fixture(params=["loops", "blas"])
+def kernel_path(request):
+    """Run a test once with the hand-written small-product loops and once with BLAS gemm."""
+    previous = _core.set_blas_min_work(0 if request.param == "blas" else 1 << 62)
+    yield request.param
+    _core.set_blas_min_work(previous)
+
+
+def make_problem(sizes, output, loss, kind, dtype, n=11, seed=0):
+    """A random network (fast and reference, same weights) and a data set for it."""
+    rng = np.random.default_rng(seed)
+    k = sizes[-1]
+    net = Network(sizes, activation="tanh", output=output, loss=loss, dtype=dtype, seed=seed)
+    # Data representable in float32, so both dtypes see the same numbers.
+    X = rng.normal(size=(n, sizes[0])).astype(np.float32).astype(np.float64)
+    if kind == "labels":
+        Yt = rng.integers(0, k, size=n)
+    elif kind == "probabilities":
+        Yt = rng.dirichlet(np.ones(k), size=n).astype(np.float32).astype(np.float64)
+        Yt /= Yt.sum(axis=1, keepdims=True)
+    else:
+        Yt = rng.uniform(0, 1, size=(n, k)).astype(np.float32).astype(np.float64)
+    return net, X, Yt
+
+
+def pair(sizes, activation, output, loss, dtype, seed=0):
+    fast = Network(sizes, activation=activation, output=output, loss=loss, dtype=dtype, seed=seed)
+    ref = reference.Network.from_params(
+        [w.astype(np.float64) for w in fast.weights],
+        [b.astype(np.float64) for b in fast.biases],
+        activation=activation,
+        output=output,
+        loss=loss,
+    )
+    return fast, ref
+
+
+def cases():
+    for sizes, activation, (output, loss, kind) in itertools.product(SHAPES, ACTIVATIONS, HEADS):
+        if output == "softmax" and sizes[-1] == 1:
+            continue
+        yield sizes, activation, output, loss, kind
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("sizes,activation,output,loss,kind", list(cases()))
+def test_forward_loss_gradients_match_reference(
+    sizes, activation, output, loss, kind, dtype, kernel_path
+):
+    _, X, Yt = make_problem(sizes, output, loss, kind, dtype)
+    fast, ref = pair(sizes, activation, output, loss, dtype)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(fast.forward(X), np.array(ref.forward(X)), **tol)
+    assert fast.forward(X).dtype == np.dtype(dtype)
+    np.testing.assert_allclose(fast.loss(X, Yt), ref.loss(X, Yt), **tol)
+    value, gw, gb = fast.gradients(X, Yt)
+    ref_value, ref_gw, ref_gb = ref.gradients(X, Yt)
+    np.testing.assert_allclose(value, ref_value, **tol)
+    for got, want in zip(gw + gb, ref_gw + ref_gb):
+        np.testing.assert_allclose(got, np.array(want), **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_size", [1, 4, 11])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize(
+    "sizes,activation,output,loss,kind",
+    [
+        ([3, 5, 4, 2], "sigmoid", "sigmoid", "mse", "rows"),
+        ([3, 5, 4, 2], "relu", "identity", "mse", "rows"),
+        ([4, 6, 3], "tanh", "softmax", "cross_entropy", "labels"),
+        ([4, 6, 3], "identity", "softmax", "cross_entropy", "probabilities"),
+        ([4, 6, 3], "sigmoid", "softmax", "mse", "rows"),
+        ([2, 3, 2], "tanh", "sigmoid", "binary_cross_entropy", "rows"),
+    ],
+)
+def test_fit_matches_reference(
+    sizes, activation, output, loss, kind, shuffle, batch_size, dtype, kernel_path
+):
+    _, X, Yt = make_problem(sizes, output, loss, kind, dtype)
+    fast, ref = pair(sizes, activation, output, loss, dtype, seed=3)
+    args = dict(epochs=3, batch_size=batch_size, lr=0.5, shuffle=shuffle, seed=7)
+    losses = fast.fit(X, Yt, **args)
+    ref_losses = ref.fit(X, Yt, **args)
+    tol = FIT_TOL[dtype]
+    np.testing.assert_allclose(losses, ref_losses, **tol)
+    for got, want in zip(fast.weights + fast.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(got, np.array(want), **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_step_matches_reference(dtype, kernel_path):
+    _, X, Yt = make_problem([3, 5, 2], "softmax", "cross_entropy", "labels", dtype)
+    fast, ref = pair([3, 5, 2], "relu", "softmax", "cross_entropy", dtype)
+    for _ in range(3):
+        np.testing.assert_allclose(fast.step(X, Yt, lr=0.3), ref.step(X, Yt, lr=0.3), **TOL[dtype])
+    for got, want in zip(fast.weights + fast.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(got, np.array(want), **FIT_TOL[dtype])
+
+
+@pytest.mark.parametrize("sizes,activation,output,loss,kind", list(cases())[::3])
+def test_gradients_match_finite_differences(sizes, activation, output, loss, kind):
+    net, X, Yt = make_problem(sizes, output, loss, kind, "float64", n=5, seed=1)
+    net = Network(sizes, activation=activation, output=output, loss=loss, seed=2)
+    if activation == "relu":  # keep pre-activations away from the kink at 0
+        for b in net.biases[:-1]:
+            b += 0.05
+    _, gw, gb = net.gradients(X, Yt)
+    h = 1e-6
+    for params, grads in ((net.weights, gw), (net.biases, gb)):
+        for p, g in zip(params, grads):
+            numeric = np.empty_like(p)
+            for idx in np.ndindex(p.shape):
+                saved = p[idx]
+                p[idx] = saved + h
+                up = net.loss(X, Yt)
+                p[idx] = saved - h
+                down = net.loss(X, Yt)
+                p[idx] = saved
+                numeric[idx] = (up - down) / (2 * h)
+            np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8)
+
+
+def tutorial_net(dtype="float64"):
+    return Network.from_params(
+        [[[W11, W12], [W21, W22]], [[W31, W32]]], [[B1, B2], [B3]], dtype=dtype
+    )
+
+
+def test_tutorial_worked_by_hand(kernel_path):
+    v = by_hand()
+    net = tutorial_net()
+    assert net.weights[0][0].tolist() == [0.4, 0.3]
+    close = dict(rel=1e-12, abs=1e-15)
+    assert net.forward([X1, X2])[0, 0] == pytest.approx(v["y_hat"], **close)
+    assert net.loss([X1, X2], [Y]) == pytest.approx(v["loss"], **close)
+    value, gw, gb = net.gradients([X1, X2], [Y])
+    assert value == pytest.approx(v["loss"], **close)
+    expect_w = [[[v["dL_dw11"], v["dL_dw12"]], [v["dL_dw21"], v["dL_dw22"]]],
+                [[v["dL_dw31"], v["dL_dw32"]]]]  # fmt: skip
+    expect_b = [[v["dL_db1"], v["dL_db2"]], [v["dL_db3"]]]
+    for got, want in zip(gw + gb, expect_w + expect_b):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    assert net.step([X1, X2], [Y], lr=LR) == pytest.approx(v["loss"], **close)
+    np.testing.assert_allclose(
+        net.weights[0], [[v["w11"], v["w12"]], [v["w21"], v["w22"]]], rtol=1e-12
+    )
+    np.testing.assert_allclose(net.weights[1], [[v["w31"], v["w32"]]], rtol=1e-12)
+    np.testing.assert_allclose(net.biases[0], [v["b1"], v["b2"]], rtol=1e-12)
+    np.testing.assert_allclose(net.biases[1], [v["b3"]], rtol=1e-12)
+
+
+def test_tutorial_trace_by_hand():
+    v = by_hand()
+    t = tutorial_net().trace([X1, X2], [Y])
+    got = {
+        "z1": t.zs[0][0, 0], "h1": t.activations[1][0, 0], "z2": t.zs[0][0, 1],
+        "h2": t.activations[1][0, 1], "z3": t.zs[1][0, 0], "y_hat": t.activations[2][0, 0],
+        "dL_dy_hat": t.dloss_doutput[0, 0], "dy_hat_dz3": t.output_prime[0, 0],
+        "delta3": t.deltas[1][0, 0], "delta1": t.deltas[0][0, 0], "delta2": t.deltas[0][0, 1],
+    }  # fmt: skip
+    for name, value in got.items():
+        assert value == pytest.approx(v[name], rel=1e-12, abs=1e-15), name
+
+
+def test_fit_one_full_batch_epoch_is_one_step():
+    _, X, Yt = make_problem([3, 4, 2], "sigmoid", "mse", "rows", "float64")
+    a = Network([3, 4, 2], seed=5)
+    b = Network([3, 4, 2], seed=5)
+    (epoch_loss,) = a.fit(X, Yt, epochs=1, batch_size=len(X) + 10, lr=0.2)
+    assert epoch_loss == b.step(X, Yt, lr=0.2)
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_seed_reproduces_initial_weights_and_training():
+    rng = np.random.default_rng(0)
+    X, Yt = rng.normal(size=(20, 3)), rng.integers(0, 2, size=20)
+    runs = []
+    for _ in range(2):
+        net = Network([3, 8, 2], activation="relu", output="softmax", loss="cross_entropy", seed=9)
+        losses = net.fit(X, Yt, epochs=4, batch_size=3, shuffle=True, seed=1)
+        runs.append((losses, [w.copy() for w in net.weights]))
+    assert runs[0][0] == runs[1][0]
+    for wa, wb in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(wa, wb)
+    draw = np.random.default_rng(9).uniform(-np.sqrt(6 / 11), np.sqrt(6 / 11), size=(8, 3))
+    np.testing.assert_array_equal(Network([3, 8, 2], seed=9).weights[0], draw)
+
+
+def test_float32_network_keeps_float32():
+    net = Network([3, 4, 2], dtype="float32", seed=0)
+    X = np.ones((5, 3))
+    assert net.forward(X).dtype == np.float32
+    assert all(w.dtype == np.float32 for w in net.weights)
+    net.fit(X, np.zeros((5, 2)), epochs=2)
+    assert all(b.dtype == np.float32 for b in net.biases)
+
+
+def test_weights_are_views_into_the_network():
+    net = Network([2, 2, 1], seed=0)
+    net.weights[0][...] = 0
+    net.biases[1][0] = 5.0
+    assert net.forward([1.0, 2.0])[0, 0] == pytest.approx(1 / (1 + np.exp(-5 - 0.5 * sum(
+        net.weights[1][0]))))  # fmt: skip
+
+
+def test_learns_xor():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    Yt = np.array([0, 1, 1, 0])
+    net = Network([2, 8, 2], activation="tanh", output="softmax", loss="cross_entropy", seed=1)
+    losses = net.fit(X, Yt, epochs=500, batch_size=4, lr=0.5)
+    assert losses[-1] < 0.05 < losses[0]
+    assert (net.forward(X).argmax(axis=1) == Yt).all()
+
+
+def test_large_layers_use_blas_and_agree_with_loops():
+    """The same step on a layer big enough for gemm, once per path, gives the same weights."""
+    rng = np.random.default_rng(0)
+    X, Yt = rng.normal(size=(64, 96)), rng.integers(0, 10, size=64)
+    results = []
+    for work in (0, 1 << 62):
+        previous = _core.set_blas_min_work(work)
+        try:
+            net = Network([96, 80, 10], activation="relu", output="softmax",
+                          loss="cross_entropy", seed=4)  # fmt: skip
+            net.fit(X, Yt, epochs=2, batch_size=16, lr=0.1)
+            results.append(net.weights)
+        finally:
+            _core.set_blas_min_work(previous)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)

@@ -1,0 +1,208 @@
+"""Bad arguments raise ValueError or TypeError naming the argument, before any kernel runs."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from backprop import Network
+
+
+def ce_net(**kw):
+    return Network([3, 4, 3], activation="relu", output="softmax", loss="cross_entropy", **kw)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(activation="softplus"), ValueError, "activation"),
+        (dict(activation=3), TypeError, "activation"),
+        (dict(output="tanh"), ValueError, "output"),
+        (dict(loss="hinge"), ValueError, "loss"),
+        (dict(loss="cross_entropy", output="sigmoid"), ValueError, "loss"),
+        (dict(loss="binary_cross_entropy", output="identity"), ValueError, "loss"),
+        (dict(dtype="float16"), ValueError, "dtype"),
+        (dict(dtype="int32"), ValueError, "dtype"),
+        (dict(dtype=object()), TypeError, "dtype"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Network([2, 2, 1], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "sizes,error",
+    [([2, 0, 1], ValueError), ([2, -1], ValueError), ([3], ValueError), ([], ValueError),
+     ([2, 2.5, 1], TypeError), ([2, True], TypeError), (5, TypeError), ("221", TypeError)],
+)  # fmt: skip
+def test_bad_sizes(sizes, error):
+    with pytest.raises(error, match="sizes"):
+        Network(sizes)
+
+
+@pytest.mark.parametrize(
+    "X,match",
+    [
+        (np.ones((4, 2)), "X has 2 features, but the network expects 3"),
+        (np.ones((0, 3)), "X has no samples"),
+        (np.ones((2, 3, 1)), "X must be 1-D"),
+        (np.array([[1.0, np.nan, 0.0]]), "X contains NaN"),
+        (np.array([[1.0, np.inf, 0.0]]), "X contains NaN or infinity"),
+        ([[1, 2], [3]], "X could not be read"),
+    ],
+)
+def test_bad_X(X, match):
+    net = ce_net(seed=0)
+    for call in (lambda: net.forward(X), lambda: net.fit(X, [0]), lambda: net.loss(X, [0])):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+@pytest.mark.parametrize("X", [np.array([["a", "b", "c"]]), np.ones((1, 3), dtype=complex),
+                               np.array([[None, 1, 2]], dtype=object)])  # fmt: skip
+def test_non_numeric_X_is_a_type_error(X):
+    with pytest.raises(TypeError, match="X must hold real numbers"):
+        ce_net(seed=0).forward(X)
+
+
+def test_float32_overflow_in_X():
+    net = Network([1, 1], dtype="float32")
+    with pytest.raises(ValueError, match="X has values too large for float32"):
+        net.forward([[1e300]])
+
+
+@pytest.mark.parametrize(
+    "Y,match",
+    [
+        ([0, 1, 3, 0], "label 3, but the network has 3 outputs"),
+        ([0, 1, -1, 0], "label -1"),
+        ([0, 1, 2], "3 labels but X has 4 samples"),
+        ([0.0, 1.5, 2.0, 0.0], "whole numbers"),
+        ([0.0, np.nan, 2.0, 0.0], "NaN"),
+        (np.full((4, 3), 0.5), "sum to 1"),
+        (np.tile([1.5, -0.5, 0.0], (4, 1)), ">= 0"),
+        (np.ones((4, 2)) / 2, r"shape \(4, 3\)"),
+    ],
+)
+def test_bad_cross_entropy_targets(Y, match):
+    net = ce_net(seed=0)
+    X = np.ones((4, 3))
+    for call in (lambda: net.fit(X, Y), lambda: net.gradients(X, Y), lambda: net.step(X, Y)):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+@pytest.mark.parametrize(
+    "Y,match",
+    [
+        (np.ones((4, 1)), r"shape \(4, 2\)"),
+        (np.ones((5, 2)), "5 samples but X has 4"),
+        (np.full((4, 2), np.inf), "Y contains NaN or infinity"),
+        (np.ones(8), r"shape \(4, 2\)"),
+    ],
+)
+def test_bad_mse_targets(Y, match):
+    net = Network([3, 2], output="identity")
+    with pytest.raises(ValueError, match=match):
+        net.fit(np.ones((4, 3)), Y)
+
+
+def test_binary_cross_entropy_targets_must_be_probabilities():
+    net = Network([3, 2], output="sigmoid", loss="binary_cross_entropy")
+    with pytest.raises(ValueError, match=r"Y must lie in \[0, 1\]"):
+        net.loss(np.ones((1, 3)), [[0.0, 2.0]])
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(lr=0), ValueError, "lr must be a finite number > 0"),
+        (dict(lr=-0.1), ValueError, "lr"),
+        (dict(lr=float("nan")), ValueError, "lr"),
+        (dict(lr="0.1"), TypeError, "lr"),
+        (dict(batch_size=0), ValueError, "batch_size must be >= 1"),
+        (dict(batch_size=2.0), TypeError, "batch_size"),
+        (dict(epochs=-1), ValueError, "epochs must be >= 0"),
+        (dict(shuffle="yes"), TypeError, "shuffle"),
+    ],
+)
+def test_bad_fit_arguments(kwargs, error, match):
+    net = Network([3, 2], seed=0)
+    before = [w.copy() for w in net.weights]
+    with pytest.raises(error, match=match):
+        net.fit(np.ones((4, 3)), np.zeros((4, 2)), **kwargs)
+    for a, b in zip(before, net.weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_step_rejects_bad_lr():
+    with pytest.raises(ValueError, match="lr"):
+        Network([3, 2]).step(np.ones((1, 3)), np.zeros((1, 2)), lr=-1)
+
+
+@pytest.mark.parametrize(
+    "weights,biases,match",
+    [
+        ([np.ones((2, 2)), np.ones((1, 3))], [np.ones(2), np.ones(1)], r"weights\[1\] takes 3"),
+        ([np.ones((2, 2))], [np.ones(3)], r"biases\[0\] must have shape \(2,\)"),
+        ([np.ones((2, 2))], [], "one entry per layer"),
+        ([np.ones(2)], [np.ones(2)], r"weights\[0\] must be a non-empty 2-D"),
+        ([np.full((1, 1), np.nan)], [np.ones(1)], r"weights\[0\] contains NaN"),
+    ],
+)
+def test_bad_from_params(weights, biases, match):
+    with pytest.raises(ValueError, match=match):
+        Network.from_params(weights, biases)
+
+
+def test_inputs_that_need_converting_are_converted_not_misread():
+    net = Network([3, 4, 2], activation="tanh", output="identity", seed=0)
+    X = np.arange(24, dtype=np.float64).reshape(4, 6)[:, ::2] / 10  # non-contiguous
+    expected = net.forward(np.ascontiguousarray(X))
+    swapped = X.astype(X.dtype.newbyteorder())
+    readonly = np.ascontiguousarray(X)
+    readonly.flags.writeable = False
+    for variant in (X, swapped, readonly, X.tolist(), (X * 10).astype(np.int64) / 10):
+        np.testing.assert_allclose(net.forward(variant), expected, rtol=1e-15)
+    np.testing.assert_array_equal(net.forward(np.ones((2, 3), dtype=bool)),
+                                  net.forward(np.ones((2, 3))))  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    activation=st.sampled_from(["sigmoid", "tanh", "relu", "identity"]),
+    head=st.sampled_from(
+        [
+            ("sigmoid", "mse"),
+            ("identity", "mse"),
+            ("softmax", "cross_entropy"),
+            ("sigmoid", "binary_cross_entropy"),
+        ]
+    ),  # fmt: skip
+    n=st.integers(1, 9),
+    batch_size=st.integers(1, 12),
+    dtype=st.sampled_from(["float32", "float64"]),
+    data=st.data(),
+)
+def test_property_fit_and_forward_give_finite_results_of_the_right_shape(
+    sizes, activation, head, n, batch_size, dtype, data
+):
+    output, loss = head
+    net = Network(sizes, activation=activation, output=output, loss=loss, dtype=dtype, seed=0)
+    X = data.draw(hnp.arrays(np.float64, (n, sizes[0]), elements=st.floats(-2, 2)))
+    k = sizes[-1]
+    if loss == "cross_entropy":
+        Y = data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, k - 1)))
+    else:
+        Y = data.draw(hnp.arrays(np.float64, (n, k), elements=st.floats(0, 1)))
+    losses = net.fit(X, Y, epochs=2, batch_size=batch_size, lr=0.02)
+    assert len(losses) == 2 and np.isfinite(losses).all()
+    out = net.forward(X)
+    assert out.shape == (n, k) and out.dtype == np.dtype(dtype) and np.isfinite(out).all()
+    if output != "identity":
+        assert ((out >= 0) & (out <= 1)).all()
+    if output == "softmax":
+        np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)
