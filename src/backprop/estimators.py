@@ -1,0 +1,1473 @@
+"""scikit-learn estimators: ``MLPClassifier`` and ``MLPRegressor``.
+
+Drop-in replacements for the estimators of the same names in
+``sklearn.neural_network`` (scikit-learn 1.9): the same parameters, attributes and
+validation, and the same fitted model for the same data, parameters and
+``random_state`` -- the weights are drawn from the same random stream, the batches
+come in the same order, and every update computes the same terms in the same order.
+Two parameters are added: ``dtype`` (the floating type of the network) and
+``callbacks`` (called after each epoch, able to stop training).
+
+Design
+------
+All parameters of a network live in one flat vector, laid out as scikit-learn packs
+them for L-BFGS::
+
+    params = [W_0.ravel(), ..., W_{L-1}.ravel(), b_0, ..., b_{L-1}]
+
+with ``W_i`` of shape ``(units[i], units[i + 1])`` in C order and ``b_i`` of length
+``units[i + 1]``. ``coefs_`` and ``intercepts_`` are views into it. Gradients and the
+optimizer state (SGD velocity, Adam moments) use the same layout.
+
+Training reduces to two functions over flat arrays:
+
+``_run_epoch``
+    every mini-batch step of one epoch: gather, forward, loss, backward, update;
+``_loss_grad``
+    the full-batch loss and gradient, the objective handed to L-BFGS.
+
+The estimator owns every buffer and all bookkeeping (validation, schedules, stopping
+rules, early stopping, callbacks); the two functions trust their inputs and allocate
+nothing per batch, so a compiled kernel can take their place unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+from scipy.special import expit, xlogy
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    _fit_context,
+    is_classifier,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.extmath import safe_sparse_dot
+from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    type_of_target,
+    unique_labels,
+)
+from sklearn.utils.optimize import _check_optimize_result
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+__all__ = ["EpochInfo", "MLPClassifier", "MLPRegressor", "plot_loss_curve"]
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+
+
+# --------------------------------------------------------------------------------------
+# Flat parameter layout
+# --------------------------------------------------------------------------------------
+
+
+def _layout_offsets(layer_units: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Start offsets of every W_i and b_i in the flat vector, each list closed by its end."""
+    coef_offsets = [0]
+    for n_in, n_out in zip(layer_units[:-1], layer_units[1:]):
+        coef_offsets.append(coef_offsets[-1] + n_in * n_out)
+    intercept_offsets = [coef_offsets[-1]]
+    for n_out in layer_units[1:]:
+        intercept_offsets.append(intercept_offsets[-1] + n_out)
+    return coef_offsets, intercept_offsets
+
+
+def _n_params(layer_units: Sequence[int]) -> int:
+    return _layout_offsets(layer_units)[1][-1]
+
+
+def _unflatten(flat: np.ndarray, layer_units: Sequence[int]):
+    """Views ``(coefs, intercepts)`` into ``flat``, in scikit-learn's shapes."""
+    coef_offsets, intercept_offsets = _layout_offsets(layer_units)
+    coefs, intercepts = [], []
+    for i in range(len(layer_units) - 1):
+        shape = (layer_units[i], layer_units[i + 1])
+        coefs.append(flat[coef_offsets[i] : coef_offsets[i + 1]].reshape(shape))
+        intercepts.append(flat[intercept_offsets[i] : intercept_offsets[i + 1]])
+    return coefs, intercepts
+
+
+def _flatten(coefs, intercepts, dtype) -> np.ndarray:
+    return np.concatenate([np.ravel(a) for a in list(coefs) + list(intercepts)]).astype(
+        dtype, copy=False
+    )
+
+
+def _workspace_size(layer_units: Sequence[int], rows: int, *, gather: bool) -> int:
+    """Length of the scratch vector ``work`` for batches of up to ``rows`` samples.
+
+    ``gather`` adds room for the gathered batch of X, Y and sample weights, which
+    ``_run_epoch`` needs and ``_loss_grad`` (which reads X in place) does not.
+    """
+    units = list(layer_units)
+    size = 2 * rows * sum(units[1:]) + rows * max(units[1:]) + 2 * _n_params(units)
+    if gather:
+        size += rows * (units[0] + units[-1] + 1)
+    return size
+
+
+@dataclass
+class _Scratch:
+    """Views carved from ``work``; see ``_workspace_size``."""
+
+    activations: list  # activations[i + 1] is the output of layer i, (rows, units[i + 1])
+    deltas: list  # deltas[i] is dLoss/dZ of layer i, (rows, units[i + 1])
+    tmp: np.ndarray  # (rows * max(units[1:]),) for derivative factors and the loss
+    update: np.ndarray  # (n_params,) optimizer step and L2 term
+    denom: np.ndarray  # (n_params,) Adam denominator, Nesterov look-ahead
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    sample_weight: np.ndarray | None = None
+
+
+def _carve(work: np.ndarray, layer_units: Sequence[int], rows: int, gather: bool) -> _Scratch:
+    units = list(layer_units)
+    n_params = _n_params(units)
+    pos = 0
+
+    def take(n):
+        nonlocal pos
+        view = work[pos : pos + n]
+        pos += n
+        return view
+
+    activations = [None] + [take(rows * u).reshape(rows, u) for u in units[1:]]
+    deltas = [take(rows * u).reshape(rows, u) for u in units[1:]]
+    scratch = _Scratch(
+        activations=activations,
+        deltas=deltas,
+        tmp=take(rows * max(units[1:])),
+        update=take(n_params),
+        denom=take(n_params),
+    )
+    if gather:
+        scratch.x = take(rows * units[0]).reshape(rows, units[0])
+        scratch.y = take(rows * units[-1]).reshape(rows, units[-1])
+        scratch.sample_weight = take(rows)
+    return scratch
+
+
+# --------------------------------------------------------------------------------------
+# Activations, their derivatives, losses
+# --------------------------------------------------------------------------------------
+
+
+def _activate(name: str, z: np.ndarray) -> None:
+    """z := act(z), in place."""
+    if name == "relu":
+        np.maximum(z, 0, out=z)
+    elif name == "tanh":
+        np.tanh(z, out=z)
+    elif name == "logistic":
+        expit(z, out=z)
+    elif name == "exp":
+        np.exp(z, out=z)
+    elif name == "softmax":
+        # Shifting by the row maximum keeps exp from overflowing; the ratio is unchanged.
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+
+
+def _apply_derivative(name: str, a: np.ndarray, delta: np.ndarray, tmp: np.ndarray) -> None:
+    """delta := delta * act'(z), with the derivative written from the output a = act(z)."""
+    if name == "relu":
+        # a >= 0, so sign(a) is 1 where the unit is active and 0 where it is not.
+        np.sign(a, out=tmp)
+        delta *= tmp
+    elif name == "tanh":
+        np.multiply(a, a, out=tmp)
+        np.subtract(1, tmp, out=tmp)
+        delta *= tmp
+    elif name == "logistic":
+        delta *= a
+        np.subtract(1, a, out=tmp)
+        delta *= tmp
+
+
+def _data_loss(loss: str, y: np.ndarray, p: np.ndarray, sw, tmp: np.ndarray):
+    """Mean loss of the predictions p for the targets y, weighted by sw if given.
+
+    ``squared_error`` is half the squared error averaged over outputs;
+    ``poisson`` half the Poisson deviance summed over outputs; the log losses clip
+    probabilities to [eps, 1 - eps] of the dtype before taking logarithms.
+    """
+    if loss == "squared_error":
+        np.subtract(y, p, out=tmp)
+        np.multiply(tmp, tmp, out=tmp)
+        return 0.5 * np.average(tmp, weights=sw, axis=0).mean()
+    if loss == "poisson":
+        return np.average(xlogy(y, y / p) - y + p, weights=sw, axis=0).sum()
+    eps = np.finfo(p.dtype).eps
+    q = np.clip(p, eps, 1 - eps, out=tmp)
+    if loss == "binary_log_loss":
+        terms = xlogy(y, q) + xlogy(1 - y, 1 - q)
+    else:
+        terms = xlogy(y, q, out=tmp)
+    return -np.average(terms, weights=sw, axis=0).sum()
+
+
+def _dot(a, b, out):
+    """out := a @ b, for a dense or sparse a."""
+    if sp.issparse(a):
+        out[...] = safe_sparse_dot(a, b)
+    else:
+        np.matmul(a, b, out=out)
+
+
+def _forward_backward(
+    params, grad, scratch, x, y, sample_weight, layer_units, activation, out_activation, loss, alpha
+):
+    """Loss of one batch; grad := its gradient (sum over the batch + alpha * W, over sum(sw))."""
+    coefs, intercepts = _unflatten(params, layer_units)
+    coef_grads, intercept_grads = _unflatten(grad, layer_units)
+    n_layers = len(coefs)
+    rows = x.shape[0]
+    acts = [x] + [a[:rows] for a in scratch.activations[1:]]
+    deltas = [d[:rows] for d in scratch.deltas]
+
+    for i in range(n_layers):
+        _dot(acts[i], coefs[i], acts[i + 1])
+        acts[i + 1] += intercepts[i]
+        _activate(out_activation if i == n_layers - 1 else activation, acts[i + 1])
+
+    out = acts[-1]
+    batch_loss = _data_loss(loss, y, out, sample_weight, scratch.tmp[: out.size].reshape(out.shape))
+    squared_norm = 0
+    for w in coefs:
+        flat_w = w.ravel()
+        squared_norm += np.dot(flat_w, flat_w)
+    weight_sum = rows if sample_weight is None else sample_weight.sum()
+    batch_loss += (0.5 * alpha) * squared_norm / weight_sum
+
+    # With a canonical link (identity/squared, logistic/binary log loss, softmax/log
+    # loss, exp/Poisson) the output delta is simply prediction - target.
+    np.subtract(out, y, out=deltas[-1])
+    if sample_weight is not None:
+        deltas[-1] *= sample_weight[:, np.newaxis]
+    for i in range(n_layers - 1, -1, -1):
+        if i < n_layers - 1:
+            np.matmul(deltas[i + 1], coefs[i + 1].T, out=deltas[i])
+            tmp = scratch.tmp[: deltas[i].size].reshape(deltas[i].shape)
+            _apply_derivative(activation, acts[i + 1], deltas[i], tmp)
+        if sp.issparse(acts[i]):
+            coef_grads[i][...] = safe_sparse_dot(acts[i].T, deltas[i])
+        else:
+            np.matmul(acts[i].T, deltas[i], out=coef_grads[i])
+        penalty = scratch.update[: coefs[i].size].reshape(coefs[i].shape)
+        np.multiply(coefs[i], alpha, out=penalty)
+        coef_grads[i] += penalty
+        coef_grads[i] /= weight_sum
+        np.sum(deltas[i], axis=0, out=intercept_grads[i])
+        intercept_grads[i] /= weight_sum
+    return batch_loss
+
+
+# --------------------------------------------------------------------------------------
+# The two training kernels
+# --------------------------------------------------------------------------------------
+
+
+def _run_epoch(
+    params: np.ndarray,
+    grad: np.ndarray,
+    moment1: np.ndarray,
+    moment2: np.ndarray,
+    work: np.ndarray,
+    X,
+    Y: np.ndarray,
+    sample_weight: np.ndarray | None,
+    order: np.ndarray,
+    *,
+    layer_units: Sequence[int],
+    batch_size: int,
+    activation: str,
+    out_activation: str,
+    loss: str,
+    alpha: float,
+    solver: str,
+    learning_rate: float,
+    momentum: float,
+    nesterov: bool,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+    step: int,
+):
+    """One epoch of mini-batch training, updating ``params`` in place.
+
+    For k = 0, batch_size, 2 batch_size, ...: B := order[k : k + batch_size], then
+    forward, loss and backward on (X[B], Y[B], sample_weight[B]), then one update::
+
+        sgd:   v := momentum v - lr g;  params += v, or with Nesterov
+               params += momentum v - lr g
+        adam:  t := step + batch number (from 1);  m := b1 m + (1 - b1) g;
+               v := b2 v + (1 - b2) g^2;  lr_t := lr sqrt(1 - b2^t) / (1 - b1^t);
+               params += -lr_t m / (sqrt(v) + epsilon)
+
+    where g is the batch gradient of mean loss + alpha / (2 sum(sw)) * sum ||W_i||^2
+    (sum(sw) is the batch size without sample weights).
+
+    Arguments (all arrays of the network's dtype unless said otherwise)
+        params   IN/OUT (n_params,) flat weights, layout in the module docstring.
+        grad     OUT (n_params,) the gradient of the epoch's last batch.
+        moment1  IN/OUT (n_params,) sgd: the velocity v; adam: the first moment m.
+        moment2  IN/OUT (n_params,) adam: the second moment v; sgd: unused (may be empty).
+        work     scratch, at least ``_workspace_size(layer_units, batch_size, gather=True)``.
+        X        IN (n_samples, units[0]) C-contiguous, or a CSR matrix.
+        Y        IN (n_samples, units[-1]) C-contiguous targets (0/1 indicators for
+                 classifiers).
+        sample_weight IN (n_samples,) or None.
+        order    IN (n_samples,) intp, the sample order of this epoch.
+        learning_rate  sgd: the current step size; adam: learning_rate_init.
+        step     adam: the number of updates made before this epoch; sgd: unused.
+
+    Returns the sum over batches of (batch loss x batch length), a Python/NumPy scalar.
+    The caller advances Adam's counter by ceil(n_samples / batch_size).
+    """
+    n_samples = order.shape[0]
+    scratch = _carve(work, layer_units, batch_size, gather=True)
+    sparse = sp.issparse(X)
+    accumulated_loss = 0.0
+    for batch, start in enumerate(range(0, n_samples, batch_size)):
+        idx = order[start : start + batch_size]
+        rows = idx.shape[0]
+        if sparse:
+            x = X[idx]
+        else:
+            x = np.take(X, idx, axis=0, out=scratch.x[:rows])
+        y = np.take(Y, idx, axis=0, out=scratch.y[:rows])
+        sw = None
+        if sample_weight is not None:
+            sw = np.take(sample_weight, idx, out=scratch.sample_weight[:rows])
+
+        batch_loss = _forward_backward(
+            params, grad, scratch, x, y, sw, layer_units, activation, out_activation, loss, alpha
+        )
+        accumulated_loss += batch_loss * rows
+
+        update, denom = scratch.update, scratch.denom
+        if solver == "sgd":
+            velocity = moment1
+            np.multiply(grad, learning_rate, out=update)
+            velocity *= momentum
+            velocity -= update
+            if nesterov:
+                np.multiply(velocity, momentum, out=denom)
+                denom -= update
+                params += denom
+            else:
+                params += velocity
+        else:
+            t = step + batch + 1
+            step_size = learning_rate * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+            m, v = moment1, moment2
+            m *= beta_1
+            np.multiply(grad, 1 - beta_1, out=update)
+            m += update
+            v *= beta_2
+            np.multiply(grad, grad, out=update)
+            update *= 1 - beta_2
+            v += update
+            np.sqrt(v, out=denom)
+            denom += epsilon
+            np.multiply(m, -step_size, out=update)
+            update /= denom
+            params += update
+    return accumulated_loss
+
+
+def _loss_grad(
+    params: np.ndarray,
+    grad: np.ndarray,
+    work: np.ndarray,
+    X,
+    Y: np.ndarray,
+    sample_weight: np.ndarray | None,
+    *,
+    layer_units: Sequence[int],
+    activation: str,
+    out_activation: str,
+    loss: str,
+    alpha: float,
+):
+    """Full-batch objective: returns the loss, grad := its gradient.
+
+    loss = mean data loss + alpha / (2 sum(sw)) * sum_i ||W_i||^2, the same quantity
+    ``_run_epoch`` computes per batch, over all of X at once.
+
+        params  IN (n_params,) flat weights, layout in the module docstring.
+        grad    OUT (n_params,) the gradient, same layout.
+        work    scratch, at least ``_workspace_size(layer_units, n_samples, gather=False)``.
+        X, Y, sample_weight  IN as in ``_run_epoch``.
+    """
+    scratch = _carve(work, layer_units, X.shape[0], gather=False)
+    return _forward_backward(
+        params,
+        grad,
+        scratch,
+        X,
+        Y,
+        sample_weight,
+        layer_units,
+        activation,
+        out_activation,
+        loss,
+        alpha,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Optimizer state, progress and callbacks
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _OptimizerState:
+    """The stochastic solver's state: hyper-parameters fixed at creation, flat moments.
+
+    ``fit`` creates a fresh state; ``partial_fit`` keeps the existing one, so the
+    velocity, Adam's moments and step counter, and the current learning rate carry
+    over from call to call.
+    """
+
+    solver: str
+    learning_rate_init: float
+    lr_schedule: str
+    momentum: float
+    nesterov: bool
+    power_t: float
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    moment1: np.ndarray
+    moment2: np.ndarray
+    learning_rate: float = field(init=False)
+    t: int = 0
+
+    def __post_init__(self):
+        self.learning_rate = float(self.learning_rate_init)
+
+    @classmethod
+    def create(cls, est, n_params, dtype):
+        adam = est.solver == "adam"
+        return cls(
+            solver=est.solver,
+            learning_rate_init=est.learning_rate_init,
+            lr_schedule=est.learning_rate,
+            momentum=est.momentum,
+            nesterov=est.nesterovs_momentum,
+            power_t=est.power_t,
+            beta_1=est.beta_1,
+            beta_2=est.beta_2,
+            epsilon=est.epsilon,
+            moment1=np.zeros(n_params, dtype=dtype),
+            moment2=np.zeros(n_params if adam else 0, dtype=dtype),
+        )
+
+    def epoch_ends(self, n_batches, samples_seen):
+        if self.solver == "adam":
+            self.t += n_batches
+            self.learning_rate = (
+                self.learning_rate_init
+                * math.sqrt(1 - self.beta_2**self.t)
+                / (1 - self.beta_1**self.t)
+            )
+        elif self.lr_schedule == "invscaling":
+            self.learning_rate = float(self.learning_rate_init) / (samples_seen + 1) ** self.power_t
+
+    def should_stop(self, reason, progress) -> bool:
+        """Called when the loss stopped improving: stop, or (adaptive sgd) shrink the rate."""
+        if self.solver == "adam" or self.lr_schedule != "adaptive":
+            progress.message(f"{reason} Stopping.")
+            return True
+        if self.learning_rate <= 1e-6:
+            progress.message(f"{reason} The learning rate is already small; stopping.")
+            return True
+        self.learning_rate /= 5.0
+        progress.message(f"{reason} Learning rate lowered to {self.learning_rate:f}.")
+        return False
+
+
+@dataclass(frozen=True)
+class EpochInfo:
+    """What a callback receives after each epoch (each iteration for ``solver='lbfgs'``).
+
+    ``epoch`` counts from 1 within the current call to ``fit``/``partial_fit``;
+    ``loss`` is that epoch's training loss; ``validation_score`` the held-out score
+    when ``early_stopping=True``, else None; ``grad_norms`` the Euclidean norm of the
+    gradient of each layer's weights and bias together, input layer first (for
+    stochastic solvers, of the epoch's last mini-batch).
+    """
+
+    epoch: int
+    loss: float
+    validation_score: float | None
+    grad_norms: tuple[float, ...]
+
+
+def _grad_norms(grad, layer_units):
+    coef_grads, intercept_grads = _unflatten(grad, layer_units)
+    return tuple(
+        math.sqrt(float(np.dot(gw.ravel(), gw.ravel())) + float(np.dot(gb, gb)))
+        for gw, gb in zip(coef_grads, intercept_grads)
+    )
+
+
+class _Progress:
+    """Progress output for ``verbose``: a tqdm bar when tqdm is installed, else lines."""
+
+    def __init__(self, enabled, total):
+        self.enabled = bool(enabled)
+        self.bar = None
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                pass
+            else:
+                self.bar = tqdm(total=total, unit="epoch", leave=True)
+
+    def epoch(self, n_iter, loss, validation_score=None):
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            postfix = {"loss": f"{loss:.6f}"}
+            if validation_score is not None:
+                postfix["validation"] = f"{validation_score:.4f}"
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update(1)
+            return
+        print(f"Iteration {n_iter}, loss = {loss:.8f}")
+        if validation_score is not None:
+            print(f"Validation score: {validation_score:f}")
+
+    def message(self, text):
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------------------
+# Estimators
+# --------------------------------------------------------------------------------------
+
+
+class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
+    """Shared machinery of ``MLPClassifier`` and ``MLPRegressor``; not for direct use."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "dtype": [None, StrOptions({"float32", "float64"}), type, np.dtype],
+        "callbacks": [None, list, tuple],
+    }
+
+    @abstractmethod
+    def _loss_name(self) -> str:
+        """Name of the training loss."""
+
+    # ---- network ---------------------------------------------------------------------
+
+    def _layer_units(self):
+        return [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+
+    def _bind(self, params, layer_units):
+        """Make ``params`` the live weights, with coefs_/intercepts_ as views into it."""
+        self._params = params
+        self.coefs_, self.intercepts_ = _unflatten(params, layer_units)
+
+    def _forward_pass_fast(self, X, check_input=True):
+        """Output of the network for X, without keeping hidden activations."""
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        a = X
+        last = len(self.coefs_) - 1
+        for i, (w, b) in enumerate(zip(self.coefs_, self.intercepts_)):
+            a = safe_sparse_dot(a, w)
+            a += b
+            _activate(self.out_activation_ if i == last else self.activation, a)
+        return a
+
+    def _initialize(self, Y, layer_units, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+
+        # Glorot and Bengio's uniform initialisation, with the bound doubled in
+        # variance for the logistic activation; W_i then b_i, layer by layer.
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        params = np.empty(_n_params(layer_units), dtype=dtype)
+        coefs, intercepts = _unflatten(params, layer_units)
+        for i, (fan_in, fan_out) in enumerate(zip(layer_units[:-1], layer_units[1:])):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            coefs[i][...] = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+            intercepts[i][...] = self._random_state.uniform(-bound, bound, fan_out)
+        self._bind(params, layer_units)
+        self._best_params = params.copy()
+
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _input_dtype(self):
+        if self.dtype is None:
+            return (np.float64, np.float32)
+        dtype = np.dtype(self.dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
+        return dtype
+
+    # ---- fitting ---------------------------------------------------------------------
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden_layer_sizes = self.hidden_layer_sizes
+        if not hasattr(hidden_layer_sizes, "__iter__"):
+            hidden_layer_sizes = [hidden_layer_sizes]
+        hidden_layer_sizes = list(hidden_layer_sizes)
+        if np.any(np.array(hidden_layer_sizes) <= 0):
+            raise ValueError(
+                f"hidden_layer_sizes must contain only positive sizes, got {hidden_layer_sizes}."
+            )
+        callbacks = list(self.callbacks) if self.callbacks is not None else []
+        for cb in callbacks:
+            if not callable(cb):
+                raise TypeError(f"callbacks must be callables, got {cb!r}")
+
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, y, y_target = self._validate_input(X, y, incremental, reset=first_pass)
+        dtype = X.dtype if first_pass else self._params.dtype
+        if sp.issparse(X):
+            X = X.tocsr().astype(dtype, copy=False)
+        else:
+            X = np.ascontiguousarray(X, dtype=dtype)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        Y = np.ascontiguousarray(y, dtype=dtype)
+        self.n_outputs_ = Y.shape[1]
+        layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
+
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, layer_units, dtype)
+        else:
+            if self._layer_units() != layer_units:
+                raise ValueError(
+                    f"The network has layers {self._layer_units()} but these data and "
+                    f"hidden_layer_sizes need {layer_units}; set warm_start=False to start over."
+                )
+            self._bind(_flatten(self.coefs_, self.intercepts_, dtype), layer_units)
+
+        progress = _Progress(self.verbose, 1 if incremental else self.max_iter)
+        try:
+            if self.solver in _STOCHASTIC_SOLVERS:
+                self._fit_stochastic(
+                    X, Y, y_target, sample_weight, layer_units, incremental, callbacks, progress
+                )
+            else:
+                self._fit_lbfgs(X, Y, sample_weight, layer_units, callbacks, progress)
+        finally:
+            progress.close()
+
+        if not np.isfinite(self._params).all():
+            raise ValueError(
+                "The solver produced non-finite weights; the input data may hold very "
+                "large values and need scaling."
+            )
+        return self
+
+    def _kernel_args(self, layer_units):
+        return dict(
+            layer_units=layer_units,
+            activation=self.activation,
+            out_activation=self.out_activation_,
+            loss=self._loss_name(),
+            alpha=self.alpha,
+        )
+
+    def _fit_lbfgs(self, X, Y, sample_weight, layer_units, callbacks, progress):
+        dtype = self._params.dtype
+        grad = np.empty_like(self._params)
+        work = np.empty(_workspace_size(layer_units, X.shape[0], gather=False), dtype=dtype)
+        kernel_args = self._kernel_args(layer_units)
+        last = {}
+
+        def objective(x):
+            params = x.astype(dtype, copy=False)
+            value = _loss_grad(params, grad, work, X, Y, sample_weight, **kernel_args)
+            if callbacks:
+                # Callbacks report the gradient at the accepted iterate, usually the
+                # last point evaluated.
+                last["x"], last["grad"] = x.copy(), grad.copy()
+            return value, grad.astype(np.float64)
+
+        stopped = []
+
+        def on_iteration(intermediate_result):
+            n_iter = len(stopped) + 1
+            stopped.append(False)
+            loss = float(intermediate_result.fun)
+            progress.epoch(n_iter, loss)
+            if not callbacks:
+                return
+            if not np.array_equal(last.get("x"), intermediate_result.x):
+                objective(intermediate_result.x)
+            info = EpochInfo(n_iter, loss, None, _grad_norms(last["grad"], layer_units))
+            if _run_callbacks(callbacks, info):
+                stopped[-1] = True
+                raise StopIteration
+
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        result = scipy.optimize.minimize(
+            objective,
+            self._params,
+            method="L-BFGS-B",
+            jac=True,
+            callback=on_iteration if (callbacks or progress.enabled) else None,
+            options={
+                "maxfun": self.max_fun,
+                "maxiter": self.max_iter,
+                "gtol": self.tol,
+                **_get_additional_lbfgs_options_dict("iprint", iprint),
+            },
+        )
+        if stopped and stopped[-1]:
+            self.n_iter_ = min(result.nit, self.max_iter)
+        else:
+            self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = result.fun
+        self._params[...] = result.x
+
+    def _fit_stochastic(
+        self, X, Y, y_target, sample_weight, layer_units, incremental, callbacks, progress
+    ):
+        dtype = self._params.dtype
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = _OptimizerState.create(self, self._params.size, dtype)
+        optimizer = self._optimizer
+
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        X_val = y_val = sw_val = None
+        if early_stopping:
+            # The split draws from the estimator's random stream, as scikit-learn's does:
+            # stratified for single-output classification only.
+            stratify = Y.astype(bool) if is_classifier(self) and self.n_outputs_ == 1 else None
+            train, valid = train_test_split(
+                np.arange(X.shape[0]),
+                random_state=self._random_state,
+                test_size=self.validation_fraction,
+                stratify=stratify,
+            )
+            if valid.shape[0] < 2:
+                raise ValueError(
+                    f"The validation set has {valid.shape[0]} sample(s); at least 2 are "
+                    "needed. Increase validation_fraction or provide more data."
+                )
+            X, X_val = X[train], X[valid]
+            Y, y_val = Y[train], y_target[valid]
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+            if sample_weight is not None:
+                sample_weight, sw_val = sample_weight[train], sample_weight[valid]
+
+        n_samples = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    f"batch_size={self.batch_size} is larger than the {n_samples} training "
+                    "samples; using batches of all of them.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        n_batches = -(-n_samples // batch_size)
+
+        grad = np.zeros_like(self._params)
+        work = np.empty(_workspace_size(layer_units, batch_size, gather=True), dtype=dtype)
+        kernel_args = self._kernel_args(layer_units)
+        sample_idx = np.arange(n_samples, dtype=np.intp)
+
+        self.n_iter_ = 0
+        try:
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                accumulated_loss = _run_epoch(
+                    self._params,
+                    grad,
+                    optimizer.moment1,
+                    optimizer.moment2,
+                    work,
+                    X,
+                    Y,
+                    sample_weight,
+                    sample_idx,
+                    batch_size=batch_size,
+                    solver=optimizer.solver,
+                    learning_rate=(
+                        optimizer.learning_rate_init
+                        if optimizer.solver == "adam"
+                        else optimizer.learning_rate
+                    ),
+                    momentum=optimizer.momentum,
+                    nesterov=optimizer.nesterov,
+                    beta_1=optimizer.beta_1,
+                    beta_2=optimizer.beta_2,
+                    epsilon=optimizer.epsilon,
+                    step=optimizer.t,
+                    **kernel_args,
+                )
+                self.n_iter_ += 1
+                self.loss_ = accumulated_loss / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+
+                validation_score = self._update_no_improvement_count(
+                    early_stopping, X_val, y_val, sw_val
+                )
+                progress.epoch(self.n_iter_, self.loss_, validation_score)
+                optimizer.epoch_ends(n_batches, self.t_)
+
+                stop_requested = False
+                if callbacks:
+                    info = EpochInfo(
+                        self.n_iter_, self.loss_, validation_score, _grad_norms(grad, layer_units)
+                    )
+                    stop_requested = _run_callbacks(callbacks, info)
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        reason = (
+                            f"Validation score did not improve by tol={self.tol:f} for "
+                            f"{self.n_iter_no_change} consecutive epochs."
+                        )
+                    else:
+                        reason = (
+                            f"Training loss did not improve by tol={self.tol:f} for "
+                            f"{self.n_iter_no_change} consecutive epochs."
+                        )
+                    if optimizer.should_stop(reason, progress):
+                        break
+                    self._no_improvement_count = 0
+                if stop_requested:
+                    progress.message("A callback asked to stop training.")
+                    break
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic optimizer: reached max_iter={self.max_iter} epochs "
+                        "before the loss converged.",
+                        ConvergenceWarning,
+                        stacklevel=3,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by the user.", stacklevel=3)
+
+        if early_stopping:
+            # _best_params is None when the best weights are the live ones.
+            if self._best_params is not None:
+                self._params[...] = self._best_params
+            self._best_params = None
+
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val):
+        """Track improvement of the validation score or training loss; return the score."""
+        if early_stopping:
+            score = self._score(X_val, y_val, sample_weight=sw_val)
+            self.validation_scores_.append(score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self._params.copy()
+            return score
+        if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if self.loss_curve_[-1] < self.best_loss_:
+            self.best_loss_ = self.loss_curve_[-1]
+        return None
+
+    def _score_with_function(self, X, y, sample_weight, score_function):
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to X and y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (classification) or real targets (regression).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights of the loss.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                f"partial_fit needs a stochastic solver ('sgd' or 'adam'), got "
+                f"solver={self.solver!r}."
+            )
+        return True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _run_callbacks(callbacks, info) -> bool:
+    """Call every callback; True when any of them asks to stop."""
+    stop = False
+    for cb in callbacks:
+        stop = bool(cb(info)) or stop
+    return stop
+
+
+_PARAMETERS_DOC = """
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        Number of units of each hidden layer.
+    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
+        Activation of the hidden layers.
+    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+        Weight optimizer: L-BFGS-B (full batch), mini-batch SGD with momentum, or Adam.
+    alpha : float, default=0.0001
+        Strength of the L2 penalty, alpha / (2 n) * sum of squared weights per batch of n.
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size of the stochastic solvers; 'auto' is min(200, n_samples).
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        Step-size schedule of 'sgd'. 'invscaling' uses learning_rate_init / (t + 1) ** power_t
+        after each epoch, t the number of samples seen; 'adaptive' divides the rate by 5
+        whenever the loss (or validation score) stalls for n_iter_no_change epochs.
+    learning_rate_init : float, default=0.001
+        Initial step size of 'sgd' and 'adam'.
+    power_t : float, default=0.5
+        Exponent of the 'invscaling' schedule.
+    max_iter : int, default=200
+        Maximum number of epochs (stochastic solvers) or iterations ('lbfgs').
+    shuffle : bool, default=True
+        Shuffle the samples every epoch (stochastic solvers).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, the early-stopping split and the batch order.
+    tol : float, default=1e-4
+        Improvement below which an epoch counts as stalled; gradient tolerance of 'lbfgs'.
+    verbose : bool, default=False
+        Report progress: a tqdm bar when tqdm is installed, else one line per epoch.
+    warm_start : bool, default=False
+        Continue from the current weights on the next call to fit.
+    momentum : float, default=0.9
+        Momentum of 'sgd', in [0, 1].
+    nesterovs_momentum : bool, default=True
+        Use Nesterov's momentum with 'sgd'.
+    early_stopping : bool, default=False
+        Hold out validation_fraction of the data and stop when its score stalls; the
+        weights of the best epoch are kept.
+    validation_fraction : float, default=0.1
+        Fraction of the data held out when early_stopping is on.
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Decay rates of Adam's first and second moment estimates.
+    epsilon : float, default=1e-8
+        Adam's denominator offset.
+    n_iter_no_change : int, default=10
+        Number of stalled epochs tolerated before stopping (or, 'adaptive', slowing down).
+    max_fun : int, default=15000
+        Maximum number of loss evaluations of 'lbfgs'.
+    dtype : {None, 'float32', 'float64'} or numpy float type, default=None
+        Floating type of the network. None keeps float32 input as float32 and
+        converts everything else to float64.
+    callbacks : list of callables, default=None
+        Each is called as ``cb(info)`` with an :class:`EpochInfo` after every epoch
+        (every iteration for 'lbfgs'); training stops when one returns True.
+"""
+
+_ATTRIBUTES_DOC = """
+    loss_ : float
+        Loss of the last epoch (or of the final 'lbfgs' iterate).
+    best_loss_ : float or None
+        Lowest training loss seen; None with early stopping.
+    loss_curve_ : list of float
+        Training loss of every epoch (stochastic solvers).
+    validation_scores_ : list of float or None
+        Held-out score of every epoch with early stopping, else None.
+    best_validation_score_ : float or None
+        Best held-out score with early stopping, else None.
+    t_ : int
+        Number of training samples seen by the stochastic solver.
+    coefs_ : list of ndarray
+        coefs_[i] is the weight matrix from layer i to layer i + 1, of shape (n_in, n_out).
+    intercepts_ : list of ndarray
+        intercepts_[i] is the bias vector of layer i + 1.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string feature names.
+    n_iter_ : int
+        Number of epochs (iterations for 'lbfgs') run by the last call to fit.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of outputs.
+    out_activation_ : str
+        Activation of the output layer.
+"""
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    __doc__ = (
+        """Multilayer perceptron classifier trained on the log loss.
+
+    A drop-in replacement for ``sklearn.neural_network.MLPClassifier``: same parameters,
+    attributes and fitted model. Handles binary, multiclass and multilabel targets.
+
+    Parameters
+    ----------"""
+        + _PARAMETERS_DOC
+        + """
+    Attributes
+    ----------
+    classes_ : ndarray or list of ndarray
+        Class labels of each output."""
+        + _ATTRIBUTES_DOC
+    )
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        dtype=None,
+        callbacks=None,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dtype = dtype
+        self.callbacks = callbacks
+
+    def _loss_name(self):
+        if getattr(self, "out_activation_", None) == "logistic":
+            return "binary_log_loss"
+        return "log_loss"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=self._input_dtype(),
+            reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+
+        # A fresh fit (re)defines the classes; warm starts must see the same classes and
+        # partial_fit only known ones.
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start needs y to have the classes of the previous fit: "
+                        f"expected {self.classes_}, got {classes}."
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"y has classes {classes}, some of them not in classes_ {self.classes_}."
+                )
+        Y = self._label_binarizer.transform(y)
+        return X, Y, Y.astype(bool)
+
+    def predict(self, X):
+        """Predict class labels for X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, accuracy_score)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Run one epoch over X and y, keeping the weights and the optimizer's state.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+        sample_weight : array-like of shape (n_samples,), default=None
+        classes : array-like of shape (n_classes,), default=None
+            All classes; required on the first call, ignored after.
+
+        Returns
+        -------
+        self : object
+        """
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict_proba(self, X):
+        """Class probabilities for X.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities for X.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        proba = self.predict_proba(X)
+        return np.log(proba, out=proba)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    __doc__ = (
+        """Multilayer perceptron regressor.
+
+    A drop-in replacement for ``sklearn.neural_network.MLPRegressor``: same parameters,
+    attributes and fitted model, single or multiple outputs.
+
+    Parameters
+    ----------
+    loss : {'squared_error', 'poisson'}, default='squared_error'
+        Half the squared error with an identity output, or half the Poisson deviance
+        with an exponential output."""
+        + _PARAMETERS_DOC
+        + """
+    Attributes
+    ----------"""
+        + _ATTRIBUTES_DOC
+    )
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        dtype=None,
+        callbacks=None,
+    ):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dtype = dtype
+        self.callbacks = callbacks
+
+    def _loss_name(self):
+        return self.loss
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=True,
+            dtype=self._input_dtype(),
+            reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y, y.reshape((-1, 1)) if y.ndim == 1 else y
+
+    def predict(self, X):
+        """Predict targets for X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, r2_score)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Run one epoch over X and y, keeping the weights and the optimizer's state.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+# --------------------------------------------------------------------------------------
+# Plotting
+# --------------------------------------------------------------------------------------
+
+
+def plot_loss_curve(estimator: _BaseMLP, ax: Any = None) -> Any:
+    """Plot a fitted estimator's ``loss_curve_`` and, if any, its ``validation_scores_``.
+
+    The validation scores go on a second y axis sharing the epochs. Needs matplotlib.
+
+    Parameters
+    ----------
+    estimator : MLPClassifier or MLPRegressor
+        Fitted with solver 'sgd' or 'adam'.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure's axes when None.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The axes holding the loss curve.
+    """
+    check_is_fitted(estimator)
+    if getattr(estimator, "loss_curve_", None) is None:
+        raise ValueError(
+            f"{type(estimator).__name__} has no loss_curve_: only solver='sgd' or "
+            f"'adam' record one, this estimator used solver={estimator.solver!r}."
+        )
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots()
+    epochs = np.arange(1, len(estimator.loss_curve_) + 1)
+    ax.plot(epochs, estimator.loss_curve_, label="training loss", color="C0")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    scores = getattr(estimator, "validation_scores_", None)
+    if scores:
+        score_ax = ax.twinx()
+        score_ax.plot(epochs[-len(scores) :], scores, label="validation score", color="C1")
+        score_ax.set_ylabel("validation score")
+        handles = ax.get_legend_handles_labels()[0] + score_ax.get_legend_handles_labels()[0]
+        ax.legend(handles=handles)
+    else:
+        ax.legend()
+    return ax
