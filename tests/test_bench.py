@@ -1,0 +1,244 @@
+"""The benchmark's peers do the same work: from the same weights, on the same data, they end
+with the same weights (to rounding), and the table has a row for each of them."""
+
+import dataclasses
+import importlib.util
+import io
+
+import numpy as np
+import pytest
+
+from backprop import bench
+
+TOL = {"float64": 1e-10, "float32": 1e-4}
+
+W1 = bench.WORKLOADS["W1"].scaled(0.01)  # 200 samples, batch 1
+W2 = bench.WORKLOADS["W2"].scaled(0.01)  # 200 samples, batch 32
+W3_SMALL = dataclasses.replace(
+    bench.WORKLOADS["W3"],
+    name="W3s",
+    title="mnist-like small",
+    sizes=(30, 16, 10),
+    batch_size=8,
+    n_samples=100,
+)
+
+
+def _backprop_network_reason() -> str | None:
+    try:
+        from backprop import Network  # noqa: F401
+    except ImportError as error:
+        return f"backprop.Network does not import yet: {error}"
+    return None
+
+
+def needs(name: str):
+    if name == "backprop":
+        reason = _backprop_network_reason()
+    elif importlib.util.find_spec(name) is None:
+        reason = f"{name} is not installed"
+    else:
+        reason = None
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
+
+
+def train(name: str, workload: bench.Workload) -> bench.Trainer:
+    trainer = bench.make_trainer(name)
+    trainer.prepare(workload, bench.make_data(workload), bench.initial_params(workload))
+    trainer.run()
+    return trainer
+
+
+def assert_same_params(got: bench.Params, expected: bench.Params, tol: float) -> None:
+    assert len(got.weights) == len(expected.weights)
+    for layer, (W, V, b, c) in enumerate(
+        zip(got.weights, expected.weights, got.biases, expected.biases, strict=True)
+    ):
+        assert W.shape == V.shape, f"layer {layer}"
+        np.testing.assert_allclose(W, V, rtol=0, atol=tol, err_msg=f"weights[{layer}]")
+        np.testing.assert_allclose(b, c, rtol=0, atol=tol, err_msg=f"biases[{layer}]")
+
+
+@pytest.fixture(scope="module")
+def numpy_results():
+    return {w.name: train("numpy", w) for w in (W1, W2, W3_SMALL)}
+
+
+def test_scaled_keeps_at_least_one_batch():
+    assert bench.WORKLOADS["W1"].scaled(0.01).n_samples == 200
+    assert bench.WORKLOADS["W4"].scaled(1e-6).n_samples == 256
+    assert bench.WORKLOADS["W4"].n_samples == 20 * 256
+
+
+def test_flops():
+    w = bench.WORKLOADS["W3"]
+    assert w.flops == 6 * 60_000 * (784 * 256 + 256 * 10)
+    assert bench.WORKLOADS["W3f"].flops == w.flops // 3
+
+
+def test_data_and_params():
+    for w in (W1, W2, W3_SMALL):
+        X, Y = bench.make_data(w)
+        params = bench.initial_params(w)
+        assert X.shape == (w.n_samples, w.sizes[0]) and X.dtype == w.dtype
+        if w.loss == "cross_entropy":
+            assert Y.shape == (w.n_samples,) and Y.dtype == np.int64
+            assert 0 <= Y.min() and Y.max() < w.sizes[-1]
+        else:
+            assert Y.shape == (w.n_samples, 1) and ((0 < Y) & (Y < 1)).all()
+        for W, b, n_in, n_out in zip(
+            params.weights, params.biases, w.sizes[:-1], w.sizes[1:], strict=True
+        ):
+            assert W.shape == (n_out, n_in) and W.dtype == w.dtype
+            assert np.abs(W).max() <= np.sqrt(6 / (n_in + n_out))
+            assert not b.any()
+
+
+def test_prepare_restarts_from_the_initial_weights():
+    trainer = train("numpy", W2)
+    first = bench.final_weights(trainer).weights[0].copy()
+    assert bench.measure(trainer, repeats=2)[0] > 0
+    np.testing.assert_array_equal(bench.final_weights(trainer).weights[0], first)
+
+
+def test_numpy_follows_the_reference():
+    reference = pytest.importorskip("backprop.reference")
+    for w in (W1, dataclasses.replace(W2, n_samples=64)):
+        X, Y = bench.make_data(w)
+        params = bench.initial_params(w)
+        net = reference.Network(
+            list(w.sizes), activation=w.activation, output=w.output, loss=w.loss, seed=w.seed + 1
+        )
+        for W, V in zip(net.weights, params.weights, strict=True):
+            np.testing.assert_array_equal(np.array(W), V)
+        losses = net.fit(X, Y, epochs=1, batch_size=w.batch_size, lr=w.lr, shuffle=False)
+        trainer = train("numpy", w)
+        expected = bench.Params(
+            [np.array(W) for W in net.weights], [np.array(b) for b in net.biases]
+        )
+        assert_same_params(bench.final_weights(trainer), expected, TOL["float64"])
+        assert trainer.epoch_loss == pytest.approx(losses[-1], abs=1e-12)
+
+
+@needs("torch")
+@pytest.mark.parametrize("workload", [W1, W2, W3_SMALL], ids=lambda w: w.name)
+def test_torch_matches_numpy(workload, numpy_results):
+    expected = numpy_results[workload.name]
+    trainer = train("torch", workload)
+    assert_same_params(
+        bench.final_weights(trainer), bench.final_weights(expected), TOL[workload.dtype]
+    )
+    assert trainer.epoch_loss == pytest.approx(expected.epoch_loss, rel=TOL[workload.dtype])
+
+
+@needs("sklearn")
+@pytest.mark.parametrize("workload", [W2, W3_SMALL], ids=lambda w: w.name)
+def test_sklearn_matches_numpy_on_classifiers(workload, numpy_results):
+    expected = numpy_results[workload.name]
+    trainer = train("sklearn", workload)
+    got = bench.final_weights(trainer)
+    assert got.weights[0].dtype == workload.dtype
+    assert_same_params(got, bench.final_weights(expected), TOL[workload.dtype])
+
+
+@needs("sklearn")
+def test_sklearn_runs_w1():
+    """MLPRegressor has an identity output and a 1/2 in its loss: other math, so only run it."""
+    trainer = train("sklearn", W1)
+    initial = bench.initial_params(W1)
+    got = bench.final_weights(trainer)
+    assert [W.shape for W in got.weights] == [W.shape for W in initial.weights]
+    assert not np.array_equal(got.weights[0], initial.weights[0])
+
+
+@needs("backprop")
+@pytest.mark.parametrize("workload", [W1, W2, W3_SMALL], ids=lambda w: w.name)
+def test_backprop_matches_numpy(workload, numpy_results):
+    expected = numpy_results[workload.name]
+    trainer = train("backprop", workload)
+    assert_same_params(
+        bench.final_weights(trainer), bench.final_weights(expected), TOL[workload.dtype]
+    )
+    assert trainer.epoch_loss == pytest.approx(expected.epoch_loss, rel=TOL[workload.dtype])
+
+
+@pytest.mark.parametrize("workload", [W1, W3_SMALL], ids=lambda w: w.name)
+def test_backprop_trainer_drives_the_network_api(workload, numpy_results, monkeypatch):
+    """The backprop trainer through the pure-Python network, which has the same API."""
+    reference = pytest.importorskip("backprop.reference")
+    monkeypatch.setattr(bench.BackpropTrainer, "load", classmethod(lambda cls: reference.Network))
+    expected = numpy_results[workload.name]
+    trainer = train("backprop", workload)
+    assert_same_params(
+        bench.final_weights(trainer), bench.final_weights(expected), TOL[workload.dtype]
+    )
+    assert trainer.epoch_loss == pytest.approx(expected.epoch_loss, rel=TOL[workload.dtype])
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch", "backprop"])
+def test_forward_peers_agree(name):
+    if name not in bench.available_trainers():
+        pytest.skip(f"{name} is not available")
+    w = bench.WORKLOADS["W3f"].scaled(0.001)
+    data, params = bench.make_data(w), bench.initial_params(w)
+    numpy_trainer = bench.make_trainer("numpy")
+    numpy_trainer.prepare(w, data, params)
+    expected = numpy_trainer.forward(data.X)
+    np.testing.assert_allclose(expected.sum(axis=1), 1, rtol=1e-5)
+    trainer = bench.make_trainer(name)
+    trainer.prepare(w, data, params)
+    trainer.run()  # runs the forward pass without error; its outputs are checked below
+    if name == "torch":
+        import torch
+
+        with torch.inference_mode():
+            got = trainer.model(trainer.X).numpy()
+    elif name == "backprop":
+        got = np.asarray(trainer.net.forward(data.X))
+    else:
+        got = trainer.forward(data.X)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_run_table_has_a_row_per_available_trainer(capsys):
+    out = io.StringIO()
+    rows = bench.run_table(scale=0.0005, repeats=1, progress=True, file=out, gemm_size=128)
+    table = out.getvalue()
+    for name in bench.WORKLOADS:
+        workload = bench.WORKLOADS[name]
+        for trainer in bench.available_trainers(workload):
+            assert any(r.workload.name == name and r.trainer == trainer for r in rows)
+            assert any(
+                line.startswith(workload.label) and line.split()[-5] == trainer
+                for line in table.splitlines()
+            ), f"no row for {name} {trainer}"
+    assert "gemm 128x128" in table
+    assert all(r.median > 0 and np.isfinite(r.ratio) for r in rows)
+    assert "[1/" in capsys.readouterr().err
+
+
+def test_main_parses_its_options(capsys):
+    assert (
+        bench.main(
+            [
+                "--scale",
+                "0.001",
+                "--repeats",
+                "1",
+                "--workloads",
+                "W1,W2",
+                "--trainers",
+                "numpy",
+                "--gemm-size",
+                "64",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "W1 tiny-online" in captured.out and "W2 small-batch" in captured.out
+    assert "W3 mnist-size" not in captured.out
+    assert captured.err == ""
+    with pytest.raises(SystemExit):
+        bench.main(["--workloads", "W9"])
