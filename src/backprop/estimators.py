@@ -206,9 +206,11 @@ def _apply_derivative(name: str, a: np.ndarray, delta: np.ndarray, tmp: np.ndarr
 def _data_loss(loss: str, y: np.ndarray, p: np.ndarray, sw, tmp: np.ndarray):
     """Mean loss of the predictions p for the targets y, weighted by sw if given.
 
-    ``squared_error`` is half the squared error averaged over outputs;
-    ``poisson`` half the Poisson deviance summed over outputs; the log losses clip
-    probabilities to [eps, 1 - eps] of the dtype before taking logarithms.
+    ``squared_error`` is half the squared error averaged over outputs (its gradient,
+    p - y, is that of the sum over outputs: the two differ by the number of outputs,
+    as in scikit-learn); ``poisson`` half the Poisson deviance summed over outputs;
+    the log losses clip probabilities to [eps, 1 - eps] of the dtype before taking
+    logarithms.
     """
     if loss == "squared_error":
         np.subtract(y, p, out=tmp)
@@ -697,7 +699,7 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
 
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y, y_target = self._validate_input(X, y, incremental, reset=first_pass)
-        dtype = X.dtype if first_pass else self._params.dtype
+        dtype = X.dtype if first_pass else np.asarray(self.coefs_[0]).dtype
         if sp.issparse(X):
             X = X.tocsr().astype(dtype, copy=False)
         else:

@@ -1,0 +1,687 @@
+"""The scikit-learn estimators, compared with scikit-learn's own MLP.
+
+Parity tests fit ``backprop.estimators`` and ``sklearn.neural_network`` side by side on
+the same data, parameters and seed and compare everything a fit leaves behind.
+"""
+
+import math
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+import scipy.sparse as sp  # noqa: E402
+from numpy.testing import assert_allclose, assert_array_equal  # noqa: E402
+from sklearn import neural_network as sk  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import (  # noqa: E402
+    load_digits,
+    load_iris,
+    make_classification,
+    make_multilabel_classification,
+    make_regression,
+)
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from backprop import estimators as bp  # noqa: E402
+
+# Short runs stop at max_iter on purpose; every test that expects the warning says so.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+F64 = dict(rtol=1e-8, atol=1e-12)
+F32 = dict(rtol=2e-3, atol=2e-4)
+
+
+def _classification(n_classes=3, n_samples=120, random_state=0):
+    return make_classification(
+        n_samples=n_samples,
+        n_features=8,
+        n_informative=5,
+        n_classes=n_classes,
+        random_state=random_state,
+    )
+
+
+def _regression(n_targets=1, n_samples=100):
+    X, y = make_regression(
+        n_samples=n_samples, n_features=6, n_targets=n_targets, noise=0.5, random_state=0
+    )
+    return X, y / np.std(y)
+
+
+def _poisson():
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-1, 1, size=(100, 5))
+    y = rng.poisson(np.exp(X @ rng.uniform(-0.5, 0.5, 5) + 1.0))
+    return X, y
+
+
+def _iris():
+    X, y = load_iris(return_X_y=True)
+    return X[::2], y[::2]
+
+
+def _digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:250] / 16.0, y[:250]
+
+
+def _multilabel():
+    X, Y = make_multilabel_classification(n_samples=100, n_features=8, n_classes=3, random_state=0)
+    return X, Y
+
+
+DATASETS = {
+    "multiclass": lambda: _classification(3),
+    "binary": lambda: _classification(2),
+    "multilabel": _multilabel,
+    "iris": _iris,
+    "digits": _digits,
+    "regression": lambda: _regression(1),
+    "multioutput": lambda: _regression(2),
+    "poisson": _poisson,
+}
+
+
+def _pair(name, **params):
+    """The same estimator from both libraries."""
+    return getattr(bp, name)(**params), getattr(sk, name)(**params)
+
+
+def assert_same_fit(ours, theirs, tol=F64):
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.t_ == theirs.t_
+    assert ours.n_layers_ == theirs.n_layers_
+    assert ours.n_outputs_ == theirs.n_outputs_
+    assert ours.out_activation_ == theirs.out_activation_
+    assert len(ours.coefs_) == len(theirs.coefs_)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        assert a.shape == b.shape
+        assert_allclose(a, b, **tol)
+    assert_allclose(ours.loss_, theirs.loss_, **tol)
+    for attr in ("loss_curve_", "validation_scores_", "best_loss_", "best_validation_score_"):
+        mine, ref = getattr(ours, attr, None), getattr(theirs, attr, None)
+        assert (mine is None) == (ref is None), attr
+        if ref is not None:
+            assert_allclose(mine, ref, **tol, err_msg=attr)
+
+
+def assert_same_predictions(ours, theirs, X, y, tol=F64):
+    if hasattr(theirs, "predict_proba"):
+        assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), **tol)
+        assert_allclose(ours.predict_log_proba(X), theirs.predict_log_proba(X), **tol)
+        assert_array_equal(ours.predict(X), theirs.predict(X))
+    else:
+        assert_allclose(ours.predict(X), theirs.predict(X), **tol)
+    assert_allclose(ours.score(X, y), theirs.score(X, y), **tol)
+
+
+def _fit_both(name, data, params, fit_params=None):
+    X, y = DATASETS[data]()
+    ours, theirs = _pair(name, **params)
+    ours.fit(X, y, **(fit_params or {}))
+    theirs.fit(X, y, **(fit_params or {}))
+    return ours, theirs, X, y
+
+
+# --------------------------------------------------------------------------------------
+# Parity with scikit-learn
+# --------------------------------------------------------------------------------------
+
+BASE = dict(hidden_layer_sizes=(12, 6), max_iter=15, random_state=1, learning_rate_init=0.01)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
+@pytest.mark.parametrize(
+    "name, data", [("MLPClassifier", "multiclass"), ("MLPRegressor", "regression")]
+)
+def test_parity_solver_activation(name, data, solver, activation):
+    ours, theirs, X, y = _fit_both(name, data, dict(BASE, solver=solver, activation=activation))
+    assert_same_fit(ours, theirs)
+    assert_same_predictions(ours, theirs, X, y)
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("MLPClassifier", "binary"),
+        ("MLPClassifier", "multilabel"),
+        ("MLPClassifier", "iris"),
+        ("MLPClassifier", "digits"),
+        ("MLPRegressor", "multioutput"),
+    ],
+)
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_parity_targets(name, data, solver):
+    ours, theirs, X, y = _fit_both(name, data, dict(BASE, solver=solver, max_iter=10))
+    assert_same_fit(ours, theirs)
+    assert_same_predictions(ours, theirs, X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_parity_poisson(solver):
+    params = dict(BASE, solver=solver, loss="poisson", learning_rate_init=0.001)
+    ours, theirs, X, y = _fit_both("MLPRegressor", "poisson", params)
+    assert_same_fit(ours, theirs)
+    assert_same_predictions(ours, theirs, X, y)
+
+
+@pytest.mark.parametrize("batch_size", ["auto", 1, 7, 33])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_parity_batch_size(batch_size, solver, shuffle):
+    params = dict(BASE, solver=solver, batch_size=batch_size, shuffle=shuffle, max_iter=5)
+    ours, theirs, X, y = _fit_both("MLPClassifier", "multiclass", params)
+    assert_same_fit(ours, theirs)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_parity_batch_larger_than_data(solver):
+    X, y = _classification(3)
+    ours, theirs = _pair("MLPClassifier", **dict(BASE, solver=solver, batch_size=500))
+    for est in (ours, theirs):
+        with pytest.warns(UserWarning, match="batch_size"):
+            est.fit(X, y)
+    assert_same_fit(ours, theirs)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("nesterovs_momentum", [True, False])
+@pytest.mark.parametrize("learning_rate", ["constant", "invscaling", "adaptive"])
+def test_parity_sgd_momentum_schedules(momentum, nesterovs_momentum, learning_rate):
+    params = dict(
+        BASE,
+        solver="sgd",
+        momentum=momentum,
+        nesterovs_momentum=nesterovs_momentum,
+        learning_rate=learning_rate,
+        learning_rate_init=0.05,
+        max_iter=25,
+        n_iter_no_change=2,
+        tol=1e-2,
+    )
+    ours, theirs, X, y = _fit_both("MLPRegressor", "regression", params)
+    assert_same_fit(ours, theirs)
+    assert ours._optimizer.learning_rate == theirs._optimizer.learning_rate
+
+
+def test_parity_adaptive_schedule_lowers_the_rate():
+    params = dict(
+        BASE,
+        solver="sgd",
+        learning_rate="adaptive",
+        learning_rate_init=0.2,
+        max_iter=40,
+        n_iter_no_change=1,
+        tol=0.05,
+    )
+    ours, theirs, _, _ = _fit_both("MLPClassifier", "multiclass", params)
+    assert theirs._optimizer.learning_rate < 0.2
+    assert_same_fit(ours, theirs)
+    assert ours._optimizer.learning_rate == theirs._optimizer.learning_rate
+
+
+@pytest.mark.parametrize(
+    "name, data", [("MLPClassifier", "binary"), ("MLPClassifier", "multiclass")]
+)
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_parity_early_stopping_classifier(name, data, solver):
+    params = dict(
+        BASE,
+        solver=solver,
+        early_stopping=True,
+        validation_fraction=0.2,
+        n_iter_no_change=3,
+        max_iter=40,
+        learning_rate_init=0.1,
+    )
+    ours, theirs, X, y = _fit_both(name, data, params)
+    assert_same_fit(ours, theirs)
+    assert_same_predictions(ours, theirs, X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_parity_early_stopping_regressor(solver):
+    params = dict(BASE, solver=solver, early_stopping=True, n_iter_no_change=2, max_iter=30)
+    ours, theirs, X, y = _fit_both("MLPRegressor", "multioutput", params)
+    assert_same_fit(ours, theirs)
+    assert_same_predictions(ours, theirs, X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_parity_sample_weight(solver, early_stopping):
+    X, y = _classification(3)
+    sample_weight = np.random.RandomState(0).uniform(0.2, 2.0, size=y.shape[0])
+    params = dict(BASE, solver=solver, early_stopping=early_stopping, n_iter_no_change=3)
+    ours, theirs, _, _ = _fit_both(
+        "MLPClassifier", "multiclass", params, dict(sample_weight=sample_weight)
+    )
+    assert_same_fit(ours, theirs)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_parity_sparse_input(solver):
+    X, y = _classification(3)
+    X[np.abs(X) < 0.8] = 0.0
+    ours, theirs = _pair("MLPClassifier", **dict(BASE, solver=solver, max_iter=8))
+    ours.fit(sp.csr_matrix(X), y)
+    theirs.fit(sp.csr_matrix(X), y)
+    # Sparse products sum in a different order than dense ones: equal up to rounding.
+    assert_same_fit(ours, theirs, dict(rtol=1e-7, atol=1e-9))
+    assert_array_equal(ours.predict(sp.csc_matrix(X)), theirs.predict(sp.csc_matrix(X)))
+
+
+def test_parity_random_state_instance():
+    X, y = _classification(3)
+    ours = bp.MLPClassifier(**dict(BASE, random_state=np.random.RandomState(3), solver="sgd"))
+    theirs = sk.MLPClassifier(**dict(BASE, random_state=np.random.RandomState(3), solver="sgd"))
+    for _ in range(2):  # the second fit continues both random streams
+        ours.fit(X, y)
+        theirs.fit(X, y)
+        assert_same_fit(ours, theirs)
+
+
+def test_parity_string_labels():
+    X, y = _classification(3)
+    labels = np.array(["ant", "bee", "cat"])[y]
+    params = dict(BASE, solver="adam", early_stopping=True, n_iter_no_change=2)
+    ours, theirs = _pair("MLPClassifier", **params)
+    ours.fit(X, labels)
+    theirs.fit(X, labels)
+    assert_same_fit(ours, theirs)
+    assert_array_equal(ours.classes_, theirs.classes_)
+    assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize(
+    "name, data", [("MLPClassifier", "multiclass"), ("MLPRegressor", "regression")]
+)
+def test_parity_float32(name, data, solver):
+    X, y = DATASETS[data]()
+    X = X.astype(np.float32)
+    ours, theirs = _pair(name, **dict(BASE, solver=solver, max_iter=8))
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    assert all(a.dtype == np.float32 for a in ours.coefs_ + ours.intercepts_)
+    assert ours.predict(X).dtype == (np.float32 if name == "MLPRegressor" else y.dtype)
+    # scikit-learn mixes float64 into some float32 steps (Adam's step size, float64
+    # regression targets, L-BFGS iterates); this library stays in float32 throughout.
+    assert_same_fit(ours, theirs, F32)
+
+
+def test_dtype_parameter():
+    X, y = _regression(1)
+    ours = bp.MLPRegressor(**dict(BASE, dtype="float32")).fit(X, y)
+    assert all(a.dtype == np.float32 for a in ours.coefs_)
+    reference = sk.MLPRegressor(**BASE).fit(X.astype(np.float32), y.astype(np.float32))
+    assert_same_fit(ours, reference, F32)
+    ours64 = bp.MLPRegressor(**dict(BASE, dtype=np.float64)).fit(X.astype(np.float32), y)
+    assert ours64.coefs_[0].dtype == np.float64
+    with pytest.raises(ValueError, match="dtype"):
+        bp.MLPRegressor(dtype=np.int32).fit(X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_parity_warm_start(solver, early_stopping):
+    X, y = _classification(3)
+    params = dict(
+        BASE, solver=solver, warm_start=True, early_stopping=early_stopping, n_iter_no_change=3
+    )
+    ours, theirs = _pair("MLPClassifier", **params)
+    for max_iter in (5, 8, 3):
+        ours.set_params(max_iter=max_iter).fit(X, y)
+        theirs.set_params(max_iter=max_iter).fit(X, y)
+        assert_same_fit(ours, theirs)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize(
+    "name, data", [("MLPClassifier", "multiclass"), ("MLPRegressor", "multioutput")]
+)
+def test_parity_partial_fit_sequence(name, data, solver):
+    X, y = DATASETS[data]()
+    classes = dict(classes=np.unique(y)) if name == "MLPClassifier" else {}
+    ours, theirs = _pair(name, **dict(BASE, solver=solver, momentum=0.8))
+    chunks = [slice(0, 40), slice(40, 90), slice(90, None), slice(10, 70)]
+    for i, chunk in enumerate(chunks):
+        extra = classes if i == 0 else {}
+        ours.partial_fit(X[chunk], y[chunk], **extra)
+        theirs.partial_fit(X[chunk], y[chunk], **extra)
+        assert_same_fit(ours, theirs)
+    if solver == "adam":
+        assert ours._optimizer.t == theirs._optimizer.t
+    assert_same_predictions(ours, theirs, X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_parity_partial_fit_after_fit(solver):
+    X, y = _classification(3)
+    ours, theirs = _pair("MLPClassifier", **dict(BASE, solver=solver))
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    for _ in range(3):
+        ours.partial_fit(X[:60], y[:60])
+        theirs.partial_fit(X[:60], y[:60])
+    assert_same_fit(ours, theirs)
+
+
+def test_parity_partial_fit_multilabel():
+    X, Y = _multilabel()
+    ours, theirs = _pair("MLPClassifier", **dict(BASE, solver="adam"))
+    for chunk in (slice(0, 50), slice(50, None)):
+        ours.partial_fit(X[chunk], Y[chunk], classes=np.arange(3))
+        theirs.partial_fit(X[chunk], Y[chunk], classes=np.arange(3))
+    assert_same_fit(ours, theirs)
+
+
+def test_partial_fit_keeps_the_optimizer_state():
+    X, y = _regression(1)
+    est = bp.MLPRegressor(**dict(BASE, solver="adam"))
+    est.partial_fit(X, y)
+    state = est._optimizer
+    m = state.moment1.copy()
+    est.partial_fit(X, y)
+    assert est._optimizer is state
+    assert state.t == 2 * math.ceil(X.shape[0] / min(200, X.shape[0]))
+    assert not np.array_equal(state.moment1, m)
+    est.fit(X, y)  # fit starts a fresh optimizer
+    assert est._optimizer is not state
+
+
+# --------------------------------------------------------------------------------------
+# The two kernels
+# --------------------------------------------------------------------------------------
+
+
+def _numeric_grad(objective, params, eps=1e-6):
+    """Central finite differences of objective at params."""
+    numeric = np.empty_like(params)
+    for i in range(params.size):
+        step = np.zeros_like(params)
+        step[i] = eps
+        numeric[i] = (objective(params + step) - objective(params - step)) / (2 * eps)
+    return numeric
+
+
+def _kernel_problem(loss, data, activation, alpha):
+    X, y = DATASETS[data]()
+    X = np.ascontiguousarray(X[:20])
+    Y = np.eye(3)[y[:20]] if loss == "log_loss" else y[:20].reshape(20, -1).astype(np.float64)
+    layer_units = [X.shape[1], 5, 4, Y.shape[1]]
+    params = np.random.RandomState(0).uniform(-0.5, 0.5, bp._n_params(layer_units))
+    if activation == "relu":  # biases keep every unit away from the kink
+        params[bp._layout_offsets(layer_units)[1][0] :] = 0.7
+    work = np.empty(bp._workspace_size(layer_units, X.shape[0], gather=False))
+    out_activation = {
+        "log_loss": "softmax",
+        "binary_log_loss": "logistic",
+        "squared_error": "identity",
+        "poisson": "exp",
+    }[loss]
+    kw = dict(
+        layer_units=layer_units,
+        activation=activation,
+        out_activation=out_activation,
+        loss=loss,
+        alpha=alpha,
+    )
+    scratch_grad = np.empty_like(params)
+
+    def objective(p):
+        return bp._loss_grad(p, scratch_grad, work, X, Y, None, **kw)
+
+    grad = np.empty_like(params)
+    bp._loss_grad(params, grad, work, X, Y, None, **kw)
+    return params, grad, objective
+
+
+@pytest.mark.parametrize(
+    "loss, data",
+    [
+        ("log_loss", "multiclass"),
+        ("binary_log_loss", "multilabel"),
+        ("squared_error", "regression"),
+        ("poisson", "poisson"),
+    ],
+)
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
+def test_loss_grad_matches_finite_differences(loss, data, activation):
+    params, grad, objective = _kernel_problem(loss, data, activation, alpha=0.3)
+    assert_allclose(grad, _numeric_grad(objective, params), rtol=1e-5, atol=1e-7)
+
+
+def test_squared_error_gradient_sums_over_outputs():
+    # As in scikit-learn, the reported squared error averages over outputs while the
+    # gradient is that of the sum over outputs.
+    params, grad, objective = _kernel_problem("squared_error", "multioutput", "tanh", alpha=0.0)
+    assert_allclose(grad, 2 * _numeric_grad(objective, params), rtol=1e-5, atol=1e-7)
+
+
+def test_tiny_network_by_hand():
+    # One sample, 2 inputs, 1 logistic hidden unit, identity output, squared error:
+    #   h = s(0.5*1 + (-1)*2 + 0.5) = s(-1);  o = 2h - 1;  loss = (o - y)^2 / 2
+    #   dL/do = o - y;  dL/dw2 = (o - y) h;  dL/dz1 = (o - y) * 2 * h (1 - h)
+    X = np.array([[1.0, 2.0]])
+    Y = np.array([[0.25]])
+    layer_units = [2, 1, 1]
+    params = np.array([0.5, -1.0, 2.0, 0.5, -1.0])  # W0 (2x1), W1 (1x1), b0, b1
+    h = 1 / (1 + math.exp(1.0))
+    o = 2 * h - 1
+    dz1 = (o - 0.25) * 2 * h * (1 - h)
+    expected = np.array([dz1 * 1.0, dz1 * 2.0, (o - 0.25) * h, dz1, o - 0.25])
+    grad = np.empty(5)
+    work = np.empty(bp._workspace_size(layer_units, 1, gather=False))
+    loss = bp._loss_grad(
+        params,
+        grad,
+        work,
+        X,
+        Y,
+        None,
+        layer_units=layer_units,
+        activation="logistic",
+        out_activation="identity",
+        loss="squared_error",
+        alpha=0.0,
+    )
+    assert_allclose(loss, 0.5 * (o - 0.25) ** 2)
+    assert_allclose(grad, expected)
+
+
+def test_run_epoch_leaves_the_last_batch_gradient():
+    X, y = _regression(1)
+    Y = y.reshape(-1, 1)
+    layer_units = [X.shape[1], 4, 1]
+    params = np.random.RandomState(0).uniform(-0.5, 0.5, bp._n_params(layer_units))
+    kw = dict(
+        layer_units=layer_units,
+        activation="tanh",
+        out_activation="identity",
+        loss="squared_error",
+        alpha=1e-3,
+    )
+    order = np.random.RandomState(1).permutation(X.shape[0])
+    batch_size = 30
+    grad = np.empty_like(params)
+    velocity = np.zeros_like(params)
+    work = np.empty(bp._workspace_size(layer_units, batch_size, gather=True))
+    start = params.copy()
+    total = bp._run_epoch(
+        params, grad, velocity, np.empty(0), work, X, Y, None, order,
+        batch_size=batch_size, solver="sgd", learning_rate=0.0, momentum=0.0,
+        nesterov=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8, step=0, **kw,
+    )  # fmt: skip
+    assert_array_equal(params, start)  # a zero step changes nothing
+    expected_total, expected_grad = 0.0, np.empty_like(params)
+    full_work = np.empty(bp._workspace_size(layer_units, batch_size, gather=False))
+    for lo in range(0, X.shape[0], batch_size):
+        idx = order[lo : lo + batch_size]
+        batch_loss = bp._loss_grad(params, expected_grad, full_work, X[idx], Y[idx], None, **kw)
+        expected_total += batch_loss * idx.shape[0]
+    assert_allclose(total, expected_total, rtol=1e-12)
+    assert_allclose(grad, expected_grad, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# scikit-learn API
+# --------------------------------------------------------------------------------------
+
+
+@parametrize_with_checks(
+    [bp.MLPClassifier(max_iter=100), bp.MLPRegressor(max_iter=100)],
+)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+def test_importing_backprop_does_not_import_sklearn():
+    code = (
+        "import sys, backprop; assert 'sklearn' not in sys.modules; "
+        "from backprop import estimators; "
+        "assert backprop.MLPClassifier is estimators.MLPClassifier"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pipeline_and_grid_search():
+    X, y = _iris()
+    pipe = make_pipeline(StandardScaler(), bp.MLPClassifier(**dict(BASE, solver="lbfgs")))
+    search = GridSearchCV(pipe, {"mlpclassifier__alpha": [1e-4, 1e-1]}, cv=3, n_jobs=2)
+    search.fit(X, y)
+    assert search.best_score_ > 0.8
+    reference = GridSearchCV(
+        make_pipeline(StandardScaler(), sk.MLPClassifier(**dict(BASE, solver="lbfgs"))),
+        {"mlpclassifier__alpha": [1e-4, 1e-1]},
+        cv=3,
+    ).fit(X, y)
+    assert_allclose(search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"])
+
+
+def test_clone_and_pickle_round_trip():
+    X, y = _classification(3)
+    est = bp.MLPClassifier(**dict(BASE, solver="adam")).fit(X, y)
+    fresh = clone(est)
+    assert fresh.get_params() == est.get_params()
+    assert not hasattr(fresh, "coefs_")
+    restored = pickle.loads(pickle.dumps(est))
+    assert_array_equal(restored.predict_proba(X), est.predict_proba(X))
+    # Training resumes from the restored weights and optimizer state.
+    est.partial_fit(X, y)
+    restored.partial_fit(X, y)
+    assert_array_equal(restored.predict_proba(X), est.predict_proba(X))
+
+
+def test_feature_names_are_kept():
+    pd = pytest.importorskip("pandas")
+    X, y = _classification(3)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    est = bp.MLPClassifier(**BASE).fit(frame, y)
+    assert_array_equal(est.feature_names_in_, frame.columns)
+
+
+class _Recorder:
+    def __init__(self, stop_at=None):
+        self.infos = []
+        self.stop_at = stop_at
+
+    def __call__(self, info):
+        self.infos.append(info)
+        return self.stop_at is not None and info.epoch >= self.stop_at
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_callbacks_see_every_epoch(solver):
+    X, y = _classification(3)
+    recorder = _Recorder()
+    params = dict(BASE, solver=solver, early_stopping=True, n_iter_no_change=100)
+    est = bp.MLPClassifier(**params, callbacks=[recorder]).fit(X, y)
+    assert [info.epoch for info in recorder.infos] == list(range(1, est.n_iter_ + 1))
+    assert [info.loss for info in recorder.infos] == est.loss_curve_
+    assert [info.validation_score for info in recorder.infos] == est.validation_scores_
+    assert all(len(info.grad_norms) == 3 for info in recorder.infos)
+    assert all(norm > 0 for info in recorder.infos for norm in info.grad_norms)
+    # Callbacks only observe: the model equals scikit-learn's.
+    assert_same_fit(est, sk.MLPClassifier(**params).fit(X, y))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_callbacks_can_stop_training(solver):
+    X, y = _classification(3)
+    stopper, watcher = _Recorder(stop_at=4), _Recorder()
+    params = dict(BASE, solver=solver, max_iter=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a requested stop is not a failure
+        est = bp.MLPClassifier(**params, callbacks=[stopper, watcher]).fit(X, y)
+    assert est.n_iter_ == 4
+    assert len(watcher.infos) == 4
+    if solver != "lbfgs":
+        assert len(est.loss_curve_) == 4
+    else:
+        assert watcher.infos[-1].loss == pytest.approx(est.loss_)
+
+
+def test_callbacks_must_be_callable():
+    X, y = _classification(3)
+    with pytest.raises(TypeError, match="callables"):
+        bp.MLPClassifier(callbacks=[1]).fit(X, y)
+
+
+def test_verbose_prints_progress(capsys):
+    X, y = _classification(3)
+    bp.MLPClassifier(**dict(BASE, solver="sgd", max_iter=3, verbose=True)).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 3, loss = " in out
+    bp.MLPClassifier(
+        **dict(BASE, max_iter=3, verbose=True, early_stopping=True, n_iter_no_change=1, tol=10.0)
+    ).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Validation score" in out
+    assert "Stopping" in out
+
+
+def test_convergence_warning_at_max_iter():
+    X, y = _classification(3)
+    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+        bp.MLPClassifier(**dict(BASE, max_iter=3)).fit(X, y)
+
+
+def test_errors():
+    X, y = _classification(3)
+    with pytest.raises(ValueError, match="early_stopping"):
+        bp.MLPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+    assert not hasattr(bp.MLPClassifier(solver="lbfgs"), "partial_fit")
+    assert not hasattr(bp.MLPRegressor(solver="lbfgs"), "partial_fit")
+    est = bp.MLPClassifier(**dict(BASE, warm_start=True)).fit(X, y)
+    with pytest.raises(ValueError, match="warm_start"):
+        est.fit(X, np.where(y == 2, 1, y))
+    est = bp.MLPClassifier(**BASE).partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="not in classes_"):
+        est.partial_fit(X, y + 1)
+    with pytest.raises(ValueError, match="validation set"):
+        bp.MLPRegressor(early_stopping=True).fit(X[:5], y[:5])
+
+
+def test_plot_loss_curve():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    X, y = _classification(3)
+    est = bp.MLPClassifier(**dict(BASE, early_stopping=True)).fit(X, y)
+    ax = bp.plot_loss_curve(est)
+    assert_allclose(ax.lines[0].get_ydata(), est.loss_curve_)
+    with pytest.raises(ValueError, match="loss_curve_"):
+        bp.plot_loss_curve(bp.MLPClassifier(**dict(BASE, solver="lbfgs")).fit(X, y))
