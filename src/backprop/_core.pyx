@@ -31,7 +31,7 @@ BACKPROP_DEBUG_CYTHON=1 turns the checks back on.
 
 cimport cython
 from cython cimport floating
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs, isfinite
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs, isfinite, sqrt
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -43,11 +43,17 @@ cdef enum:
     ACT_TANH = 2
     ACT_RELU = 3
     ACT_SOFTMAX = 4
+    ACT_EXP = 5
 
 cdef enum:
     LOSS_MSE = 0
     LOSS_CROSS_ENTROPY = 1
     LOSS_BINARY_CROSS_ENTROPY = 2
+    # scikit-learn's conventions: delta = (p - y) sw_i, not normalised; see _output_delta
+    LOSS_SK_SQUARED = 3
+    LOSS_SK_LOG = 4
+    LOSS_SK_BINARY_LOG = 5
+    LOSS_SK_POISSON = 6
 
 cdef enum:
     MODE_LOSS = 0
@@ -60,11 +66,16 @@ ACTIVATIONS = {
     "tanh": ACT_TANH,
     "relu": ACT_RELU,
     "softmax": ACT_SOFTMAX,
+    "exp": ACT_EXP,
 }
 LOSSES = {
     "mse": LOSS_MSE,
     "cross_entropy": LOSS_CROSS_ENTROPY,
     "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY,
+    "sk_squared_error": LOSS_SK_SQUARED,
+    "sk_log_loss": LOSS_SK_LOG,
+    "sk_binary_log_loss": LOSS_SK_BINARY_LOG,
+    "sk_poisson": LOSS_SK_POISSON,
 }
 
 # Products with fewer multiply-adds than this run in hand loops; larger ones in BLAS,
@@ -130,6 +141,8 @@ cdef inline floating _act(floating z, int act) noexcept nogil:
         return _tanh(z)
     if act == ACT_RELU:
         return 0 if z < 0 else z
+    if act == ACT_EXP:
+        return _exp(z)
     return z
 
 
@@ -250,21 +263,32 @@ cdef void _bias_act(floating* z, const floating* bias, Py_ssize_t m, Py_ssize_t 
                 row[j] = row[j] + bias[j]
                 if row[j] < 0:
                     row[j] = 0
+        elif act == ACT_EXP:
+            for j in range(n):
+                row[j] = _exp(row[j] + bias[j])
         else:
             for j in range(n):
                 row[j] = row[j] + bias[j]
 
 
 cdef void _dense(const floating* x, const floating* w, const floating* bias, floating* z,
-                 Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
-    """Z := act(X @ W.T + b); X is m x n_in, W is n_out x n_in, Z is m x n_out."""
-    _gemm(c'N', c'T', m, n_out, n_in, <floating>1, x, n_in, w, n_in, <floating>0, z, n_out)
+                 Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out, int act,
+                 bint wt) noexcept nogil:
+    """Z := act(X @ W.T + b); X is m x n_in, W is n_out x n_in, Z is m x n_out.
+
+    With ``wt`` W is stored transposed, n_in x n_out (scikit-learn's coefs_), and
+    Z := act(X @ W + b). The same flag means the same in every per-layer kernel.
+    """
+    if wt:
+        _gemm(c'N', c'N', m, n_out, n_in, <floating>1, x, n_in, w, n_out, <floating>0, z, n_out)
+    else:
+        _gemm(c'N', c'T', m, n_out, n_in, <floating>1, x, n_in, w, n_in, <floating>0, z, n_out)
     _bias_act(z, bias, m, n_out, act)
 
 
 cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labels,
-                          floating* delta, Py_ssize_t m, Py_ssize_t k,
-                          int output, int loss) noexcept nogil:
+                          const floating* sw, double wsum, floating* delta,
+                          Py_ssize_t m, Py_ssize_t k, int output, int loss) noexcept nogil:
     """A := out(Z) in place, delta := dL/dZ; returns L, the mean loss of the batch.
 
     mse:                  L = sum (a - y)^2 / (m k);  dL/da = 2 (a - y) / (m k)
@@ -274,13 +298,55 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
     The cross-entropies are taken from z, not from the probabilities, so that
     they stay finite when a probability rounds to 0 or 1.
     ``labels`` (integer classes) replaces ``y`` for cross_entropy when not NULL.
+
+    The sk_* losses follow scikit-learn's MLP, with sample weights sw (NULL: all 1)
+    summing to wsum and q = clip(p, eps, 1 - eps):
+    sk_squared_error:   L = sum_i sw_i sum_j (y - p)^2 / (2 wsum k)
+    sk_log_loss:        L = -sum_i sw_i sum_j y log q / wsum
+    sk_binary_log_loss: L = -sum_i sw_i sum_j (y log q + (1 - y) log(1 - q)) / wsum
+    sk_poisson:         L = sum_i sw_i sum_j (y log(y / p) - y + p) / wsum
+    and for all four delta := (p - y) sw_i, left unnormalised: the caller divides the
+    gradients by wsum, as scikit-learn does.
     """
     cdef Py_ssize_t i, j
     cdef floating* zr
     cdef floating* dr
     cdef const floating* yr = NULL
-    cdef floating a, g, yv, zv, scale, dot
-    cdef double total = 0, yz
+    cdef floating a, g, yv, zv, scale, dot, w
+    cdef double total = 0, yz, row_total, eps, q
+    if loss >= LOSS_SK_SQUARED:
+        eps = 1.1920928955078125e-07 if floating is float else 2.220446049250313e-16
+        for i in range(m):
+            zr = z + i * k
+            dr = delta + i * k
+            yr = y + i * k
+            w = sw[i] if sw != NULL else 1
+            if output == ACT_SOFTMAX:
+                _softmax_row(zr, k)
+            else:
+                for j in range(k):
+                    zr[j] = _act(zr[j], output)
+            row_total = 0
+            for j in range(k):
+                a = zr[j]
+                yv = yr[j]
+                dr[j] = (a - yv) * w
+                if loss == LOSS_SK_SQUARED:
+                    row_total += (yv - a) * (yv - a)
+                elif loss == LOSS_SK_POISSON:
+                    if yv != 0:
+                        row_total += yv * log(yv / <double>a)
+                    row_total += <double>a - yv
+                else:
+                    q = min(max(<double>a, eps), 1 - eps)
+                    if yv != 0:
+                        row_total -= yv * log(q)
+                    if loss == LOSS_SK_BINARY_LOG and yv != 1:
+                        row_total -= (1 - yv) * log(1 - q)
+            total += w * row_total
+        if loss == LOSS_SK_SQUARED:
+            return total / (2 * wsum * k)
+        return total / wsum
     if loss == LOSS_CROSS_ENTROPY:
         scale = <floating>1 / m
     else:
@@ -340,11 +406,15 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
 
 cdef void _hidden_delta(const floating* delta, const floating* w, const floating* a_prev,
                         floating* delta_prev, Py_ssize_t m, Py_ssize_t n_in,
-                        Py_ssize_t n_out, int act) noexcept nogil:
+                        Py_ssize_t n_out, int act, bint wt) noexcept nogil:
     """delta_prev := (delta @ W) * act'(A_prev); delta is m x n_out, W n_out x n_in."""
     cdef Py_ssize_t i
-    _gemm(c'N', c'N', m, n_in, n_out, <floating>1, delta, n_out, w, n_in,
-          <floating>0, delta_prev, n_in)
+    if wt:
+        _gemm(c'N', c'T', m, n_in, n_out, <floating>1, delta, n_out, w, n_out,
+              <floating>0, delta_prev, n_in)
+    else:
+        _gemm(c'N', c'N', m, n_in, n_out, <floating>1, delta, n_out, w, n_in,
+              <floating>0, delta_prev, n_in)
     if act != ACT_IDENTITY:
         for i in range(m * n_in):
             delta_prev[i] = delta_prev[i] * _act_prime(a_prev[i], act)
@@ -352,7 +422,7 @@ cdef void _hidden_delta(const floating* delta, const floating* w, const floating
 
 cdef void _backward(const floating* delta, const floating* a_prev, floating* gw, floating* gb,
                     Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out,
-                    floating alpha, floating beta) noexcept nogil:
+                    floating alpha, floating beta, bint wt) noexcept nogil:
     """G_W := alpha delta^T @ A_prev + beta G_W;  g_b := alpha sum_rows(delta) + beta g_b.
 
     With alpha = 1, beta = 0 these are the gradients; with alpha = -eta, beta = 1
@@ -361,7 +431,10 @@ cdef void _backward(const floating* delta, const floating* a_prev, floating* gw,
     """
     cdef Py_ssize_t i, j
     cdef floating s
-    _gemm(c'T', c'N', n_out, n_in, m, alpha, delta, n_out, a_prev, n_in, beta, gw, n_in)
+    if wt:
+        _gemm(c'T', c'N', n_in, n_out, m, alpha, a_prev, n_in, delta, n_out, beta, gw, n_out)
+    else:
+        _gemm(c'T', c'N', n_out, n_in, m, alpha, delta, n_out, a_prev, n_in, beta, gw, n_in)
     for j in range(n_out):
         s = 0
         for i in range(m):
@@ -373,9 +446,10 @@ cdef void _backward(const floating* delta, const floating* a_prev, floating* gw,
 
 
 cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
-                   const Py_ssize_t* offsets, Py_ssize_t n_layers,
+                   const Py_ssize_t* offsets, Py_ssize_t n_layers, bint wt,
                    int hidden, int output, int loss,
                    const floating* x, const floating* y, const Py_ssize_t* labels,
+                   const floating* sw, double wsum,
                    Py_ssize_t m, floating* acts, floating* delta0, floating* delta1,
                    floating eta, int mode) noexcept nogil:
     """The forward pass, the loss and the backward pass of one mini-batch of m rows.
@@ -384,7 +458,8 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
     mode MODE_GRADIENTS: also grad := dL/dtheta (the flat layout of theta)
     mode MODE_SGD:       also theta := theta - eta dL/dtheta, layer by layer from
                          the last, each W_l updated after it has carried the delta back
-    ``acts`` receives A_1 .. A_L one after the other (m * sizes[l] each).
+    ``acts`` receives A_1 .. A_L one after the other (m * sizes[l] each). ``wt``, ``sw``
+    and ``wsum`` are passed on to the per-layer kernels and _output_delta.
     """
     cdef Py_ssize_t l, n_in, n_out, a_off = 0
     cdef const floating* a_prev = x
@@ -398,16 +473,11 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
         n_in = sizes[l]
         n_out = sizes[l + 1]
         a_out = acts + a_off
-        if l < n_layers - 1:
-            _dense(a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1], a_out,
-                   m, n_in, n_out, hidden)
-        else:
-            _gemm(c'N', c'T', m, n_out, n_in, <floating>1, a_prev, n_in,
-                  theta + offsets[2 * l], n_in, <floating>0, a_out, n_out)
-            _bias_act(a_out, theta + offsets[2 * l + 1], m, n_out, ACT_IDENTITY)
+        _dense(a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1], a_out,
+               m, n_in, n_out, hidden if l < n_layers - 1 else ACT_IDENTITY, wt)
         a_prev = a_out
         a_off += m * n_out
-    value = _output_delta(acts + a_off - m * sizes[n_layers], y, labels, d, m,
+    value = _output_delta(acts + a_off - m * sizes[n_layers], y, labels, sw, wsum, d, m,
                           sizes[n_layers], output, loss)
     if mode == MODE_LOSS:
         return value
@@ -419,13 +489,13 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
         a_off -= m * n_out
         a_prev = x if l == 0 else acts + a_off - m * n_in
         if l > 0:
-            _hidden_delta(d, theta + offsets[2 * l], a_prev, d_prev, m, n_in, n_out, hidden)
+            _hidden_delta(d, theta + offsets[2 * l], a_prev, d_prev, m, n_in, n_out, hidden, wt)
         if mode == MODE_SGD:
             _backward(d, a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1],
-                      m, n_in, n_out, alpha, beta)
+                      m, n_in, n_out, alpha, beta, wt)
         else:
             _backward(d, a_prev, grad + offsets[2 * l], grad + offsets[2 * l + 1],
-                      m, n_in, n_out, alpha, beta)
+                      m, n_in, n_out, alpha, beta, wt)
         swap = d
         d = d_prev
         d_prev = swap
@@ -506,8 +576,8 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
                         lb = &labels[start]
                     else:
                         yb = &Y[start, 0]
-                value = _batch(&theta[0], NULL, &sizes[0], &offsets[0], n_layers,
-                               hidden, output, loss, xb, yb, lb, m, &acts[0],
+                value = _batch(&theta[0], NULL, &sizes[0], &offsets[0], n_layers, False,
+                               hidden, output, loss, xb, yb, lb, NULL, m, m, &acts[0],
                                &deltas[0], &deltas[deltas.shape[0] // 2], eta, MODE_SGD)
                 if not isfinite(value):
                     status = 1
@@ -552,8 +622,8 @@ def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
     if grad.shape[0] > 0:
         g = &grad[0]
     with nogil:
-        value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, hidden, output, loss,
-                       &X[0, 0], yb, lb, m, &acts[0], &deltas[0],
+        value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, False, hidden, output,
+                       loss, &X[0, 0], yb, lb, NULL, m, m, &acts[0], &deltas[0],
                        &deltas[deltas.shape[0] // 2], eta, mode)
     return value
 
@@ -561,7 +631,7 @@ def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
 def forward(const floating[::1] theta, const Py_ssize_t[::1] sizes,
             const Py_ssize_t[::1] offsets, int hidden, int output,
             const floating[:, ::1] X, floating[:, ::1] out, floating[::1] work,
-            Py_ssize_t chunk):
+            Py_ssize_t chunk, bint wt=False):
     """out := the network's output for every row of X, ``chunk`` rows at a time.
 
     ``work`` holds two chunk x max(hidden width) buffers that the hidden layers
@@ -584,7 +654,7 @@ def forward(const floating[::1] theta, const Py_ssize_t[::1] sizes,
                 else:
                     a_out = buf0 if l % 2 == 0 else buf1
                 _dense(a_prev, &theta[offsets[2 * l]], &theta[offsets[2 * l + 1]], a_out,
-                       m, sizes[l], sizes[l + 1], output if l == n_layers - 1 else hidden)
+                       m, sizes[l], sizes[l + 1], output if l == n_layers - 1 else hidden, wt)
                 a_prev = a_out
             start += m
 
@@ -596,9 +666,8 @@ def dense(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1
           floating[:, ::1] Z):
     """Z := X @ W.T + b."""
     with nogil:
-        _gemm(c'N', c'T', X.shape[0], W.shape[0], X.shape[1], <floating>1, &X[0, 0],
-              X.shape[1], &W[0, 0], W.shape[1], <floating>0, &Z[0, 0], Z.shape[1])
-        _bias_act(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1], ACT_IDENTITY)
+        _dense(&X[0, 0], &W[0, 0], &b[0], &Z[0, 0], X.shape[0], X.shape[1], W.shape[0],
+               ACT_IDENTITY, False)
 
 
 def activate(const floating[:, ::1] Z, floating[:, ::1] A, int act):
@@ -635,8 +704,8 @@ def output_delta(floating[:, ::1] Z, const floating[:, ::1] Y, const Py_ssize_t[
     else:
         yb = &Y[0, 0]
     with nogil:
-        value = _output_delta(&Z[0, 0], yb, lb, &delta[0, 0], Z.shape[0], Z.shape[1],
-                              output, loss)
+        value = _output_delta(&Z[0, 0], yb, lb, NULL, Z.shape[0], &delta[0, 0], Z.shape[0],
+                              Z.shape[1], output, loss)
     return value
 
 
@@ -645,7 +714,7 @@ def hidden_delta(const floating[:, ::1] delta, const floating[:, ::1] W,
     """delta_prev := (delta @ W) * act'(A_prev)."""
     with nogil:
         _hidden_delta(&delta[0, 0], &W[0, 0], &A_prev[0, 0], &delta_prev[0, 0],
-                      delta.shape[0], W.shape[1], W.shape[0], act)
+                      delta.shape[0], W.shape[1], W.shape[0], act, False)
 
 
 def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev,
@@ -653,7 +722,7 @@ def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev
     """grad_W := delta^T @ A_prev;  grad_b := sum over rows of delta."""
     with nogil:
         _backward(&delta[0, 0], &A_prev[0, 0], &grad_W[0, 0], &grad_b[0], delta.shape[0],
-                  A_prev.shape[1], delta.shape[1], <floating>1, <floating>0)
+                  A_prev.shape[1], delta.shape[1], <floating>1, <floating>0, False)
 
 
 def sgd_update(floating[::1] theta, const floating[::1] grad, floating eta):
@@ -662,3 +731,128 @@ def sgd_update(floating[::1] theta, const floating[::1] grad, floating eta):
     with nogil:
         for i in range(theta.shape[0]):
             theta[i] = theta[i] - eta * grad[i]
+
+
+# scikit-learn's MLP: one epoch of its stochastic solvers, and its L-BFGS objective.
+# Weights are stored transposed (n_in, n_out) and packed as scikit-learn packs them.
+
+cdef double _sk_regularise(const floating* params, floating* grad, const Py_ssize_t* sizes,
+                           const Py_ssize_t* offsets, Py_ssize_t n_layers, floating alpha,
+                           floating wsum) noexcept nogil:
+    """grad_W := (grad_W + alpha W) / wsum, grad_b := grad_b / wsum; returns sum ||W||^2."""
+    cdef Py_ssize_t l, i, n
+    cdef const floating* w
+    cdef floating* g
+    cdef double sq = 0
+    for l in range(n_layers):
+        n = sizes[l] * sizes[l + 1]
+        w = params + offsets[2 * l]
+        g = grad + offsets[2 * l]
+        for i in range(n):
+            sq += w[i] * w[i]
+            g[i] = (g[i] + alpha * w[i]) / wsum
+        g = grad + offsets[2 * l + 1]
+        for i in range(sizes[l + 1]):
+            g[i] = g[i] / wsum
+    return sq
+
+
+def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
+             floating[::1] moment2, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1] offsets,
+             int hidden, int output, int loss,
+             const floating[:, ::1] X, const floating[:, ::1] Y,
+             const floating[::1] sample_weight, const Py_ssize_t[::1] order,
+             Py_ssize_t batch_size, double alpha, bint adam, double learning_rate,
+             double momentum, bint nesterov, double beta_1, double beta_2, double epsilon,
+             Py_ssize_t step, floating[::1] acts, floating[::1] deltas,
+             floating[:, ::1] x_batch, floating[:, ::1] y_batch, floating[::1] sw_batch,
+             Py_ssize_t check_every):
+    """One epoch of scikit-learn's stochastic solvers; returns sum_B |B| L_B.
+
+    For each batch B (runs of ``batch_size`` entries of ``order``):
+        g := dL_B/dparams, L_B := mean loss + alpha / (2 sum(sw_B)) sum_l ||W_l||^2
+        sgd:  v := momentum v - lr g;  params += v  (Nesterov: momentum v - lr g)
+        adam: t := step + batch number (from 1); m := b1 m + (1 - b1) g;
+              v := b2 v + (1 - b2) g^2;  params += -lr sqrt(1 - b2^t) / (1 - b1^t)
+                                          * m / (sqrt(v) + epsilon)
+    moment1 holds v (sgd) or m (adam), moment2 Adam's v. Hyper-parameters are rounded
+    to the parameters' dtype before use, as NumPy does with Python scalars.
+    ``grad`` is left holding the last batch's gradient.
+    """
+    cdef Py_ssize_t n = order.shape[0], n_layers = sizes.shape[0] - 1
+    cdef Py_ssize_t n_in = X.shape[1], k = sizes[n_layers], n_params = params.shape[0]
+    cdef Py_ssize_t start = 0, m, i, row, b = 0
+    cdef bint weighted = sample_weight.shape[0] > 0
+    cdef floating a = alpha, lr = learning_rate, mu = momentum
+    cdef floating b1 = beta_1, b2 = beta_2, eps = epsilon, lr_t, wsum, v
+    cdef floating c1 = 1 - beta_1, c2 = 1 - beta_2
+    cdef const floating* swb = NULL
+    cdef double value, total = 0, t
+    with nogil:
+        while start < n:
+            m = min(batch_size, n - start)
+            wsum = m
+            for i in range(m):
+                row = order[start + i]
+                memcpy(&x_batch[i, 0], &X[row, 0], n_in * sizeof(floating))
+                memcpy(&y_batch[i, 0], &Y[row, 0], k * sizeof(floating))
+            if weighted:
+                wsum = 0
+                for i in range(m):
+                    sw_batch[i] = sample_weight[order[start + i]]
+                    wsum = wsum + sw_batch[i]
+                swb = &sw_batch[0]
+            value = _batch(&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
+                           hidden, output, loss, &x_batch[0, 0], &y_batch[0, 0], NULL,
+                           swb, wsum, m, &acts[0], &deltas[0], &deltas[deltas.shape[0] // 2],
+                           0, MODE_GRADIENTS)
+            value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0],
+                                                  &offsets[0], n_layers, a, wsum) / wsum
+            total += value * m
+            if adam:
+                t = step + b + 1
+                lr_t = learning_rate * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+                for i in range(n_params):
+                    moment1[i] = b1 * moment1[i] + c1 * grad[i]
+                    moment2[i] = b2 * moment2[i] + c2 * (grad[i] * grad[i])
+                    params[i] = params[i] + -lr_t * moment1[i] / (sqrt(moment2[i]) + eps)
+            else:
+                for i in range(n_params):
+                    v = mu * moment1[i] - lr * grad[i]
+                    moment1[i] = v
+                    if nesterov:
+                        v = mu * v - lr * grad[i]
+                    params[i] = params[i] + v
+            b += 1
+            start += m
+            if b % check_every == 0:
+                with gil:
+                    PyErr_CheckSignals()
+    return total
+
+
+def sk_loss_grad(const floating[::1] params, floating[::1] grad, const Py_ssize_t[::1] sizes,
+                 const Py_ssize_t[::1] offsets, int hidden, int output, int loss,
+                 const floating[:, ::1] X, const floating[:, ::1] Y,
+                 const floating[::1] sample_weight, double alpha,
+                 floating[::1] acts, floating[::1] deltas):
+    """scikit-learn's L-BFGS objective over the whole of (X, Y): returns L, grad := dL/dparams.
+
+    L := mean loss + alpha / (2 sum(sw)) sum_l ||W_l||^2, as in ``sk_epoch``.
+    """
+    cdef Py_ssize_t m = X.shape[0], n_layers = sizes.shape[0] - 1, i
+    cdef const floating* sw = NULL
+    cdef floating wsum = m
+    cdef double value
+    if sample_weight.shape[0] > 0:
+        sw = &sample_weight[0]
+        wsum = 0
+        for i in range(m):
+            wsum = wsum + sample_weight[i]
+    with nogil:
+        value = _batch(<floating*>&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
+                       hidden, output, loss, &X[0, 0], &Y[0, 0], NULL, sw, wsum, m, &acts[0],
+                       &deltas[0], &deltas[deltas.shape[0] // 2], 0, MODE_GRADIENTS)
+        value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0], &offsets[0],
+                                              n_layers, <floating>alpha, wsum) / wsum
+    return value
