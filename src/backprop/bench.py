@@ -611,6 +611,7 @@ def run_table(
         for name in names
         if name not in missing and TRAINERS[name]().supports(w)
     ]
+    load_before = os.getloadavg()[0]
     rows: list[Row] = []
     for i, (workload, name) in enumerate(plan, 1):
         if progress:
@@ -629,6 +630,10 @@ def run_table(
             row.ratio = min(peers) / row.median if peers else math.nan
 
     print(f"backprop benchmarks: {repeats} repeats, scale {scale:g}; {_environment()}", file=file)
+    # Other processes on the machine slow the multi-threaded peers most (torch's threads wait
+    # for each other), so the table says how busy the machine was.
+    load = f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    print(f"1-minute load average: {load}", file=file)
     _print_table(rows, file)
     print(f"\nNumPy float32 gemm {gemm_size}x{gemm_size}: {gemm:.1f} GFLOP/s", file=file)
     for row in rows:
