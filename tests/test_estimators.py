@@ -38,7 +38,7 @@ from backprop import estimators as bp  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 F64 = dict(rtol=1e-8, atol=1e-12)
-F32 = dict(rtol=2e-3, atol=2e-4)
+F32 = dict(rtol=1e-3, atol=1e-4)
 
 
 def _classification(n_classes=3, n_samples=120, random_state=0):
@@ -316,9 +316,12 @@ def test_parity_float32(name, data, solver):
     theirs.fit(X, y)
     assert all(a.dtype == np.float32 for a in ours.coefs_ + ours.intercepts_)
     assert ours.predict(X).dtype == (np.float32 if name == "MLPRegressor" else y.dtype)
-    # scikit-learn mixes float64 into some float32 steps (Adam's step size, float64
-    # regression targets, L-BFGS iterates); this library stays in float32 throughout.
-    assert_same_fit(ours, theirs, F32)
+    if name == "MLPClassifier" and solver != "lbfgs":
+        assert_same_fit(ours, theirs, dict(rtol=1e-6, atol=1e-7))
+    else:
+        # scikit-learn keeps float64 regression targets (so float64 deltas) and returns
+        # L-BFGS' float64 iterate as the weights; here both are rounded to float32.
+        assert_same_fit(ours, theirs, F32)
 
 
 def test_dtype_parameter():
@@ -639,7 +642,9 @@ def test_callbacks_must_be_callable():
         bp.MLPClassifier(callbacks=[1]).fit(X, y)
 
 
-def test_verbose_prints_progress(capsys):
+def test_verbose_prints_lines_without_tqdm(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     X, y = _classification(3)
     bp.MLPClassifier(**dict(BASE, solver="sgd", max_iter=3, verbose=True)).fit(X, y)
     out = capsys.readouterr().out
@@ -650,6 +655,15 @@ def test_verbose_prints_progress(capsys):
     out = capsys.readouterr().out
     assert "Validation score" in out
     assert "Stopping" in out
+
+
+def test_verbose_shows_a_tqdm_bar(capsys):
+    pytest.importorskip("tqdm")
+    X, y = _classification(3)
+    bp.MLPClassifier(**dict(BASE, solver="sgd", max_iter=3, verbose=True)).fit(X, y)
+    captured = capsys.readouterr()
+    assert "3/3" in captured.err
+    assert "loss=" in captured.err
 
 
 def test_convergence_warning_at_max_iter():

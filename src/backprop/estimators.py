@@ -206,24 +206,27 @@ def _apply_derivative(name: str, a: np.ndarray, delta: np.ndarray, tmp: np.ndarr
 def _data_loss(loss: str, y: np.ndarray, p: np.ndarray, sw, tmp: np.ndarray):
     """Mean loss of the predictions p for the targets y, weighted by sw if given.
 
-    ``squared_error`` is half the squared error averaged over outputs (its gradient,
-    p - y, is that of the sum over outputs: the two differ by the number of outputs,
-    as in scikit-learn); ``poisson`` half the Poisson deviance summed over outputs;
-    the log losses clip probabilities to [eps, 1 - eps] of the dtype before taking
-    logarithms.
+    Evaluated in float64 whatever the dtype of p (``tmp``, of p's shape, is used as
+    scratch when that is float64). ``squared_error`` is half the squared error
+    averaged over outputs (its gradient, p - y, is that of the sum over outputs: the
+    two differ by the number of outputs, as in scikit-learn); ``poisson`` half the
+    Poisson deviance summed over outputs; the log losses clip probabilities to
+    [eps, 1 - eps] of p's dtype before taking logarithms.
     """
+    out = tmp if tmp.dtype == np.float64 else None
     if loss == "squared_error":
-        np.subtract(y, p, out=tmp)
-        np.multiply(tmp, tmp, out=tmp)
-        return 0.5 * np.average(tmp, weights=sw, axis=0).mean()
+        diff = np.subtract(y, p, out=out, dtype=np.float64)
+        np.multiply(diff, diff, out=diff)
+        return 0.5 * np.average(diff, weights=sw, axis=0).mean()
     if loss == "poisson":
-        return np.average(xlogy(y, y / p) - y + p, weights=sw, axis=0).sum()
+        terms = xlogy(y, np.divide(y, p, dtype=np.float64), out=out, dtype=np.float64)
+        return np.average(terms - y + p, weights=sw, axis=0).sum()
     eps = np.finfo(p.dtype).eps
     q = np.clip(p, eps, 1 - eps, out=tmp)
     if loss == "binary_log_loss":
-        terms = xlogy(y, q) + xlogy(1 - y, 1 - q)
+        terms = xlogy(y, q, dtype=np.float64) + xlogy(1 - y, 1 - q, dtype=np.float64)
     else:
-        terms = xlogy(y, q, out=tmp)
+        terms = xlogy(y, q, out=out, dtype=np.float64)
     return -np.average(terms, weights=sw, axis=0).sum()
 
 
@@ -323,7 +326,7 @@ def _run_epoch(
                params += momentum v - lr g
         adam:  t := step + batch number (from 1);  m := b1 m + (1 - b1) g;
                v := b2 v + (1 - b2) g^2;  lr_t := lr sqrt(1 - b2^t) / (1 - b1^t);
-               params += -lr_t m / (sqrt(v) + epsilon)
+               params += -lr_t m / (sqrt(v) + epsilon), the step in float64
 
     where g is the batch gradient of mean loss + alpha / (2 sum(sw)) * sum ||W_i||^2
     (sum(sw) is the batch size without sample weights).
@@ -347,6 +350,10 @@ def _run_epoch(
     """
     n_samples = order.shape[0]
     scratch = _carve(work, layer_units, batch_size, gather=True)
+    if solver == "adam":
+        # Adam's step is formed in float64 whatever the dtype (as scikit-learn does):
+        # m * lr_t / (sqrt(v) + eps) is then rounded once, when added to params.
+        step64 = scratch.update if params.dtype == np.float64 else np.empty(params.shape)
     sparse = sp.issparse(X)
     accumulated_loss = 0.0
     for batch, start in enumerate(range(0, n_samples, batch_size)):
@@ -391,9 +398,9 @@ def _run_epoch(
             v += update
             np.sqrt(v, out=denom)
             denom += epsilon
-            np.multiply(m, -step_size, out=update)
-            update /= denom
-            params += update
+            np.multiply(m, -step_size, out=step64, dtype=np.float64)
+            step64 /= denom
+            params += step64
     return accumulated_loss
 
 
@@ -751,6 +758,8 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         )
 
     def _fit_lbfgs(self, X, Y, sample_weight, layer_units, callbacks, progress):
+        # L-BFGS-B iterates in float64; the objective is evaluated in the network's
+        # dtype at the iterate rounded to it, as scipy hands it to scikit-learn.
         dtype = self._params.dtype
         grad = np.empty_like(self._params)
         work = np.empty(_workspace_size(layer_units, X.shape[0], gather=False), dtype=dtype)
