@@ -27,8 +27,8 @@ Training reduces to two functions over flat arrays:
     the full-batch loss and gradient, the objective handed to L-BFGS.
 
 The estimator owns every buffer and all bookkeeping (validation, schedules, stopping
-rules, early stopping, callbacks); the two functions trust their inputs and allocate
-nothing per batch, so a compiled kernel can take their place unchanged.
+rules, early stopping, callbacks); the two functions trust their inputs and take every
+layer-sized buffer from the caller, so a compiled kernel can take their place unchanged.
 """
 
 from __future__ import annotations
@@ -775,20 +775,19 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                 last["x"], last["grad"] = x.copy(), grad.copy()
             return value, grad.astype(np.float64)
 
-        stopped = []
+        state = {"n_iter": 0, "stopped": False}
 
         def on_iteration(intermediate_result):
-            n_iter = len(stopped) + 1
-            stopped.append(False)
+            state["n_iter"] += 1
             loss = float(intermediate_result.fun)
-            progress.epoch(n_iter, loss)
+            progress.epoch(state["n_iter"], loss)
             if not callbacks:
                 return
             if not np.array_equal(last.get("x"), intermediate_result.x):
                 objective(intermediate_result.x)
-            info = EpochInfo(n_iter, loss, None, _grad_norms(last["grad"], layer_units))
-            if _run_callbacks(callbacks, info):
-                stopped[-1] = True
+            grad_norms = _grad_norms(last["grad"], layer_units)
+            if _run_callbacks(callbacks, EpochInfo(state["n_iter"], loss, None, grad_norms)):
+                state["stopped"] = True
                 raise StopIteration
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
@@ -805,7 +804,7 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                 **_get_additional_lbfgs_options_dict("iprint", iprint),
             },
         )
-        if stopped and stopped[-1]:
+        if state["stopped"]:
             self.n_iter_ = min(result.nit, self.max_iter)
         else:
             self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
