@@ -1,14 +1,15 @@
 """backprop: multilayer perceptrons trained by backpropagation, with compiled kernels.
 
 ``Network`` is the fast network; ``backprop.reference.Network`` the same network in
-plain Python, readable and slow. The scikit-learn estimators ``MLPClassifier`` and
-``MLPRegressor`` are imported on first use (they need scikit-learn).
+plain Python, readable and slow. ``load`` reads back what ``Network.save`` wrote.
+The scikit-learn estimators ``MLPClassifier`` and ``MLPRegressor`` are imported on
+first use (they need scikit-learn).
 """
 
-from .network import DivergenceError, Network, Trace
+from .network import DivergenceError, Network, Trace, load
 
 __version__ = "0.1.0"
-__all__ = ["DivergenceError", "MLPClassifier", "MLPRegressor", "Network", "Trace"]
+__all__ = ["DivergenceError", "MLPClassifier", "MLPRegressor", "Network", "Trace", "load"]
 
 
 def __getattr__(name):

@@ -7,10 +7,16 @@ before any kernel of ``backprop._core`` runs; the kernels trust what they get.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
+import os
+import secrets
 import threading
-from contextlib import contextmanager
+import warnings
+import zipfile
+import zlib
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +38,15 @@ DTYPES = ("float32", "float64")
 _CHUNK = 4096
 # Multiply-adds between two checks for Ctrl-C in the compiled loop (~1 ms of work).
 _SIGNAL_CHECK_WORK = 2_000_000
+# BLAS takes dimensions as C ints: no layer may be wider, nor a batch longer, than this.
+_MAX_DIM = 2**31 - 1
+_MAX_BYTES = np.iinfo(np.intp).max
+DIVERGENCE_POLICIES = ("raise", "warn")
+#: What ``Network.save`` writes and ``load`` reads: format name and version.
+CHECKPOINT_FORMAT = "backprop.Network"
+CHECKPOINT_VERSION = 1
+_CHECKPOINT_TEXT = ("format", "activation", "output", "loss", "dtype")
+_CHECKPOINT_KEYS = frozenset(_CHECKPOINT_TEXT + ("version", "sizes", "parameters"))
 
 
 class DivergenceError(FloatingPointError):
@@ -53,7 +68,8 @@ class Trace:
     """Every intermediate quantity of one forward and backward pass (``Network.trace``).
 
     ``zs[l]`` and ``activations[l + 1]`` are layer l's pre-activations and outputs
-    (``activations[0]`` is the input); ``dloss_doutput`` is dL/dy_hat;
+    (``activations[0]`` is the input); ``dloss_doutput`` is dL/dy_hat (infinite where
+    a probability rounds to 0 or 1 and its target does not);
     ``output_prime`` is out'(z_L) (None for softmax, whose derivative is a matrix);
     ``deltas[l]`` is dL/dz_l; the gradients are those of the mean loss.
     """
@@ -79,20 +95,29 @@ def _check_name(value, name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _check_int(value, name: str, minimum: int) -> int:
+def _check_int(value, name: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer; got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}; got {value}")
     return int(value)
 
 
-def _check_lr(lr) -> float:
+def _check_lr(lr, dtype: np.dtype) -> float:
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(f"lr must be a real number; got {lr!r}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0; got {lr}")
-    return float(lr)
+    with np.errstate(over="ignore", under="ignore"):
+        try:
+            value = float(lr)
+        except OverflowError:
+            value = math.inf
+        # The kernels take lr in the network's dtype: it must stay finite and > 0 there.
+        cast = float(dtype.type(value)) if math.isfinite(value) else value
+    if not (math.isfinite(cast) and cast > 0):
+        raise ValueError(f"lr must be a finite number > 0 in {dtype.name}; got {lr}")
+    return value
 
 
 def _check_sizes(sizes) -> list[int]:
@@ -101,7 +126,7 @@ def _check_sizes(sizes) -> list[int]:
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"sizes must name at least an input and an output layer; got {sizes}")
-    return [_check_int(s, f"sizes[{i}]", 1) for i, s in enumerate(sizes)]
+    return [_check_int(s, f"sizes[{i}]", 1, _MAX_DIM) for i, s in enumerate(sizes)]
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -111,7 +136,7 @@ def _check_dtype(dtype) -> np.dtype:
         raise TypeError(f"dtype must be one of {DTYPES}; got {dtype!r}") from err
     if dt.name not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}; got {dt.name}")
-    return dt
+    return np.dtype(dt.name)  # native byte order: the kernels read native numbers only
 
 
 def _as_real_array(value, name: str) -> np.ndarray:
@@ -262,6 +287,10 @@ class Network:
         for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
             offsets += [n, n + fan_in * fan_out]
             n += fan_in * fan_out + fan_out
+        if n * self._dtype.itemsize > _MAX_BYTES:
+            raise ValueError(
+                f"sizes {self.sizes} make {n} parameters, more than memory can address"
+            )
         self._offsets = np.array(offsets, dtype=np.intp)
         self._sizes = np.array(self.sizes, dtype=np.intp)
         self._theta = np.zeros(n, dtype=self._dtype)
@@ -304,6 +333,8 @@ class Network:
     def __getstate__(self):
         state = self.__dict__.copy()
         del state["_guard"]
+        with self._guard.reading():  # never the half-updated weights of a running fit
+            state["_theta"] = self._theta.copy()
         return state
 
     def __setstate__(self, state):
@@ -366,7 +397,9 @@ class Network:
             if (rows < 0).any():
                 raise ValueError(f"{name} rows are class probabilities and must be >= 0")
             tol = 1e-4 if self._dtype == np.float32 else 1e-8
-            if not np.allclose(rows.sum(axis=1, dtype=np.float64), 1.0, rtol=0, atol=tol):
+            with np.errstate(over="ignore"):
+                sums = rows.sum(axis=1, dtype=np.float64)
+            if not np.allclose(sums, 1.0, rtol=0, atol=tol):
                 raise ValueError(f"{name} rows are class probabilities and must sum to 1")
         return rows, no_labels
 
@@ -389,17 +422,24 @@ class Network:
             _core.forward(
                 self._theta, self._sizes, self._offsets, hidden, output, X, out, work, chunk
             )
+            if not np.isfinite(out).all():
+                raise ValueError(self._not_finite("the outputs are", X))
         return out
 
     def _batch(self, X, Y, mode: int, lr: float = 1.0, grad=None) -> float:
         X, single = self._check_X(X)
         rows, labels = self._check_Y(Y, X.shape[0], single)
+        if X.shape[0] > _MAX_DIM:
+            raise ValueError(f"X has {X.shape[0]} samples; one batch takes at most {_MAX_DIM}")
         acts, deltas = self._workspace(X.shape[0])
         if grad is None:
             grad = np.empty(0, dtype=self._dtype)
         guard = self._guard.writing() if mode == 2 else self._guard.reading()
         with guard:
-            return _core.batch(
+            if mode == 2:
+                self._check_parameters()
+                before = self._theta.copy()
+            value = _core.batch(
                 self._theta,
                 grad,
                 self._sizes,
@@ -413,6 +453,35 @@ class Network:
                 acts,
                 deltas,
             )
+            if mode == 2 and not (math.isfinite(value) and np.isfinite(self._theta).all()):
+                self._theta[...] = before
+                what = "the loss is" if not math.isfinite(value) else "the step made the weights"
+                raise DivergenceError(
+                    f"the step diverged: {what} not finite (lr={lr}); the weights are "
+                    f"unchanged. Try a smaller learning rate.",
+                    0,
+                    0,
+                    [],
+                )
+            if mode < 2 and not (math.isfinite(value) and np.isfinite(grad).all()):
+                raise ValueError(self._not_finite("the loss or its gradients are", X, rows))
+        return value
+
+    def _check_parameters(self) -> None:
+        if not np.isfinite(self._theta).all():
+            raise ValueError("the network's weights or biases contain NaN or infinity")
+
+    def _not_finite(self, what: str, X: np.ndarray, Y: np.ndarray | None = None) -> str:
+        """Why a result overflowed: non-finite parameters, or inputs too large for them."""
+        if not np.isfinite(self._theta).all():
+            return f"{what} not finite: the network's weights or biases contain NaN or infinity"
+        largest = f"largest |X| is {np.abs(X).max():.3g}"
+        if Y is not None and Y.size:
+            largest += f", largest |Y| is {np.abs(Y).max():.3g}"
+        return (
+            f"{what} not finite: X or Y holds values too large for this network in "
+            f"{self._dtype.name} ({largest})"
+        )
 
     def loss(self, X, Y) -> float:
         """The mean loss over the batch (X, Y)."""
@@ -426,8 +495,12 @@ class Network:
         return value, view.weights, view.biases
 
     def step(self, X, Y, lr: float = 0.1) -> float:
-        """One gradient-descent step on the batch: theta -= lr dL/dtheta; returns L before it."""
-        lr = _check_lr(lr)
+        """One gradient-descent step on the batch: theta -= lr dL/dtheta; returns L before it.
+
+        Raises DivergenceError, leaving the weights unchanged, if the loss or the
+        updated weights are not finite.
+        """
+        lr = _check_lr(lr, self._dtype)
         return self._batch(X, Y, mode=2, lr=lr)
 
     def fit(
@@ -439,6 +512,7 @@ class Network:
         lr: float = 0.1,
         shuffle: bool = False,
         seed=None,
+        on_divergence: str = "raise",
     ) -> list[float]:
         """Mini-batch gradient descent; returns the mean training loss of every epoch.
 
@@ -446,21 +520,30 @@ class Network:
         ``numpy.random.default_rng(seed)`` when ``shuffle``) in batches of
         ``batch_size`` (the last may be smaller; a batch_size above n is n). The loss
         of an epoch is the mean, over its samples, of the loss of the batch each was
-        in, taken just before that batch's step. Raises DivergenceError, keeping the
-        last finite weights, if the loss stops being finite.
+        in, taken just before that batch's step.
+
+        If a batch's loss, or the weights after its step, are not finite, training
+        stops there and the network keeps the weights it had before that batch.
+        Then ``on_divergence="raise"`` raises DivergenceError; ``"warn"`` issues a
+        RuntimeWarning with the same message and returns the losses of the epochs
+        completed before it.
         """
         X, single = self._check_X(X)
         rows, labels = self._check_Y(Y, X.shape[0], single)
-        epochs = _check_int(epochs, "epochs", 0)
+        epochs = _check_int(epochs, "epochs", 0, _MAX_BYTES // 8)  # one float64 loss each
         batch_size = _check_int(batch_size, "batch_size", 1)
-        lr = _check_lr(lr)
+        lr = _check_lr(lr, self._dtype)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+        on_divergence = _check_name(on_divergence, "on_divergence", DIVERGENCE_POLICIES)
+        rng = np.random.default_rng(seed)
         n = X.shape[0]
         m = min(batch_size, n)
-        losses = np.full(epochs, np.nan)
+        if m > _MAX_DIM:
+            raise ValueError(f"batch_size must be <= {_MAX_DIM}; got {batch_size}")
         if epochs == 0:
             return []
+        losses = np.full(epochs, np.nan)
         acts, deltas = self._workspace(m)
         k = self.sizes[-1]
         x_batch = np.empty((m if shuffle else 0, self.sizes[0]), dtype=self._dtype)
@@ -473,46 +556,79 @@ class Network:
         # speed; keep snapshots under ~2% of the work.
         snapshot_every = max(1, math.ceil(1000 * self._theta.size / work))
         call = (self._theta, self._sizes, self._offsets, *self._codes, X, rows, labels)
+        buffers = (acts, deltas, x_batch, y_batch, label_batch, snapshot)
+
+        def train(order, count, epoch_losses):
+            return _core.train(
+                *call, order, m, count, lr, epoch_losses, *buffers, check_every, snapshot_every
+            )
+
+        if shuffle:
+            runs = ((e, 1, rng.permutation(n).astype(np.intp)) for e in range(epochs))
+        else:
+            runs = iter([(0, epochs, np.empty(0, dtype=np.intp))])
         with self._guard.writing():
-            if shuffle:
-                rng = np.random.default_rng(seed)
-                runs = [(e, rng.permutation(n).astype(np.intp)) for e in range(epochs)]
-            else:
-                runs = [(0, np.empty(0, dtype=np.intp))]
-            for first, order in runs:
-                count = 1 if shuffle else epochs
-                stop_epoch, stop_batch, status = _core.train(
-                    *call,
-                    order,
-                    m,
-                    count,
-                    lr,
-                    losses[first : first + count],
-                    acts,
-                    deltas,
-                    x_batch,
-                    y_batch,
-                    label_batch,
-                    snapshot,
-                    check_every,
-                    snapshot_every,
-                )
+            self._check_parameters()
+            for first, count, order in runs:
+                start = self._theta.copy()
+                *_, status = train(order, count, losses[first : first + count])
                 if status:
-                    epoch = first + stop_epoch
-                    restored = (
-                        "restored from a snapshot taken shortly before"
-                        if status == 2
-                        else "those of the last finite step"
+                    epoch, batch, what = self._rewind(
+                        start, train, order, count, m, lr, X, rows, labels
                     )
-                    raise DivergenceError(
-                        f"training diverged at epoch {epoch}, batch {stop_batch}: the loss is "
-                        f"no longer finite (lr={lr}); the weights are {restored}. "
-                        f"Try a smaller learning rate.",
-                        epoch,
-                        stop_batch,
-                        losses[:epoch].tolist(),
-                    )
-        return losses.tolist()
+                    epoch += first
+                    break
+            else:
+                return losses.tolist()
+        message = (
+            f"training diverged at epoch {epoch}, batch {batch}: {what} not finite "
+            f"(lr={lr}); the weights are those from before that batch. "
+            f"Try a smaller learning rate."
+        )
+        if on_divergence == "raise":
+            raise DivergenceError(message, epoch, batch, losses[:epoch].tolist())
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        return losses[:epoch].tolist()
+
+    def _rewind(self, start, train, order, epochs, m, lr, X, rows, labels):
+        """Replays a diverged ``_core.train`` run from ``start`` up to its first bad batch.
+
+        The kernel notices divergence after the step that caused it and may leave the
+        weights of that step or of an older snapshot. The replay repeats the same
+        arithmetic, whole epochs in the kernel until one diverges, then that epoch
+        batch by batch, and leaves theta as it was before the first batch whose loss,
+        or whose updated weights, were not finite. Returns that batch's
+        (epoch, batch, what went wrong).
+        """
+        theta = self._theta
+        theta[...] = start
+        scratch = np.empty(1)
+        epoch = 0
+        while True:
+            if epoch == epochs:
+                return epochs, 0, "the loss is"
+            epoch_start = theta.copy()
+            *_, status = train(order, 1, scratch)
+            if status:
+                theta[...] = epoch_start
+                break
+            epoch += 1
+        acts, deltas = self._workspace(m)
+        no_grad = np.empty(0, dtype=self._dtype)
+        for batch, first in enumerate(range(0, X.shape[0], m)):
+            rows_b = order[first : first + m] if order.size else slice(first, first + m)
+            xb = np.ascontiguousarray(X[rows_b])
+            yb = np.ascontiguousarray(rows[rows_b]) if rows.size else rows
+            lb = np.ascontiguousarray(labels[rows_b]) if labels.size else labels
+            before = theta.copy()
+            call = (self._sizes, self._offsets, *self._codes, xb, yb, lb, lr, 2, acts, deltas)
+            value = _core.batch(theta, no_grad, *call)
+            if not (math.isfinite(value) and np.isfinite(theta).all()):
+                theta[...] = before
+                what = "the loss is" if not math.isfinite(value) else "the step made the weights"
+                return epoch, batch, what
+        theta[...] = epoch_start
+        return epoch, 0, "the loss is"
 
     def trace(self, X, Y) -> Trace:
         """Every intermediate quantity of one forward and backward pass on (X, Y).
@@ -538,14 +654,18 @@ class Network:
         value = _core.output_delta(zs[-1].copy(), rows, labels, delta, output, loss)
         y_hat = activations[-1]
         target = rows if labels.size == 0 else np.eye(k, dtype=self._dtype)[labels]
-        if self.loss_name == "mse":
-            dloss = 2 * (y_hat - target) / (n * k)
-        elif self.loss_name == "cross_entropy":
-            with np.errstate(divide="ignore"):
+        # dL/dy_hat is infinite where a probability rounds to 0 or 1 against a target
+        # that is not; where the target is too, the limit is taken instead of 0/0.
+        with np.errstate(all="ignore"):
+            if self.loss_name == "mse":
+                dloss = 2 * (y_hat - target) / (n * k)
+            elif self.loss_name == "cross_entropy":
                 dloss = -target / (n * y_hat)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
+                dloss[(target == 0) & (y_hat == 0)] = 0
+            else:
                 dloss = (y_hat - target) / (y_hat * (1 - y_hat) * n * k)
+                limit = (y_hat == target) & ((y_hat == 0) | (y_hat == 1))
+                dloss[limit] = (1 - 2 * target[limit]) / (n * k)
         prime = None
         if self.output != "softmax":
             prime = np.empty_like(y_hat)
@@ -561,6 +681,9 @@ class Network:
                 d_prev = np.empty_like(activations[l])
                 _core.hidden_delta(deltas[0], weights[l], activations[l], d_prev, hidden)
                 deltas.insert(0, d_prev)
+        computed = [value, *zs, *activations, *deltas, *grad_w, *grad_b]
+        if not all(np.isfinite(a).all() for a in computed):
+            raise ValueError(self._not_finite("the pass's values are", X, rows))
         return Trace(zs, activations, value, dloss, prime, deltas, grad_w, grad_b)
 
     def _like(self, theta: np.ndarray) -> Network:
@@ -569,4 +692,151 @@ class Network:
         net.__dict__.update(self.__dict__)
         net._theta = theta
         net._guard = _Guard()
+        return net
+
+    # ----------------------------------------------------------- checkpoints ---
+
+    def save(self, path) -> None:
+        """Writes the network to the file ``path`` (that exact name), for ``load``.
+
+        The file is an uncompressed ``.npz`` archive of plain arrays (no pickles):
+        ``format`` ("backprop.Network"), ``version`` (1), ``sizes``, ``activation``,
+        ``output``, ``loss``, ``dtype`` and ``parameters``, the flat parameter array
+        (for each layer its weights, row-major (n_out, n_in), then its biases). It is
+        written to a temporary file in the same directory, flushed to disk and then
+        renamed onto ``path``, so ``path`` holds the old file or the whole new one,
+        never part of one, whatever happens during the save.
+        """
+        path = os.fsdecode(os.fspath(path))
+        with self._guard.reading():
+            parameters = self._theta.copy()
+        arrays = {
+            "format": np.array(CHECKPOINT_FORMAT),
+            "version": np.array(CHECKPOINT_VERSION),
+            "sizes": np.array(self.sizes, dtype=np.int64),
+            "activation": np.array(self.activation),
+            "output": np.array(self.output),
+            "loss": np.array(self.loss_name),
+            "dtype": np.array(self._dtype.name),
+            "parameters": parameters,
+        }
+        directory, name = os.path.split(os.path.abspath(path))
+        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                np.savez(file, **arrays, **_SAVEZ_OPTIONS)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(temporary)
+            raise
+        _fsync_directory(directory)
+
+
+# numpy < 2.1 would store an allow_pickle keyword as one more array; its savez never
+# pickles numbers and text anyway.
+_SAVEZ_OPTIONS = (
+    {"allow_pickle": False} if "allow_pickle" in inspect.signature(np.savez).parameters else {}
+)
+# Largest size of the small entries of a checkpoint (the text and the layer sizes).
+_MAX_ENTRY_BYTES = 1 << 20
+
+
+def _fsync_directory(directory: str) -> None:
+    """Makes a rename in ``directory`` durable (where directories can be opened)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load(path) -> Network:
+    """The network ``Network.save`` wrote to ``path``, with bit-identical parameters.
+
+    A file that is not a whole, valid checkpoint of a version this library reads
+    (truncated, altered, written by something else, a pickle) raises ValueError
+    saying what is wrong. Nothing in the file is unpickled or executed.
+    """
+    with open(path, "rb") as file:
+        try:
+            return _read_checkpoint(file)
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            EOFError,
+            OverflowError,
+            MemoryError,
+            NotImplementedError,
+            RuntimeError,
+            OSError,
+            zipfile.BadZipFile,
+            zlib.error,
+        ) as err:
+            raise ValueError(
+                f"{os.fsdecode(path)} is not a valid backprop checkpoint: {err}"
+            ) from err
+
+
+def _read_checkpoint(file) -> Network:
+    head = file.read(4)
+    file.seek(0)
+    if head != b"PK\x03\x04":  # every .npz is a zip archive; anything else is not read
+        raise ValueError(f"it is not a .npz archive (it starts with {head!r})")
+    archive = np.load(file, allow_pickle=False)
+    with archive:
+        names = set(archive.files)
+        if names != _CHECKPOINT_KEYS:
+            missing, unexpected = _CHECKPOINT_KEYS - names, names - _CHECKPOINT_KEYS
+            raise ValueError(
+                "its entries differ from a checkpoint's: "
+                + ", ".join(
+                    f"{n} {sorted(v)}"
+                    for n, v in [("missing", missing), ("unexpected", unexpected)]
+                    if v
+                )
+            )
+
+        def entry(name: str, kinds: str, ndim: int, max_bytes: int = _MAX_ENTRY_BYTES):
+            if archive.zip.getinfo(f"{name}.npy").file_size > max_bytes:
+                raise ValueError(f"{name} is larger than a checkpoint of its network can be")
+            value = archive[name]
+            if value.dtype.kind not in kinds or value.ndim != ndim:
+                raise ValueError(f"{name} has dtype {value.dtype} and shape {value.shape}")
+            return value
+
+        text = {name: str(entry(name, "U", 0)) for name in _CHECKPOINT_TEXT}
+        if text["format"] != CHECKPOINT_FORMAT:
+            raise ValueError(f"its format is {text['format']!r}, not {CHECKPOINT_FORMAT!r}")
+        version = int(entry("version", "iu", 0))
+        if version != CHECKPOINT_VERSION:
+            newer = "a newer" if version > CHECKPOINT_VERSION else "an unknown"
+            raise ValueError(
+                f"it is in {newer} checkpoint version {version}; this backprop reads version "
+                f"{CHECKPOINT_VERSION}"
+            )
+        net = Network.__new__(Network)
+        net._configure(
+            [int(s) for s in entry("sizes", "iu", 1)],
+            text["activation"],
+            text["output"],
+            text["loss"],
+            text["dtype"],
+        )
+        n_bytes = net._theta.nbytes + _MAX_ENTRY_BYTES
+        parameters = entry("parameters", "f", 1, n_bytes)
+        if parameters.dtype.name != net.dtype.name or parameters.shape != net._theta.shape:
+            raise ValueError(
+                f"parameters has dtype {parameters.dtype.name} and shape {parameters.shape}; "
+                f"the network needs {net.dtype.name} and {net._theta.shape}"
+            )
+        if not np.isfinite(parameters).all():
+            raise ValueError("parameters contains NaN or infinity")
+        net._theta[...] = parameters
         return net
