@@ -31,11 +31,16 @@ BACKPROP_DEBUG_CYTHON=1 turns the checks back on.
 
 cimport cython
 from cython cimport floating
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs, isfinite, sqrt
+from libc.math cimport exp, expf, log, log1p, tanh, tanhf, fabs, isfinite, sqrt
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from cpython.exc cimport PyErr_CheckSignals
+
+cdef extern from *:
+    # The bit pattern of 1.5 * 2^52: adding it to |y| < 2^51 rounds y to an integer
+    # that can then be read from the low bits of the sum.
+    long long _ROUND_BITS "0x4338000000000000LL"
 
 cdef enum:
     ACT_IDENTITY = 0
@@ -103,20 +108,6 @@ cdef inline floating _exp(floating x) noexcept nogil:
         return exp(x)
 
 
-cdef inline floating _log(floating x) noexcept nogil:
-    if floating is float:
-        return logf(x)
-    else:
-        return log(x)
-
-
-cdef inline floating _log1p(floating x) noexcept nogil:
-    if floating is float:
-        return log1pf(x)
-    else:
-        return log1p(x)
-
-
 cdef inline floating _tanh(floating x) noexcept nogil:
     if floating is float:
         return tanhf(x)
@@ -124,13 +115,49 @@ cdef inline floating _tanh(floating x) noexcept nogil:
         return tanh(x)
 
 
+cdef union _Bits:
+    double d
+    long long i
+
+
+cdef inline double _exp_neg(double x) noexcept nogil:
+    """e^x for x <= 0, in straight-line code the compiler vectorises (libm's exp is a call).
+
+    Cody and Waite's reduction x = n ln2 + r, |r| <= ln2 / 2, with ln2 split in two so
+    that n ln2_hi is exact (the constants of fdlibm's exp); e^r by its Taylor series to
+    r^13 (truncation < 1e-17); 2^n assembled in the exponent bits. Within 2 ulp of libm.
+    Arguments below -708 are taken as -708 (e^-708 ~ 3e-308, still a normal number);
+    NaN stays NaN.
+    """
+    cdef _Bits t, scale
+    cdef double n, r, p
+    x = -708.0 if x < -708.0 else x
+    t.d = x * 1.4426950408889634 + 6755399441055744.0
+    n = t.d - 6755399441055744.0
+    r = x - n * 6.93147180369123816490e-01
+    r = r - n * 1.90821492927058770002e-10
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    scale.i = (t.i - _ROUND_BITS + 1023) << 52
+    return p * scale.d
+
+
 cdef inline floating _sigmoid(floating z) noexcept nogil:
-    """sigma(z) = 1 / (1 + e^-z), evaluated so that no exponential overflows."""
-    cdef floating e
-    if z >= 0:
-        return 1 / (1 + _exp(-z))
-    e = _exp(z)
-    return e / (1 + e)
+    """sigma(z) = 1 / (1 + e^-z), as e / (1 + e) with e = e^-|z| for z < 0: no overflow."""
+    cdef double e = _exp_neg(-fabs(z))
+    return ((1.0 if z >= 0 else e) / (1.0 + e))
 
 
 cdef inline floating _act(floating z, int act) noexcept nogil:
@@ -165,7 +192,7 @@ cdef inline double _log_sum_exp(const floating* z, Py_ssize_t k) noexcept nogil:
         if z[j] > zmax:
             zmax = z[j]
     for j in range(k):
-        s += exp(z[j] - zmax)
+        s += _exp_neg(z[j] - zmax)
     return zmax + log(s)
 
 
@@ -177,7 +204,8 @@ cdef inline void _softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
         if z[j] > zmax:
             zmax = z[j]
     for j in range(k):
-        z[j] = _exp(z[j] - zmax)
+        z[j] = _exp_neg(z[j] - zmax)
+    for j in range(k):
         s += z[j]
     for j in range(k):
         z[j] = z[j] / s
@@ -377,7 +405,7 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
             for j in range(k):
                 zv = zr[j]
                 yv = yr[j]
-                total += (zv if zv > 0 else 0) - yv * zv + _log1p(_exp(-fabs(zv)))
+                total += (zv if zv > 0 else 0) - yv * zv + log1p(_exp_neg(-fabs(zv)))
                 a = _sigmoid(zv)
                 zr[j] = a
                 dr[j] = (a - yv) * scale
