@@ -699,3 +699,22 @@ def test_plot_loss_curve():
     assert_allclose(ax.lines[0].get_ydata(), est.loss_curve_)
     with pytest.raises(ValueError, match="loss_curve_"):
         bp.plot_loss_curve(bp.MLPClassifier(**dict(BASE, solver="lbfgs")).fit(X, y))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_dense_input_trains_in_the_compiled_kernels(solver, monkeypatch):
+    """Dense X never reaches the NumPy epoch or objective; sparse X does, with equal results."""
+    X, y = _classification(3)
+    params = dict(BASE, solver=solver, max_iter=5)
+    expected = bp.MLPClassifier(**params).fit(X, y)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the NumPy path ran for dense input")
+
+    monkeypatch.setattr(bp, "_run_epoch_numpy", refuse)
+    monkeypatch.setattr(bp, "_loss_grad_numpy", refuse)
+    ours = bp.MLPClassifier(**params).fit(X, y)
+    assert_same_fit(ours, expected, dict(rtol=0, atol=0))
+    monkeypatch.undo()
+    sparse = bp.MLPClassifier(**params).fit(sp.csr_matrix(X), y)
+    assert_same_fit(sparse, expected, dict(rtol=1e-7, atol=1e-9))

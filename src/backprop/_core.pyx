@@ -335,10 +335,12 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
     cdef floating* zr
     cdef floating* dr
     cdef const floating* yr = NULL
-    cdef floating a, g, yv, zv, scale, dot, w
-    cdef double total = 0, yz, row_total, eps, q
+    cdef floating a, g, yv, zv, scale, dot, w, eps, q
+    cdef double total = 0, yz, row_total
     if loss >= LOSS_SK_SQUARED:
-        eps = 1.1920928955078125e-07 if floating is float else 2.220446049250313e-16
+        # Terms in float64 whatever the dtype; probabilities clipped to [eps, 1 - eps]
+        # in their own dtype first: both as scikit-learn does.
+        eps = <floating>(1.1920928955078125e-07 if floating is float else 2.220446049250313e-16)
         for i in range(m):
             zr = z + i * k
             dr = delta + i * k
@@ -355,17 +357,17 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
                 yv = yr[j]
                 dr[j] = (a - yv) * w
                 if loss == LOSS_SK_SQUARED:
-                    row_total += (yv - a) * (yv - a)
+                    row_total += (<double>yv - a) * (<double>yv - a)
                 elif loss == LOSS_SK_POISSON:
                     if yv != 0:
                         row_total += yv * log(yv / <double>a)
                     row_total += <double>a - yv
                 else:
-                    q = min(max(<double>a, eps), 1 - eps)
+                    q = min(max(a, eps), 1 - eps)
                     if yv != 0:
-                        row_total -= yv * log(q)
+                        row_total -= yv * log(<double>q)
                     if loss == LOSS_SK_BINARY_LOG and yv != 1:
-                        row_total -= (1 - yv) * log(1 - q)
+                        row_total -= (1 - yv) * log(<double>(1 - q))
             total += w * row_total
         if loss == LOSS_SK_SQUARED:
             return total / (2 * wsum * k)
@@ -807,10 +809,10 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
     cdef Py_ssize_t start = 0, m, i, row, b = 0
     cdef bint weighted = sample_weight.shape[0] > 0
     cdef floating a = alpha, lr = learning_rate, mu = momentum
-    cdef floating b1 = beta_1, b2 = beta_2, eps = epsilon, lr_t, wsum, v
+    cdef floating b1 = beta_1, b2 = beta_2, wsum, v
     cdef floating c1 = 1 - beta_1, c2 = 1 - beta_2
     cdef const floating* swb = NULL
-    cdef double value, total = 0, t
+    cdef double value, total = 0, t, t_lr
     with nogil:
         while start < n:
             m = min(batch_size, n - start)
@@ -834,11 +836,13 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
             total += value * m
             if adam:
                 t = step + b + 1
-                lr_t = learning_rate * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+                t_lr = learning_rate * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
                 for i in range(n_params):
                     moment1[i] = b1 * moment1[i] + c1 * grad[i]
                     moment2[i] = b2 * moment2[i] + c2 * (grad[i] * grad[i])
-                    params[i] = params[i] + -lr_t * moment1[i] / (sqrt(moment2[i]) + eps)
+                    # the step in float64, rounded once when added (as scikit-learn)
+                    params[i] = <floating>(params[i] + -t_lr * moment1[i]
+                                           / (sqrt(<double>moment2[i]) + epsilon))
             else:
                 for i in range(n_params):
                     v = mu * moment1[i] - lr * grad[i]

@@ -69,6 +69,8 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from . import _core
+
 __all__ = ["EpochInfo", "MLPClassifier", "MLPRegressor", "plot_loss_curve"]
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -291,7 +293,7 @@ def _forward_backward(
 # --------------------------------------------------------------------------------------
 
 
-def _run_epoch(
+def _run_epoch_numpy(
     params: np.ndarray,
     grad: np.ndarray,
     moment1: np.ndarray,
@@ -317,7 +319,7 @@ def _run_epoch(
     epsilon: float,
     step: int,
 ):
-    """One epoch of mini-batch training, updating ``params`` in place.
+    """One epoch of mini-batch training, updating ``params`` in place (NumPy, any X).
 
     For k = 0, batch_size, 2 batch_size, ...: B := order[k : k + batch_size], then
     forward, loss and backward on (X[B], Y[B], sample_weight[B]), then one update::
@@ -404,7 +406,7 @@ def _run_epoch(
     return accumulated_loss
 
 
-def _loss_grad(
+def _loss_grad_numpy(
     params: np.ndarray,
     grad: np.ndarray,
     work: np.ndarray,
@@ -418,7 +420,7 @@ def _loss_grad(
     loss: str,
     alpha: float,
 ):
-    """Full-batch objective: returns the loss, grad := its gradient.
+    """Full-batch objective: returns the loss, grad := its gradient (NumPy, any X).
 
     loss = mean data loss + alpha / (2 sum(sw)) * sum_i ||W_i||^2, the same quantity
     ``_run_epoch`` computes per batch, over all of X at once.
@@ -442,6 +444,107 @@ def _loss_grad(
         loss,
         alpha,
     )
+
+
+# The compiled kernels' names for scikit-learn's activations and losses.
+_CORE_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
+                     "relu": "relu", "softmax": "softmax", "exp": "exp"}  # fmt: skip
+_CORE_LOSSES = {"squared_error": "sk_squared_error", "log_loss": "sk_log_loss",
+                "binary_log_loss": "sk_binary_log_loss", "poisson": "sk_poisson"}  # fmt: skip
+# Multiply-adds between two checks for Ctrl-C in the compiled epoch (~1 ms of work).
+_SIGNAL_CHECK_WORK = 2_000_000
+
+
+def _core_layout(layer_units: Sequence[int]):
+    """``sizes`` and ``offsets`` (W_l then b_l per layer) of the flat layout, for ``_core``."""
+    coef_offsets, intercept_offsets = _layout_offsets(layer_units)
+    offsets = [o for pair in zip(coef_offsets[:-1], intercept_offsets[:-1]) for o in pair]
+    return np.asarray(layer_units, dtype=np.intp), np.asarray(offsets, dtype=np.intp)
+
+
+def _core_codes(activation: str, out_activation: str, loss: str):
+    return (
+        _core.ACTIVATIONS[_CORE_ACTIVATIONS[activation]],
+        _core.ACTIVATIONS[_CORE_ACTIVATIONS[out_activation]],
+        _core.LOSSES[_CORE_LOSSES[loss]],
+    )
+
+
+def _core_workspace(work: np.ndarray, layer_units: Sequence[int], rows: int, gather: bool):
+    """The compiled kernels' buffers, carved from ``work`` (see ``_workspace_size``)."""
+    units = list(layer_units)
+    n_acts, n_deltas = rows * sum(units[1:]), 2 * rows * max(units[1:])
+    acts, deltas = work[:n_acts], work[n_acts : n_acts + n_deltas]
+    if not gather:
+        return acts, deltas
+    pos = 2 * rows * sum(units[1:]) + rows * max(units[1:]) + 2 * _n_params(units)
+    x = work[pos : pos + rows * units[0]].reshape(rows, units[0])
+    pos += rows * units[0]
+    y = work[pos : pos + rows * units[-1]].reshape(rows, units[-1])
+    return acts, deltas, x, y, work[pos + rows * units[-1] : pos + rows * units[-1] + rows]
+
+
+def _dense_inputs(X, Y, sample_weight, dtype):
+    """X, Y and sample weights as the compiled kernels take them, or None for sparse X."""
+    if sp.issparse(X):
+        return None
+    sw = np.empty(0, dtype=dtype) if sample_weight is None else sample_weight
+    return (
+        np.ascontiguousarray(X, dtype=dtype),
+        np.ascontiguousarray(Y, dtype=dtype),
+        np.ascontiguousarray(sw, dtype=dtype),
+    )
+
+
+def _run_epoch(params, grad, moment1, moment2, work, X, Y, sample_weight, order, *,
+               layer_units, batch_size, activation, out_activation, loss, alpha, solver,
+               learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step):  # fmt: skip
+    """One epoch of mini-batch training: ``_run_epoch_numpy``'s contract, compiled.
+
+    Dense X runs in ``_core.sk_epoch``, one call for every batch of the epoch, without
+    the GIL; sparse X falls back to ``_run_epoch_numpy``.
+    """
+    dense = _dense_inputs(X, Y, sample_weight, params.dtype)
+    if dense is None:
+        return _run_epoch_numpy(
+            params, grad, moment1, moment2, work, X, Y, sample_weight, order,
+            layer_units=layer_units, batch_size=batch_size, activation=activation,
+            out_activation=out_activation, loss=loss, alpha=alpha, solver=solver,
+            learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, step=step,
+        )  # fmt: skip
+    X, Y, sw = dense
+    sizes, offsets = _core_layout(layer_units)
+    acts, deltas, x_batch, y_batch, sw_batch = _core_workspace(work, layer_units, batch_size, True)
+    if moment2.size == 0:
+        moment2 = moment1
+    work_per_batch = batch_size * sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
+    return _core.sk_epoch(
+        params, grad, moment1, moment2, sizes, offsets,
+        *_core_codes(activation, out_activation, loss),
+        X, Y, sw, np.ascontiguousarray(order, dtype=np.intp), batch_size, alpha,
+        solver == "adam", learning_rate, momentum, bool(nesterov), beta_1, beta_2, epsilon,
+        step, acts, deltas, x_batch, y_batch, sw_batch,
+        max(1, _SIGNAL_CHECK_WORK // max(1, work_per_batch)),
+    )  # fmt: skip
+
+
+def _loss_grad(params, grad, work, X, Y, sample_weight, *, layer_units, activation,
+               out_activation, loss, alpha):  # fmt: skip
+    """Full-batch objective: ``_loss_grad_numpy``'s contract, compiled for dense X."""
+    dense = _dense_inputs(X, Y, sample_weight, params.dtype)
+    if dense is None:
+        return _loss_grad_numpy(
+            params, grad, work, X, Y, sample_weight, layer_units=layer_units,
+            activation=activation, out_activation=out_activation, loss=loss, alpha=alpha,
+        )  # fmt: skip
+    X, Y, sw = dense
+    sizes, offsets = _core_layout(layer_units)
+    acts, deltas = _core_workspace(work, layer_units, X.shape[0], False)
+    return _core.sk_loss_grad(
+        params, grad, sizes, offsets, *_core_codes(activation, out_activation, loss),
+        X, Y, sw, alpha, acts, deltas,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
