@@ -883,3 +883,14 @@ def sk_loss_grad(const floating[::1] params, floating[::1] grad, const Py_ssize_
         value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0], &offsets[0],
                                               n_layers, <floating>alpha, wsum) / wsum
     return value
+
+
+def all_finite(const floating[::1] values):
+    """True when no entry of ``values`` is NaN or infinite; one pass, no temporary array."""
+    cdef Py_ssize_t i
+    cdef int bad = 0
+    with nogil:
+        for i in range(values.shape[0]):
+            # v - v is 0 for finite v and NaN otherwise; the OR-reduction vectorises
+            bad |= not (values[i] - values[i] == 0)
+    return not bad
