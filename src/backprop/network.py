@@ -151,12 +151,16 @@ def _as_real_array(value, name: str) -> np.ndarray:
 
 
 def _to_float(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
-    """arr as a C-contiguous, native-order array of ``dtype`` with only finite values."""
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+    """arr as a C-contiguous, native-order array of ``dtype`` with only finite values.
+
+    Copies only when the layout or dtype asks for it; the finiteness check is one
+    compiled pass over the result, with no temporary array the size of the data.
+    """
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out).all():
+    if not _core.all_finite(out.reshape(-1)):
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinity")
         raise ValueError(f"{name} has values too large for {dtype.name}")
     return out
 
