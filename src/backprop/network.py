@@ -38,6 +38,9 @@ DTYPES = ("float32", "float64")
 _CHUNK = 4096
 # Multiply-adds between two checks for Ctrl-C in the compiled loop (~1 ms of work).
 _SIGNAL_CHECK_WORK = 2_000_000
+# What a batch costs besides its multiply-adds (calls, loops, the loss), counted in
+# multiply-adds: without it a tiny network would check only every ~30 ms.
+_BATCH_OVERHEAD = 1_000
 # BLAS takes dimensions as C ints: no layer may be wider, nor a batch longer, than this.
 _MAX_DIM = 2**31 - 1
 _MAX_BYTES = np.iinfo(np.intp).max
@@ -177,28 +180,35 @@ class _Guard:
         self._readers = 0
         self._writing = False
 
+    # The flags are set inside the try, and the writer's is cleared by a plain store, so
+    # that a KeyboardInterrupt arriving between two statements cannot leave them set.
+
     @contextmanager
     def reading(self):
-        with self._mutex:
-            if self._writing:
-                raise RuntimeError("the network is being trained in another thread")
-            self._readers += 1
+        entered = False
         try:
+            with self._mutex:
+                if self._writing:
+                    raise RuntimeError("the network is being trained in another thread")
+                self._readers += 1
+                entered = True
             yield
         finally:
-            with self._mutex:
-                self._readers -= 1
+            if entered:
+                with self._mutex:
+                    self._readers -= 1
 
     @contextmanager
     def writing(self):
-        with self._mutex:
-            if self._writing or self._readers:
-                raise RuntimeError("the network is in use in another thread")
-            self._writing = True
+        entered = False
         try:
+            with self._mutex:
+                if self._writing or self._readers:
+                    raise RuntimeError("the network is in use in another thread")
+                self._writing = entered = True
             yield
         finally:
-            with self._mutex:
+            if entered:
                 self._writing = False
 
 
@@ -555,7 +565,7 @@ class Network:
         label_batch = np.empty(m if shuffle and labels.size else 0, dtype=np.intp)
         snapshot = np.empty_like(self._theta)
         work = max(1, m * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])))
-        check_every = max(1, _SIGNAL_CHECK_WORK // work)
+        check_every = max(1, _SIGNAL_CHECK_WORK // (work + _BATCH_OVERHEAD))
         # A copy of theta costs about as much as ~20 multiply-adds per parameter at BLAS
         # speed; keep snapshots under ~2% of the work.
         snapshot_every = max(1, math.ceil(1000 * self._theta.size / work))
