@@ -256,3 +256,30 @@ def test_large_layers_use_blas_and_agree_with_loops():
             _core.set_blas_min_work(previous)
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fit_peak_memory_is_data_plus_a_few_batches(shuffle):
+    """Training allocates its workspaces once: the peak above the data and parameters is
+    a few batches' activations, copies of the parameters and the epoch's order."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n, batch = 24000, 128
+    X = rng.normal(size=(n, 784)).astype(np.float32)
+    labels = rng.integers(0, 10, size=n)
+    net = Network([784, 256, 10], activation="relu", output="softmax", loss="cross_entropy",
+                  dtype="float32", seed=0)  # fmt: skip
+    net.fit(X[:256], labels[:256], batch_size=batch)  # first call: imports, caches
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        net.fit(X, labels, epochs=2, batch_size=batch, lr=0.01, shuffle=shuffle, seed=0)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    activations = batch * (256 + 10) * 4
+    # the parameters, their snapshot and restore point; an epoch's order and its cast
+    budget = 4 * activations + 3 * net._theta.nbytes + 2 * n * 8 + batch * 784 * 4 + 64_000
+    assert peak < budget, (peak, budget)
+    assert peak < X.nbytes / 20
