@@ -283,3 +283,16 @@ def test_fit_peak_memory_is_data_plus_a_few_batches(shuffle):
     budget = 4 * activations + 3 * net._theta.nbytes + 2 * n * 8 + batch * 784 * 4 + 64_000
     assert peak < budget, (peak, budget)
     assert peak < X.nbytes / 20
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sgd_update_kernel_matches_the_reference_step(dtype):
+    """theta := theta - eta grad on the flat parameters equals the reference's step."""
+    _, X, Yt = make_problem([3, 5, 2], "sigmoid", "mse", "rows", dtype)
+    fast, ref = pair([3, 5, 2], "tanh", "sigmoid", "mse", dtype)
+    grad = np.empty_like(fast._theta)
+    fast._batch(X, Yt, mode=1, grad=grad)
+    _core.sgd_update(fast._theta, grad, fast._theta.dtype.type(0.3))
+    ref.step(X, Yt, lr=0.3)
+    for got, want in zip(fast.weights + fast.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(got, np.array(want), **TOL[dtype])

@@ -1,0 +1,121 @@
+"""Signatures of the compiled kernels (``_core.pyx``); arrays are float32 or float64,
+one dtype per call, C-contiguous; ``intp`` arrays hold sizes, offsets, labels, orders."""
+
+import numpy as np
+from numpy.typing import NDArray
+
+Float = NDArray[np.float32] | NDArray[np.float64]
+Index = NDArray[np.intp]
+
+ACTIVATIONS: dict[str, int]
+LOSSES: dict[str, int]
+
+def set_blas_min_work(work: int) -> int: ...
+def train(
+    theta: Float,
+    sizes: Index,
+    offsets: Index,
+    hidden: int,
+    output: int,
+    loss: int,
+    X: Float,
+    Y: Float,
+    labels: Index,
+    order: Index,
+    batch_size: int,
+    epochs: int,
+    eta: float,
+    epoch_losses: NDArray[np.float64],
+    acts: Float,
+    deltas: Float,
+    x_batch: Float,
+    y_batch: Float,
+    label_batch: Index,
+    snapshot: Float,
+    check_every: int,
+    snapshot_every: int,
+) -> tuple[int, int, int]: ...
+def batch(
+    theta: Float,
+    grad: Float,
+    sizes: Index,
+    offsets: Index,
+    hidden: int,
+    output: int,
+    loss: int,
+    X: Float,
+    Y: Float,
+    labels: Index,
+    eta: float,
+    mode: int,
+    acts: Float,
+    deltas: Float,
+) -> float: ...
+def forward(
+    theta: Float,
+    sizes: Index,
+    offsets: Index,
+    hidden: int,
+    output: int,
+    X: Float,
+    out: Float,
+    work: Float,
+    chunk: int,
+    wt: bool = ...,
+) -> None: ...
+def dense(X: Float, W: Float, b: Float, Z: Float) -> None: ...
+def activate(Z: Float, A: Float, act: int) -> None: ...
+def activation_prime(A: Float, out: Float, act: int) -> None: ...
+def output_delta(
+    Z: Float, Y: Float, labels: Index, delta: Float, output: int, loss: int
+) -> float: ...
+def hidden_delta(delta: Float, W: Float, A_prev: Float, delta_prev: Float, act: int) -> None: ...
+def weight_gradients(delta: Float, A_prev: Float, grad_W: Float, grad_b: Float) -> None: ...
+def sgd_update(theta: Float, grad: Float, eta: float) -> None: ...
+def sk_epoch(
+    params: Float,
+    grad: Float,
+    moment1: Float,
+    moment2: Float,
+    sizes: Index,
+    offsets: Index,
+    hidden: int,
+    output: int,
+    loss: int,
+    X: Float,
+    Y: Float,
+    sample_weight: Float,
+    order: Index,
+    batch_size: int,
+    alpha: float,
+    adam: bool,
+    learning_rate: float,
+    momentum: float,
+    nesterov: bool,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+    step: int,
+    acts: Float,
+    deltas: Float,
+    x_batch: Float,
+    y_batch: Float,
+    sw_batch: Float,
+    check_every: int,
+) -> float: ...
+def sk_loss_grad(
+    params: Float,
+    grad: Float,
+    sizes: Index,
+    offsets: Index,
+    hidden: int,
+    output: int,
+    loss: int,
+    X: Float,
+    Y: Float,
+    sample_weight: Float,
+    alpha: float,
+    acts: Float,
+    deltas: Float,
+) -> float: ...
+def all_finite(values: Float) -> bool: ...
