@@ -577,14 +577,15 @@ class Network:
                 *call, order, m, count, lr, epoch_losses, *buffers, check_every, snapshot_every
             )
 
-        if shuffle:
-            runs = ((e, 1, rng.permutation(n).astype(np.intp)) for e in range(epochs))
-        else:
-            runs = iter([(0, epochs, np.empty(0, dtype=np.intp))])
+        count = 1 if shuffle else epochs  # epochs per call: one per permutation
+        order = np.empty(0, dtype=np.intp)
+        start = np.empty_like(self._theta)  # where a diverged call is replayed from
         with self._guard.writing():
             self._check_parameters()
-            for first, count, order in runs:
-                start = self._theta.copy()
+            for first in range(0, epochs, count):
+                if shuffle:
+                    order = rng.permutation(n).astype(np.intp, copy=False)
+                start[...] = self._theta
                 *_, status = train(order, count, losses[first : first + count])
                 if status:
                     epoch, batch, what = self._rewind(
