@@ -1,0 +1,338 @@
+"""Checkpoints: save and load restore a network exactly; no fault leaves a bad file behind.
+
+``Network.save`` writes a versioned ``.npz`` through a temporary file, fsync and rename;
+``backprop.load`` refuses, with ValueError, anything that is not a whole checkpoint, and
+never unpickles. Pickling a Network round-trips too.
+"""
+
+import copy
+import io
+import itertools
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+import backprop
+from backprop import Network
+
+HEADS = [
+    ("sigmoid", "mse"),
+    ("identity", "mse"),
+    ("softmax", "mse"),
+    ("softmax", "cross_entropy"),
+    ("sigmoid", "binary_cross_entropy"),
+]
+
+
+def trained(sizes=(4, 6, 3), activation="tanh", output="softmax", loss="cross_entropy",
+            dtype="float64", seed=0):  # fmt: skip
+    net = Network(list(sizes), activation, output, loss, dtype, seed=seed)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(32, sizes[0]))
+    k = sizes[-1]
+    Y = rng.integers(0, k, size=32) if loss == "cross_entropy" else rng.uniform(size=(32, k))
+    net.fit(X, Y, epochs=3, batch_size=5, lr=0.1, shuffle=True, seed=seed)
+    return net, X, Y
+
+
+def saved(tmp_path, net, name="net.npz"):
+    path = tmp_path / name
+    net.save(path)
+    return path
+
+
+# ------------------------------------------------------------------ round trips ---
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "sizes,activation,head",
+    [
+        (sizes, activation, head)
+        for sizes, activation, head in itertools.product(
+            [(4, 6, 3), (3, 2), (5, 8, 7, 2)], ["sigmoid", "tanh", "relu", "identity"], HEADS
+        )
+    ],
+)
+def test_load_restores_the_network_exactly(tmp_path, sizes, activation, head, dtype):
+    output, loss = head
+    net, X, Y = trained(sizes, activation, output, loss, dtype)
+    again = backprop.load(saved(tmp_path, net))
+    assert repr(again) == repr(net) and again.dtype == net.dtype
+    np.testing.assert_array_equal(again._theta, net._theta)
+    np.testing.assert_array_equal(again.forward(X), net.forward(X))
+    # and they go on training identically
+    a = net.fit(X, Y, epochs=2, batch_size=3, lr=0.05, shuffle=True, seed=1)
+    b = again.fit(X, Y, epochs=2, batch_size=3, lr=0.05, shuffle=True, seed=1)
+    assert a == b
+    np.testing.assert_array_equal(again._theta, net._theta)
+
+
+def test_the_file_is_a_plain_versioned_npz_at_exactly_the_given_path(tmp_path):
+    net, _, _ = trained(dtype="float32")
+    path = tmp_path / "model"  # no suffix is added
+    net.save(str(path))
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+    with np.load(path, allow_pickle=False) as data:
+        assert str(data["format"]) == "backprop.Network" and int(data["version"]) == 1
+        assert data["sizes"].tolist() == [4, 6, 3]
+        assert [str(data[k]) for k in ("activation", "output", "loss", "dtype")] == [
+            "tanh", "softmax", "cross_entropy", "float32"
+        ]  # fmt: skip
+        assert data["parameters"].dtype == np.float32
+        np.testing.assert_array_equal(data["parameters"], net._theta)
+
+
+def test_save_replaces_an_existing_file_and_keeps_its_permissions_default(tmp_path):
+    first, X, _ = trained(seed=0)
+    second, _, _ = trained(seed=1)
+    path = saved(tmp_path, first)
+    second.save(path)
+    np.testing.assert_array_equal(backprop.load(path).forward(X), second.forward(X))
+    assert os.listdir(tmp_path) == ["net.npz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_pickle_and_deepcopy_round_trip(tmp_path):
+    for dtype in ("float64", "float32"):
+        net, X, _ = trained(dtype=dtype)
+        for again in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+            assert repr(again) == repr(net)
+            np.testing.assert_array_equal(again.forward(X), net.forward(X))
+            again.weights[0][...] = 0  # a copy, not a view of the original
+            assert np.any(net.weights[0] != 0)
+
+
+# ------------------------------------------------------------- faults in save ---
+
+
+def test_a_save_that_fails_midway_leaves_the_old_file(tmp_path, monkeypatch):
+    old, X, _ = trained(seed=0)
+    new, _, _ = trained(seed=1)
+    path = saved(tmp_path, old)
+    before = path.read_bytes()
+
+    def half_then_fail(file, **arrays):
+        file.write(b"PK\x03\x04 half of an archive")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        new.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["net.npz"]  # the temporary file is gone
+    np.testing.assert_array_equal(backprop.load(path).forward(X), old.forward(X))
+
+
+def test_save_syncs_the_file_and_its_directory_before_and_after_the_rename(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", fd)) or fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace",)) or replace(a, b))
+    trained()[0].save(tmp_path / "net.npz")
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
+
+
+CRASHING_SAVE = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    from backprop import Network
+
+    path = sys.argv[1]
+    Network([3, 4, 2], seed=0).save(path)
+    os.fsync = lambda fd: os._exit(3)  # the process dies with the new file written
+    Network([3, 4, 2], seed=1).save(path)
+    """
+)
+
+SAVING_FOREVER = textwrap.dedent(
+    """
+    import sys
+    from backprop import Network
+
+    nets = [Network([30, 40, 20], seed=s) for s in (0, 1)]
+    nets[0].save(sys.argv[1])
+    print("saving", flush=True)
+    i = 0
+    while True:
+        nets[i % 2].save(sys.argv[1])
+        i += 1
+    """
+)
+
+
+def child_env():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(backprop.__file__)))
+    path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return dict(os.environ, PYTHONPATH=path)
+
+
+def test_a_process_dying_during_save_leaves_the_old_file(tmp_path):
+    path = tmp_path / "net.npz"
+    child = subprocess.run(
+        [sys.executable, "-c", CRASHING_SAVE, str(path)], env=child_env(), timeout=60
+    )
+    assert child.returncode == 3
+    np.testing.assert_array_equal(backprop.load(path)._theta, Network([3, 4, 2], seed=0)._theta)
+    stray = [name for name in os.listdir(tmp_path) if name != "net.npz"]
+    assert len(stray) == 1 and stray[0].startswith(".net.npz.") and stray[0].endswith(".tmp")
+
+
+def test_a_process_killed_at_any_moment_while_saving_leaves_a_whole_file(tmp_path):
+    path = tmp_path / "net.npz"
+    expected = [Network([30, 40, 20], seed=s)._theta for s in (0, 1)]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        child = subprocess.Popen(
+            [sys.executable, "-c", SAVING_FOREVER, str(path)],
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout.readline() == "saving\n"
+        time.sleep(rng.uniform(0.01, 0.1))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        theta = backprop.load(path)._theta
+        assert any(np.array_equal(theta, e) for e in expected)
+
+
+# ------------------------------------------------------------ refused files ---
+
+
+def tampered(tmp_path, net, **changes):
+    """The checkpoint of net with entries replaced (None removes one)."""
+    path = saved(tmp_path, net)
+    with np.load(path) as data:
+        arrays = dict(data)
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        (dict(parameters=np.full(51, np.nan)), "parameters contains NaN or infinity"),
+        (dict(parameters=np.full(51, np.inf)), "parameters contains NaN or infinity"),
+        (dict(parameters=np.zeros(50)), r"parameters has dtype float64 and shape \(50,\)"),
+        (dict(parameters=np.zeros((51, 1))), "parameters has dtype"),
+        (dict(parameters=np.zeros(51, dtype=np.float32)), "the network needs float64"),
+        (dict(parameters=np.zeros(51, dtype=np.int64)), "parameters has dtype int64"),
+        (dict(sizes=np.array([4, 7, 3])), r"shape \(51,\); the network needs float64 and \(59,\)"),
+        (dict(sizes=np.array([4, 0, 3])), "sizes"),
+        (dict(sizes=np.array([[4, 6, 3]])), "sizes has dtype"),
+        (dict(sizes=np.array([4.0, 6.0, 3.0])), "sizes has dtype float64"),
+        (dict(version=np.array(2)), "newer checkpoint version 2"),
+        (dict(version=np.array(0)), "unknown checkpoint version 0"),
+        (dict(version=np.array("1")), "version has dtype"),
+        (dict(format=np.array("something.else")), "its format is 'something.else'"),
+        (dict(activation=np.array("softplus")), "activation='softplus' is not supported"),
+        (dict(output=np.array("identity")), "loss='cross_entropy' needs output"),
+        (dict(dtype=np.array("float16")), "dtype must be one of"),
+        (dict(loss=None), r"missing \['loss'\]"),
+        (dict(extra=np.zeros(1)), r"unexpected \['extra'\]"),
+        (dict(weights=np.zeros(1), parameters=None), r"missing \['parameters'\]"),
+    ],
+)
+def test_tampered_checkpoints_are_refused(tmp_path, changes, match):
+    net = Network([4, 6, 3], activation="tanh", output="softmax", loss="cross_entropy")
+    path = tampered(tmp_path, net, **changes)
+    with pytest.raises(ValueError, match="is not a valid backprop checkpoint: .*" + match):
+        backprop.load(path)
+
+
+def test_truncated_checkpoints_are_refused(tmp_path):
+    path = saved(tmp_path, trained()[0])
+    whole = path.read_bytes()
+    for size in [*range(0, len(whole), 53), len(whole) - 1]:
+        path.write_bytes(whole[:size])
+        with pytest.raises(ValueError, match="is not a valid backprop checkpoint"):
+            backprop.load(path)
+
+
+def test_corrupted_bytes_are_refused(tmp_path):
+    # A stored (uncompressed) archive: every member is checked against its CRC-32.
+    path = saved(tmp_path, trained()[0])
+    whole = path.read_bytes()
+    start = whole.index(b"\x93NUMPY", whole.index(b"parameters.npy"))
+    damaged = bytearray(whole)
+    damaged[start + 200] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="is not a valid backprop checkpoint"):
+        backprop.load(path)
+
+
+class Payload:
+    """Unpickling this object would create the file ``MARK``."""
+
+    MARK = ""
+
+    def __reduce__(self):
+        return (open, (self.MARK, "w"))
+
+
+def test_pickles_are_refused_and_never_run(tmp_path):
+    Payload.MARK = str(tmp_path / "ran")
+    plain = tmp_path / "net.pkl"
+    plain.write_bytes(pickle.dumps(Payload()))
+    inside = tmp_path / "net.npz"
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([Payload()], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(inside, "w") as archive:  # a checkpoint with a pickled entry
+        with np.load(saved(tmp_path, trained()[0], "good.npz")) as data:
+            for key in data.files:
+                with archive.open(f"{key}.npy", "w") as member:
+                    if key == "parameters":
+                        member.write(buffer.getvalue())
+                    else:
+                        np.save(member, data[key])
+    for path, match in [(plain, "not a .npz archive"), (inside, "(?i)pickle|object")]:
+        with pytest.raises(ValueError, match=match):
+            backprop.load(path)
+    assert not os.path.exists(Payload.MARK)
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "not a .npz archive"),
+        (b"hello, world", "not a .npz archive"),
+        (b"\x93NUMPY\x01\x00", "not a .npz archive"),
+    ],
+)
+def test_other_files_are_refused(tmp_path, content, match):
+    path = tmp_path / "file"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        backprop.load(path)
+
+
+def test_a_single_array_and_a_foreign_archive_are_refused(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    np.savez(tmp_path / "b.npz", x=np.zeros(3))
+    for name in ("a.npy", "b.npz"):
+        with pytest.raises(ValueError, match="is not a valid backprop checkpoint"):
+            backprop.load(tmp_path / name)
+
+
+def test_a_missing_file_is_not_a_value_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        backprop.load(tmp_path / "nothing.npz")
