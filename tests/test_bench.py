@@ -238,7 +238,82 @@ def test_main_parses_its_options(capsys):
     )
     captured = capsys.readouterr()
     assert "W1 tiny-online" in captured.out and "W2 small-batch" in captured.out
-    assert "W3 mnist-size" not in captured.out
+    assert "W3 mnist-size" not in captured.out and "digits" not in captured.out
     assert captured.err == ""
     with pytest.raises(SystemExit):
         bench.main(["--workloads", "W9"])
+
+
+def test_digits_scaled():
+    sgd = bench.DIGITS["sgd"]
+    assert (sgd.n_train, sgd.max_iter, sgd.hidden_layer_sizes) == (1347, 200, (100,))
+    assert sgd.scaled(1) == sgd.scaled(3) == sgd
+    assert (sgd.scaled(0.5).n_train, sgd.scaled(0.5).max_iter) == (674, 100)
+    assert (sgd.scaled(0.05).n_train, sgd.scaled(0.05).max_iter) == (100, 10)
+    assert (sgd.scaled(1e-6).n_train, sgd.scaled(1e-6).max_iter) == (100, 1)
+    assert bench.DIGITS["lbfgs"].scaled(0.05).params == dict(
+        hidden_layer_sizes=(100,), solver="lbfgs", max_iter=10, random_state=0
+    )
+
+
+DIGITS_COLUMNS = ("median", "cpu", "accuracy", "n_iter", "loss", "ratio")
+
+
+def digits_lines(table: str) -> dict[tuple[str, str], dict[str, float]]:
+    """(solver, library) -> the numbers of that row of the printed digits table."""
+    lines = {}
+    for line in table.splitlines():
+        if line.startswith("digits ") and not line.startswith("digits:"):
+            _, solver, library, *numbers = line.split()
+            lines[solver, library] = dict(zip(DIGITS_COLUMNS, map(float, numbers), strict=True))
+    return lines
+
+
+@needs("sklearn")
+@needs("backprop")
+def test_digits_table_has_both_libraries_fitting_the_same_model(capsys):
+    out = io.StringIO()
+    rows = bench.run_table(["digits"], scale=0.05, repeats=2, file=out)
+    table = out.getvalue()
+    printed = digits_lines(table)
+    assert sorted(printed) == sorted(
+        (solver, library) for solver in bench.DIGITS for library in bench.DIGITS_LIBRARIES
+    )
+    for solver in bench.DIGITS:
+        mine, theirs = printed[solver, "backprop"], printed[solver, "sklearn"]
+        assert mine["accuracy"] == theirs["accuracy"] > 0
+        assert mine["n_iter"] == theirs["n_iter"] <= 10
+        assert theirs["ratio"] == 1
+    assert len(rows) == 6
+    for row in rows:
+        assert isinstance(row, bench.DigitsRow) and len(row.seconds) == len(row.cpu_seconds) == 2
+        assert row.median > 0 and np.isfinite(row.ratio)
+    backprop_rows = {r.workload.solver: r for r in rows if r.trainer == "backprop"}
+    for row in rows:
+        assert row.loss == pytest.approx(backprop_rows[row.workload.solver].loss, rel=1e-10)
+    assert "100 training and 450 test samples" in table and "max_iter=10" in table
+    assert "load average" in table and "W1 tiny-online" not in table and "gemm" not in table
+    err = capsys.readouterr().err
+    assert "[1/3] digits sgd" in err and "[3/3] digits lbfgs" in err
+
+
+def test_digits_skipped_without_sklearn(monkeypatch, capsys):
+    monkeypatch.setattr(bench.SklearnTrainer, "available", classmethod(lambda cls: False))
+    out = io.StringIO()
+    assert bench.run_table(["digits"], scale=0.05, repeats=1, file=out) == []
+    assert "digits: skipped, scikit-learn is not installed" in out.getvalue()
+    assert capsys.readouterr().err == ""
+
+
+@needs("sklearn")
+@needs("backprop")
+def test_main_runs_digits_alone(capsys):
+    assert bench.main(["--workloads", "digits", "--scale", "0.01", "--repeats", "1"]) == 0
+    captured = capsys.readouterr()
+    assert set(digits_lines(captured.out)) == {
+        (solver, library) for solver in bench.DIGITS for library in bench.DIGITS_LIBRARIES
+    }
+    assert "max_iter=2" in captured.out and "W1 tiny-online" not in captured.out
+    assert "[3/3] digits lbfgs" in captured.err
+    with pytest.raises(SystemExit):
+        bench.main(["--workloads", "W1,digit"])

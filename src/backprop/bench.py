@@ -7,8 +7,12 @@ the data (not timed), ``run()`` is exactly the training (or inference) the workl
 (timed). ``run_table`` runs every installed trainer on every workload in one process and prints
 median times.
 
+The digits benchmark times the scikit-learn estimators instead: ``backprop.MLPClassifier``
+against ``sklearn.neural_network.MLPClassifier`` fitted with the same parameters on
+``sklearn.datasets.load_digits``, one row per library and solver, in a second table.
+
 PyTorch and scikit-learn are optional: this module imports them only when their trainer is
-prepared, so it imports with NumPy alone.
+prepared (or the digits benchmark runs), so it imports with NumPy alone.
 
 Run it with ``python -m backprop bench`` (see ``main``).
 """
@@ -23,7 +27,9 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
+from functools import cache
 from itertools import pairwise
 from typing import Any, ClassVar, NamedTuple, TextIO
 
@@ -32,18 +38,27 @@ import numpy as np
 __all__ = [
     "WORKLOADS",
     "TRAINERS",
+    "DIGITS",
+    "DIGITS_LIBRARIES",
     "Data",
+    "DigitsRow",
+    "DigitsWorkload",
     "Params",
     "Row",
     "Workload",
     "available_trainers",
+    "digits_data",
+    "digits_estimator",
+    "digits_missing",
     "final_weights",
+    "fit_quietly",
     "gemm_gflops",
     "initial_params",
     "main",
     "make_data",
     "make_trainer",
     "measure",
+    "measure_digits",
     "run_table",
 ]
 
@@ -528,6 +543,149 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(seconds) / 1e9
 
 
+# --- digits: the scikit-learn estimators --------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitsWorkload:
+    """``MLPClassifier(hidden_layer_sizes, solver, max_iter, random_state)``, every other
+    parameter at its default, fitted on the first ``n_train`` samples of the training split of
+    ``load_digits`` and scored on the whole test split (see ``digits_data``)."""
+
+    solver: str
+    max_iter: int = 200
+    n_train: int = 1347  # the whole training split: 1797 digits less the 25 % held out
+    hidden_layer_sizes: tuple[int, ...] = (100,)
+    random_state: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"digits {self.solver}"
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(
+            hidden_layer_sizes=self.hidden_layer_sizes,
+            solver=self.solver,
+            max_iter=self.max_iter,
+            random_state=self.random_state,
+        )
+
+    def scaled(self, scale: float) -> DigitsWorkload:
+        """``scale`` < 1: that fraction of the training samples (at least 100) and of the
+        iterations (at least 1). The data set has no more samples, so ``scale`` >= 1 is the
+        workload itself."""
+        if scale >= 1:
+            return self
+        return dataclasses.replace(
+            self,
+            n_train=min(self.n_train, max(100, round(self.n_train * scale))),
+            max_iter=max(1, round(self.max_iter * scale)),
+        )
+
+
+DIGITS: dict[str, DigitsWorkload] = {
+    solver: DigitsWorkload(solver) for solver in ("sgd", "adam", "lbfgs")
+}
+DIGITS_LIBRARIES = ("backprop", "sklearn")
+
+
+def digits_missing() -> str | None:
+    """Why the digits benchmark cannot run here, or None if it can."""
+    if not SklearnTrainer.available():
+        return "scikit-learn is not installed"
+    try:
+        importlib.import_module("backprop.estimators")
+    except ImportError as error:
+        return f"backprop.MLPClassifier does not import: {error}"
+    return None
+
+
+@cache
+def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    return tuple(train_test_split(X / 16, y, test_size=0.25, random_state=0))
+
+
+def digits_data(workload: DigitsWorkload) -> tuple[np.ndarray, ...]:
+    """``X_train, y_train, X_test, y_test``: the 8x8 digits with pixels scaled from 0..16 to
+    [0, 1], split by ``train_test_split(test_size=0.25, random_state=0)``; the training split
+    cut to ``workload.n_train`` samples."""
+    X_train, X_test, y_train, y_test = _digits_split()
+    n = workload.n_train
+    return X_train[:n], y_train[:n], X_test, y_test
+
+
+def digits_estimator(library: str, workload: DigitsWorkload) -> Any:
+    """An unfitted ``MLPClassifier`` of ``library`` ("backprop" or "sklearn")."""
+    if library == "backprop":
+        from backprop import MLPClassifier
+    elif library == "sklearn":
+        from sklearn.neural_network import MLPClassifier
+    else:
+        raise ValueError(f"library must be one of {DIGITS_LIBRARIES}, got {library!r}")
+    return MLPClassifier(**workload.params)
+
+
+def fit_quietly(estimator: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    """``estimator.fit(X, y)`` without the ConvergenceWarning of a fit that reaches max_iter."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y)
+
+
+@dataclasses.dataclass
+class DigitsRow:
+    workload: DigitsWorkload
+    trainer: str
+    seconds: list[float] = dataclasses.field(default_factory=list)
+    cpu_seconds: list[float] = dataclasses.field(default_factory=list)
+    accuracy: float = math.nan
+    n_iter: int = 0
+    loss: float = math.nan
+    ratio: float = math.nan
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_seconds)
+
+
+def measure_digits(workload: DigitsWorkload, repeats: int = 5) -> list[DigitsRow]:
+    """One row per library: wall and CPU seconds of ``fit`` on a fresh estimator for each of
+    ``repeats`` rounds, the libraries alternating (their order flips every round); accuracy on
+    the test split, ``n_iter_`` and ``loss_`` of an untimed first fit of each."""
+    X, y, X_test, y_test = digits_data(workload)
+    rows = {library: DigitsRow(workload, library) for library in DIGITS_LIBRARIES}
+    for library, row in rows.items():
+        estimator = fit_quietly(digits_estimator(library, workload), X, y)
+        row.accuracy = float(estimator.score(X_test, y_test))
+        row.n_iter, row.loss = int(estimator.n_iter_), float(estimator.loss_)
+    for round_ in range(repeats):
+        order = DIGITS_LIBRARIES if round_ % 2 == 0 else DIGITS_LIBRARIES[::-1]
+        for library in order:
+            estimator = digits_estimator(library, workload)
+            wall, cpu = time.perf_counter(), time.process_time()
+            fit_quietly(estimator, X, y)
+            rows[library].cpu_seconds.append(time.process_time() - cpu)
+            rows[library].seconds.append(time.perf_counter() - wall)
+    for row in rows.values():
+        row.ratio = rows["sklearn"].median / row.median
+    return list(rows.values())
+
+
 # --- the table ------------------------------------------------------------------------------
 
 
@@ -590,19 +748,52 @@ def _print_table(rows: list[Row], file: TextIO) -> None:
         )
 
 
+DIGITS_NOTES = """\
+Measured: median wall time of `fit` on a fresh estimator, and the median CPU time of the process
+over the same fits (all its threads: both libraries hand their products to the BLAS above).
+backprop.MLPClassifier and sklearn.neural_network.MLPClassifier alternate in one process, their
+order flipping every repeat, after one untimed fit of each; both get the same float64 arrays and
+the same parameters, so they should fit the same model: accuracy (on the held-out 25 %), n_iter_
+and loss_ come from that first fit and show whether they did. ConvergenceWarning (max_iter
+reached) is silenced. ratio = sklearn's median time / this median (> 1: faster than sklearn)."""
+
+
+def _print_digits_table(rows: list[DigitsRow], file: TextIO) -> None:
+    header = f"{'workload':<22} {'library':<9} {'median s':>10} {'cpu s':>8} "
+    header += f"{'accuracy':>8} {'n_iter_':>7} {'loss_':>10} {'ratio':>6}"
+    print(header, file=file)
+    print("-" * len(header), file=file)
+    for row in rows:
+        print(
+            f"{row.workload.label:<22} {row.trainer:<9} {row.median:>10.4f} "
+            f"{row.cpu_median:>8.3f} {row.accuracy:>8.4f} {row.n_iter:>7} {row.loss:>10.4g} "
+            f"{row.ratio:>6.2f}",
+            file=file,
+        )
+
+
 def run_table(
-    workloads: Sequence[str | Workload] = tuple(WORKLOADS),
+    workloads: Sequence[str | Workload] = (*WORKLOADS, "digits"),
     repeats: int = 5,
     scale: float = 1.0,
     progress: bool = True,
     file: TextIO | None = None,
     trainers: Sequence[str] | None = None,
     gemm_size: int = 2048,
-) -> list[Row]:
-    """Time every available trainer on each workload, in this process, and print the table."""
+) -> list[Row | DigitsRow]:
+    """Time every available trainer on each workload, in this process, and print the table.
+
+    The name "digits" among ``workloads`` adds the second table: the two MLPClassifiers on
+    every solver of ``DIGITS`` (whatever ``trainers`` says), or a note if they cannot run.
+    """
     file = sys.stdout if file is None else file
-    chosen = [WORKLOADS[w] if isinstance(w, str) else w for w in workloads]
+    with_digits = "digits" in workloads
+    chosen = [WORKLOADS[w] if isinstance(w, str) else w for w in workloads if w != "digits"]
     chosen = [w.scaled(scale) for w in chosen]
+    digits_skipped = digits_missing() if with_digits else None
+    digits = (
+        [w.scaled(scale) for w in DIGITS.values()] if with_digits and not digits_skipped else []
+    )
     names = list(TRAINERS) if trainers is None else list(trainers)
     missing = [name for name in names if not TRAINERS[name].available()]
     plan = [
@@ -611,17 +802,50 @@ def run_table(
         for name in names
         if name not in missing and TRAINERS[name]().supports(w)
     ]
+    total = len(plan) + bool(chosen) + len(digits)
+    steps = iter(range(1, total + 1))
+
+    def announce(what: str) -> None:
+        if progress:
+            print(f"[{next(steps)}/{total}] {what} ...", file=sys.stderr, flush=True)
+
+    print(f"backprop benchmarks: {repeats} repeats, scale {scale:g}; {_environment()}", file=file)
+    rows: list[Row | DigitsRow] = []
+    if chosen:
+        rows += _run_workloads(chosen, plan, repeats, gemm_size, announce, file)
+        if missing:
+            print(f"not available (skipped): {', '.join(missing)}", file=file)
+        print("\n" + NOTES, file=file)
+    if digits_skipped:
+        print(f"\ndigits: skipped, {digits_skipped}", file=file)
+    elif digits:
+        rows += _run_digits(digits, repeats, announce, file)
+    return rows
+
+
+def _load_average(before: float) -> str:
+    # Other processes on the machine slow multi-threaded code most (torch's and BLAS's threads
+    # wait for each other), so each table says how busy the machine was.
+    return f"1-minute load average: {before:.2f} before, {os.getloadavg()[0]:.2f} after"
+
+
+def _run_workloads(
+    chosen: list[Workload],
+    plan: list[tuple[Workload, str]],
+    repeats: int,
+    gemm_size: int,
+    announce: Callable[[str], None],
+    file: TextIO,
+) -> list[Row]:
     load_before = os.getloadavg()[0]
     rows: list[Row] = []
-    for i, (workload, name) in enumerate(plan, 1):
-        if progress:
-            print(f"[{i}/{len(plan) + 1}] {workload.name} {name} ...", file=sys.stderr, flush=True)
+    for workload, name in plan:
+        announce(f"{workload.name} {name}")
         data, params = _problem(workload)
         trainer = make_trainer(name)
         trainer.prepare(workload, data, params)
         rows.append(Row(workload, name, measure(trainer, repeats)))
-    if progress:
-        print(f"[{len(plan) + 1}/{len(plan) + 1}] gemm ...", file=sys.stderr, flush=True)
+    announce("gemm")
     gemm = gemm_gflops(gemm_size, repeats=max(repeats, 3))
     for workload in chosen:
         mine = [row for row in rows if row.workload == workload]
@@ -629,20 +853,53 @@ def run_table(
         for row in mine:
             row.ratio = min(peers) / row.median if peers else math.nan
 
-    print(f"backprop benchmarks: {repeats} repeats, scale {scale:g}; {_environment()}", file=file)
-    # Other processes on the machine slow the multi-threaded peers most (torch's threads wait
-    # for each other), so the table says how busy the machine was.
-    load = f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
-    print(f"1-minute load average: {load}", file=file)
+    print(_load_average(load_before), file=file)
     _print_table(rows, file)
     print(f"\nNumPy float32 gemm {gemm_size}x{gemm_size}: {gemm:.1f} GFLOP/s", file=file)
     for row in rows:
         if row.trainer == "backprop" and row.workload.name == "W4":
             fraction = f"{row.gflops:.1f} GFLOP/s = {row.gflops / gemm:.0%} of gemm"
             print(f"backprop on W4: {fraction}", file=file)
-    if missing:
-        print(f"not available (skipped): {', '.join(missing)}", file=file)
-    print("\n" + NOTES, file=file)
+    return rows
+
+
+def _blas_threads() -> str:
+    """The BLAS libraries loaded and their thread counts, if threadpoolctl can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ""
+    blas = []
+    for lib in threadpool_info():
+        if lib["user_api"] == "blas":
+            folder = os.path.basename(os.path.dirname(lib["filepath"]))
+            owner = folder.removesuffix(".libs") if folder.endswith(".libs") else lib["prefix"]
+            blas.append(f"{owner}'s {lib['internal_api']} {lib['num_threads']}")
+    return f"; BLAS threads: {', '.join(blas)}" if blas else ""
+
+
+def _run_digits(
+    digits: list[DigitsWorkload],
+    repeats: int,
+    announce: Callable[[str], None],
+    file: TextIO,
+) -> list[DigitsRow]:
+    load_before = os.getloadavg()[0]
+    rows: list[DigitsRow] = []
+    for workload in digits:
+        announce(f"{workload.name} {' and '.join(DIGITS_LIBRARIES)}")
+        rows += measure_digits(workload, repeats)
+    w = digits[0]
+    n_test = len(digits_data(w)[3])
+    model = f"hidden_layer_sizes={w.hidden_layer_sizes}, max_iter={w.max_iter}"
+    print(
+        f"\ndigits: MLPClassifier({model}, random_state={w.random_state})\n"
+        f"on load_digits / 16: {w.n_train} training and {n_test} test samples",
+        file=file,
+    )
+    print(_load_average(load_before) + _blas_threads(), file=file)
+    _print_digits_table(rows, file)
+    print("\n" + DIGITS_NOTES, file=file)
     return rows
 
 
@@ -658,28 +915,37 @@ def _problem(workload: Workload) -> tuple[Data, Params]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m backprop bench [--repeats N] [--scale S] [--workloads W1,W3] ...``"""
+    """``python -m backprop bench [--repeats N] [--scale S] [--workloads W1,W3,digits] ...``"""
+    names = [*WORKLOADS, "digits"]
     parser = argparse.ArgumentParser(
         prog="python -m backprop bench",
         description="Time backprop against NumPy, PyTorch and scikit-learn on fixed workloads.",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per trainer")
     parser.add_argument(
-        "--scale", type=float, default=1.0, help="fraction of the samples (smoke runs)"
+        "--scale",
+        type=float,
+        default=1.0,
+        help="fraction of the samples (smoke runs); digits: also of max_iter, at most 1",
     )
     parser.add_argument(
         "--workloads",
-        default=",".join(WORKLOADS),
-        help=f"comma-separated, from {','.join(WORKLOADS)}",
+        default=",".join(names),
+        help=f"comma-separated, from {','.join(names)} (digits: backprop.MLPClassifier "
+        "against scikit-learn's on load_digits, every solver)",
     )
-    parser.add_argument("--trainers", default=",".join(TRAINERS), help=f"from {','.join(TRAINERS)}")
+    parser.add_argument(
+        "--trainers",
+        default=",".join(TRAINERS),
+        help=f"from {','.join(TRAINERS)} (not for digits)",
+    )
     parser.add_argument("--gemm-size", type=int, default=2048, help="n of the gemm reference")
     parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     trainers = [t.strip() for t in args.trainers.split(",") if t.strip()]
     for value, known, option in (
-        (workloads, WORKLOADS, "--workloads"),
+        (workloads, names, "--workloads"),
         (trainers, TRAINERS, "--trainers"),
     ):
         unknown = [v for v in value if v not in known]
