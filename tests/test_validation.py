@@ -206,3 +206,116 @@ def test_property_fit_and_forward_give_finite_results_of_the_right_shape(
         assert ((out >= 0) & (out <= 1)).all()
     if output == "softmax":
         np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "sizes,match",
+    [
+        ([2**31, 1], r"sizes\[0\] must be <= 2147483647"),  # wider than BLAS can take
+        ([1, 2**64], r"sizes\[1\] must be <= 2147483647"),
+        ([2**31 - 1] * 3, "more than memory can address"),
+    ],
+)
+def test_sizes_too_large_for_the_kernels_or_memory(sizes, match):
+    with pytest.raises(ValueError, match=match):
+        Network(sizes)
+
+
+def test_a_byte_swapped_dtype_name_gives_a_native_network():
+    net = Network([2, 2], dtype=">f4", seed=0)
+    assert net.dtype == np.float32 and net.dtype.isnative and net._theta.dtype.isnative
+    np.testing.assert_array_equal(net.forward([[1, 2]]), Network([2, 2], seed=0,
+                                  dtype="float32").forward([[1, 2]]))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "dtype,lr", [("float64", 10**400), ("float32", 1e39), ("float32", 1e-50), ("float64", 1e-400)]
+)
+def test_lr_must_be_finite_and_positive_in_the_network_dtype(dtype, lr):
+    net = Network([3, 2], dtype=dtype, seed=0)
+    for call in (
+        lambda: net.fit(np.ones((4, 3)), np.zeros((4, 2)), lr=lr),
+        lambda: net.step(np.ones((4, 3)), np.zeros((4, 2)), lr=lr),
+    ):
+        with pytest.raises(ValueError, match=f"lr must be a finite number > 0 in {dtype}"):
+            call()
+
+
+def test_numpy_scalars_are_arguments_like_any_other():
+    net = Network([np.int64(3), np.uint8(2)], seed=np.int32(0))
+    losses = net.fit(np.ones((4, 3)), np.zeros((4, 2)), epochs=np.int16(2),
+                     batch_size=np.int64(3), lr=np.float32(0.1))  # fmt: skip
+    assert len(losses) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(epochs=2**62), ValueError, "epochs must be <="),
+        (dict(batch_size=2**70), None, None),  # clipped to the number of samples
+        (dict(seed="s"), TypeError, None),  # checked even without shuffle
+        (dict(seed=-1), ValueError, None),
+        (dict(on_divergence="ignore"), ValueError, "on_divergence"),
+    ],
+)
+def test_more_fit_arguments(kwargs, error, match):
+    net = Network([3, 2], seed=0)
+    if error is None:
+        assert len(net.fit(np.ones((4, 3)), np.zeros((4, 2)), **kwargs)) == 1
+        return
+    with pytest.raises(error, match=match):
+        net.fit(np.ones((4, 3)), np.zeros((4, 2)), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "X", [np.array([["2020-01-01"] * 3], dtype="datetime64[D]"), np.array([[b"a", b"b", b"c"]])]
+)
+def test_dates_and_bytes_are_not_numbers(X):
+    with pytest.raises(TypeError, match="X must hold real numbers"):
+        ce_net(seed=0).forward(X)
+
+
+@pytest.mark.parametrize("labels", [np.array([0, 1j]), np.array(["0", "1"])])
+def test_labels_must_be_real_numbers(labels):
+    with pytest.raises(TypeError, match="Y must hold real numbers"):
+        ce_net(seed=0).loss(np.ones((2, 3)), labels)
+
+
+def test_outputs_that_overflow_are_refused_not_returned():
+    net = Network.from_params([np.ones((1, 2))], [np.zeros(1)], output="identity")
+    with pytest.raises(
+        ValueError, match=r"outputs are not finite: X or Y .*largest \|X\| is 1e\+308"
+    ):
+        net.forward([[1e308, 1e308]])
+    with pytest.raises(ValueError, match="loss or its gradients are not finite"):
+        net.loss([[1e200, 0]], [[0.0]])  # (1e200)^2 overflows
+    with pytest.raises(ValueError, match="loss or its gradients are not finite"):
+        net.gradients([[1e200, 0]], [[0.0]])
+    with pytest.raises(ValueError, match="pass's values are not finite"):
+        net.trace([[1e200, 0]], [[0.0]])
+
+
+def test_weights_set_to_nan_by_hand_are_reported():
+    net = Network([2, 2], seed=0)
+    net.biases[0][1] = np.nan
+    for call in (lambda: net.forward([[1.0, 2.0]]), lambda: net.fit([[1.0, 2.0]], [[0, 1]])):
+        with pytest.raises(ValueError, match="weights or biases contain NaN or infinity"):
+            call()
+
+
+def test_class_probabilities_whose_sum_overflows_are_refused_quietly():
+    with pytest.raises(ValueError, match="must sum to 1"):
+        ce_net(seed=0).loss(np.ones((1, 3)), [[1e308, 1e308, 0.0]])
+
+
+def test_batches_longer_than_blas_can_take_are_refused(monkeypatch):
+    import backprop.network
+
+    monkeypatch.setattr(backprop.network, "_MAX_DIM", 3)
+    net = Network([3, 2], seed=0)
+    X, Y = np.ones((4, 3)), np.zeros((4, 2))
+    with pytest.raises(ValueError, match="one batch takes at most 3"):
+        net.loss(X, Y)
+    with pytest.raises(ValueError, match="batch_size must be <= 3"):
+        net.fit(X, Y, batch_size=4)
+    assert len(net.fit(X, Y, batch_size=3)) == 1
