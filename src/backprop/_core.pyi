@@ -31,9 +31,7 @@ def train(
     x_batch: Float,
     y_batch: Float,
     label_batch: Index,
-    snapshot: Float,
     check_every: int,
-    snapshot_every: int,
 ) -> tuple[int, int, int]: ...
 def batch(
     theta: Float,

@@ -482,7 +482,8 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
     mode MODE_LOSS:      A_l := act(A_{l-1} W_l^T + b_l) for every layer; returns L
     mode MODE_GRADIENTS: also grad := dL/dtheta (the flat layout of theta)
     mode MODE_SGD:       also theta := theta - eta dL/dtheta, layer by layer from
-                         the last, each W_l updated after it has carried the delta back
+                         the last, each W_l updated after it has carried the delta back;
+                         not when L is not finite: theta is then left as it was
     ``acts`` receives A_1 .. A_L one after the other (m * sizes[l] each). ``wt``, ``sw``
     and ``wsum`` are passed on to the per-layer kernels and _output_delta.
     """
@@ -504,7 +505,7 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
         a_off += m * n_out
     value = _output_delta(acts + a_off - m * sizes[n_layers], y, labels, sw, wsum, d, m,
                           sizes[n_layers], output, loss)
-    if mode == MODE_LOSS:
+    if mode == MODE_LOSS or (mode == MODE_SGD and not isfinite(value)):
         return value
     if mode == MODE_SGD:
         alpha, beta = -eta, 1
@@ -543,7 +544,7 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
           const Py_ssize_t[::1] order, Py_ssize_t batch_size, Py_ssize_t epochs,
           floating eta, double[::1] epoch_losses, floating[::1] acts, floating[::1] deltas,
           floating[:, ::1] x_batch, floating[:, ::1] y_batch, Py_ssize_t[::1] label_batch,
-          floating[::1] snapshot, Py_ssize_t check_every, Py_ssize_t snapshot_every):
+          Py_ssize_t check_every):
     """Run ``epochs`` epochs of mini-batch gradient descent; theta is updated in place.
 
     For every epoch e and batch B (consecutive runs of ``batch_size`` entries of
@@ -554,11 +555,10 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
     unshuffled batches are read in place. Pending signals (Ctrl-C) are checked every
     ``check_every`` batches, with the GIL taken only for that moment.
 
-    theta is copied into ``snapshot`` at the start and every ``snapshot_every`` batches.
-    A batch whose
-    loss is not finite stops training before its update: the return value is then
-    (epoch, batch, 1) when theta is still finite, or (epoch, batch, 2) when it was
-    restored from the snapshot; a full run returns (epochs, 0, 0).
+    Returns (epochs, 0, 0) after a full run. A batch whose loss is not finite stops
+    training before its update and returns (epoch, batch, 1); theta is then what the
+    previous step left, which is not finite if that step overflowed. A full run that
+    leaves theta not finite (its last step overflowed) returns (epochs, 0, 2).
     """
     cdef Py_ssize_t n = X.shape[0], n_layers = sizes.shape[0] - 1
     cdef Py_ssize_t n_in = X.shape[1], k = sizes[n_layers]
@@ -572,7 +572,6 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
     cdef int status = 0
     cdef Py_ssize_t stop_epoch = epochs, stop_batch = 0
     with nogil:
-        memcpy(&snapshot[0], &theta[0], n_params * sizeof(floating))
         for e in range(epochs):
             total = 0
             b = 0
@@ -606,9 +605,6 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
                                &deltas[0], &deltas[deltas.shape[0] // 2], eta, MODE_SGD)
                 if not isfinite(value):
                     status = 1
-                    if not _all_finite(&theta[0], n_params):
-                        memcpy(&theta[0], &snapshot[0], n_params * sizeof(floating))
-                        status = 2
                     stop_epoch, stop_batch = e, b
                     break
                 total += value * m
@@ -617,15 +613,12 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
                 if batches % check_every == 0:
                     with gil:
                         PyErr_CheckSignals()
-                if batches % snapshot_every == 0:
-                    memcpy(&snapshot[0], &theta[0], n_params * sizeof(floating))
                 start += m
             if status:
                 break
             epoch_losses[e] = total / n
     if status == 0 and not _all_finite(&theta[0], n_params):
-        memcpy(&theta[0], &snapshot[0], n_params * sizeof(floating))
-        return epochs, b, 2
+        return epochs, 0, 2
     return stop_epoch, stop_batch, status
 
 

@@ -563,19 +563,13 @@ class Network:
         x_batch = np.empty((m if shuffle else 0, self.sizes[0]), dtype=self._dtype)
         y_batch = np.empty((m if shuffle and labels.size == 0 else 0, k), dtype=self._dtype)
         label_batch = np.empty(m if shuffle and labels.size else 0, dtype=np.intp)
-        snapshot = np.empty_like(self._theta)
         work = max(1, m * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])))
         check_every = max(1, _SIGNAL_CHECK_WORK // (work + _BATCH_OVERHEAD))
-        # A copy of theta costs about as much as ~20 multiply-adds per parameter at BLAS
-        # speed; keep snapshots under ~2% of the work.
-        snapshot_every = max(1, math.ceil(1000 * self._theta.size / work))
         call = (self._theta, self._sizes, self._offsets, *self._codes, X, rows, labels)
-        buffers = (acts, deltas, x_batch, y_batch, label_batch, snapshot)
+        buffers = (acts, deltas, x_batch, y_batch, label_batch)
 
         def train(order, count, epoch_losses):
-            return _core.train(
-                *call, order, m, count, lr, epoch_losses, *buffers, check_every, snapshot_every
-            )
+            return _core.train(*call, order, m, count, lr, epoch_losses, *buffers, check_every)
 
         count = 1 if shuffle else epochs  # epochs per call: one per permutation
         order = np.empty(0, dtype=np.intp)
@@ -586,7 +580,11 @@ class Network:
                 if shuffle:
                     order = rng.permutation(n).astype(np.intp, copy=False)
                 start[...] = self._theta
-                *_, status = train(order, count, losses[first : first + count])
+                epoch, batch, status = train(order, count, losses[first : first + count])
+                if status == 1 and _core.all_finite(self._theta):
+                    # the kernel stopped before the bad batch's step: nothing to undo
+                    epoch, what = epoch + first, "the loss is"
+                    break
                 if status:
                     epoch, batch, what = self._rewind(
                         start, train, order, count, m, lr, X, rows, labels
@@ -608,8 +606,8 @@ class Network:
     def _rewind(self, start, train, order, epochs, m, lr, X, rows, labels):
         """Replays a diverged ``_core.train`` run from ``start`` up to its first bad batch.
 
-        The kernel notices divergence after the step that caused it and may leave the
-        weights of that step or of an older snapshot. The replay repeats the same
+        Needed when a step overflowed the weights: the kernel notices only at the next
+        batch's loss, or at the end of the run. The replay repeats the same
         arithmetic, whole epochs in the kernel until one diverges, then that epoch
         batch by batch, and leaves theta as it was before the first batch whose loss,
         or whose updated weights, were not finite. Returns that batch's
