@@ -179,22 +179,15 @@ cdef inline floating _act_prime(floating a, int act) noexcept nogil:
     return 1
 
 
-cdef inline double _log_sum_exp(const floating* z, Py_ssize_t k) noexcept nogil:
-    """lse(z) = max z + log sum_j exp(z_j - max z)  (the log-sum-exp trick)."""
-    cdef Py_ssize_t j
-    cdef double zmax = z[0], s = 0
-    for j in range(1, k):
-        if z[j] > zmax:
-            zmax = z[j]
-    for j in range(k):
-        s += _exp_neg(z[j] - zmax)
-    return zmax + log(s)
+cdef inline double _softmax_row(floating* z, Py_ssize_t k, bint lse) noexcept nogil:
+    """z := exp(z - max z) / sum_j exp(z_j - max z), in place.
 
-
-cdef inline void _softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
-    """z := exp(z - max z) / sum_j exp(z_j - max z), in place."""
+    Returns lse(z) = max z + log sum_j exp(z_j - max z) when ``lse`` (the log-sum-exp
+    trick: no exponential overflows), from the same exponentials; else 0.
+    """
     cdef Py_ssize_t j
-    cdef floating zmax = z[0], s = 0
+    cdef floating zmax = z[0]
+    cdef double s = 0
     for j in range(1, k):
         if z[j] > zmax:
             zmax = z[j]
@@ -204,6 +197,7 @@ cdef inline void _softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
         s += z[j]
     for j in range(k):
         z[j] = z[j] / s
+    return zmax + log(s) if lse else 0
 
 
 # ---------------------------------------------------------------- per layer ---
@@ -274,7 +268,7 @@ cdef void _bias_act(floating* z, const floating* bias, Py_ssize_t m, Py_ssize_t 
         if act == ACT_SOFTMAX:
             for j in range(n):
                 row[j] = row[j] + bias[j]
-            _softmax_row(row, n)
+            _softmax_row(row, n, False)
         elif act == ACT_SIGMOID:
             for j in range(n):
                 row[j] = _sigmoid(row[j] + bias[j])
@@ -347,7 +341,7 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
             yr = y + i * k
             w = sw[i] if sw != NULL else 1
             if output == ACT_SOFTMAX:
-                _softmax_row(zr, k)
+                _softmax_row(zr, k, False)
             else:
                 for j in range(k):
                     zr[j] = _act(zr[j], output)
@@ -382,7 +376,6 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
         if y != NULL:
             yr = y + i * k
         if loss == LOSS_CROSS_ENTROPY:
-            total += _log_sum_exp(zr, k)
             if labels != NULL:
                 total -= zr[labels[i]]
             else:
@@ -390,7 +383,7 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
                 for j in range(k):
                     yz += yr[j] * zr[j]
                 total -= yz
-            _softmax_row(zr, k)
+            total += _softmax_row(zr, k, True)
             for j in range(k):
                 dr[j] = zr[j] * scale
             if labels != NULL:
@@ -408,7 +401,7 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
                 dr[j] = (a - yv) * scale
         else:
             if output == ACT_SOFTMAX:
-                _softmax_row(zr, k)
+                _softmax_row(zr, k, False)
             for j in range(k):
                 if output == ACT_SIGMOID:
                     zr[j] = _sigmoid(zr[j])
@@ -696,7 +689,7 @@ def activate(const floating[:, ::1] Z, floating[:, ::1] A, int act):
             if act == ACT_SOFTMAX:
                 for j in range(n):
                     A[i, j] = Z[i, j]
-                _softmax_row(&A[i, 0], n)
+                _softmax_row(&A[i, 0], n, False)
             else:
                 for j in range(n):
                     A[i, j] = _act(Z[i, j], act)
