@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -143,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1:
         parser.error("--steps must be >= 1")
     np.set_printoptions(precision=15)
-    demo(args.steps)
+    try:
+        demo(args.steps)
+    except BrokenPipeError:  # the reader (e.g. `head`) stopped early: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
