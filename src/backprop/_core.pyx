@@ -438,29 +438,29 @@ cdef void _hidden_delta(const floating* delta, const floating* w, const floating
             delta_prev[i] = delta_prev[i] * _act_prime(a_prev[i], act)
 
 
-cdef void _backward(const floating* delta, const floating* a_prev, floating* gw, floating* gb,
+cdef void _backward(floating* delta, const floating* a_prev, floating* gw, floating* gb,
                     Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out,
                     floating alpha, floating beta, bint wt) noexcept nogil:
     """G_W := alpha delta^T @ A_prev + beta G_W;  g_b := alpha sum_rows(delta) + beta g_b.
 
     With alpha = 1, beta = 0 these are the gradients; with alpha = -eta, beta = 1
     and G_W = W, g_b = b they are the gradient-descent update, fused so that the
-    gradient is never stored.
+    gradient is never stored. The column sums are accumulated into delta's first row
+    (row by row, so the loop vectorises): delta is consumed.
     """
     cdef Py_ssize_t i, j
-    cdef floating s
     if wt:
         _gemm(c'T', c'N', n_in, n_out, m, alpha, a_prev, n_in, delta, n_out, beta, gw, n_out)
     else:
         _gemm(c'T', c'N', n_out, n_in, m, alpha, delta, n_out, a_prev, n_in, beta, gw, n_in)
+    for i in range(1, m):
+        for j in range(n_out):
+            delta[j] = delta[j] + delta[i * n_out + j]
     for j in range(n_out):
-        s = 0
-        for i in range(m):
-            s = s + delta[i * n_out + j]
         if beta == 0:
-            gb[j] = alpha * s
+            gb[j] = alpha * delta[j]
         else:
-            gb[j] = beta * gb[j] + alpha * s
+            gb[j] = beta * gb[j] + alpha * delta[j]
 
 
 cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
@@ -730,9 +730,10 @@ def hidden_delta(const floating[:, ::1] delta, const floating[:, ::1] W,
 
 def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev,
                      floating[:, ::1] grad_W, floating[::1] grad_b):
-    """grad_W := delta^T @ A_prev;  grad_b := sum over rows of delta."""
+    """grad_W := delta^T @ A_prev;  grad_b := sum over rows of delta (delta is not changed)."""
+    cdef floating[:, ::1] scratch = delta.copy()
     with nogil:
-        _backward(&delta[0, 0], &A_prev[0, 0], &grad_W[0, 0], &grad_b[0], delta.shape[0],
+        _backward(&scratch[0, 0], &A_prev[0, 0], &grad_W[0, 0], &grad_b[0], delta.shape[0],
                   A_prev.shape[1], delta.shape[1], <floating>1, <floating>0, False)
 
 
