@@ -88,7 +88,9 @@ def test_the_file_is_a_plain_versioned_npz_at_exactly_the_given_path(tmp_path):
             "tanh", "softmax", "cross_entropy", "float32"
         ]  # fmt: skip
         assert data["parameters"].dtype == np.float32
-        np.testing.assert_array_equal(data["parameters"], net._theta)
+        # for each layer its weights, row-major (n_out, n_in), then its biases
+        flat = [p.ravel() for w, b in zip(net.weights, net.biases) for p in (w, b)]
+        np.testing.assert_array_equal(data["parameters"], np.concatenate(flat))
 
 
 def test_save_replaces_an_existing_file_and_keeps_its_permissions_default(tmp_path):

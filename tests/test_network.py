@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tutorial import B1, B2, B3, LR, W11, W12, W21, W22, W31, W32, X1, X2, Y, by_hand
 
-from backprop import Network, _core, reference
+from backprop import Network, _core, network, reference
 
 SHAPES = [[2, 2, 1], [3, 5, 4, 2], [4, 3], [2, 1, 3], [7, 16, 8, 5]]
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity"]
@@ -25,11 +25,21 @@ FIT_TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, a
 
 
 @pytest.fixture(params=["loops", "blas"])
-def kernel_path(request):
-    """Run a test once with the hand-written small-product loops and once with BLAS gemm."""
+def kernel_path(request, layout):
+    """Run a test with the hand-written small-product loops and with BLAS gemm, each with
+    the weights stored (n_out, n_in) and transposed."""
     previous = _core.set_blas_min_work(0 if request.param == "blas" else 1 << 62)
     yield request.param
     _core.set_blas_min_work(previous)
+
+
+@pytest.fixture(params=["rows", "transposed"])
+def layout(request, monkeypatch):
+    """The networks a test builds store W_l as (n_out, n_in) or transposed (n_in, n_out)."""
+    transposed = request.param == "transposed"
+    monkeypatch.setattr(network, "_TRANSPOSED_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(network, "_TRANSPOSED_MAX_WEIGHTS", 1 << 62 if transposed else -1)
+    return request.param
 
 
 def make_problem(sizes, output, loss, kind, dtype, n=11, seed=0):

@@ -32,6 +32,7 @@ def train(
     y_batch: Float,
     label_batch: Index,
     check_every: int,
+    wt: bool = ...,
 ) -> tuple[int, int, int]: ...
 def batch(
     theta: Float,
@@ -48,6 +49,7 @@ def batch(
     mode: int,
     acts: Float,
     deltas: Float,
+    wt: bool = ...,
 ) -> float: ...
 def forward(
     theta: Float,

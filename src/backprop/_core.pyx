@@ -537,7 +537,7 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
           const Py_ssize_t[::1] order, Py_ssize_t batch_size, Py_ssize_t epochs,
           floating eta, double[::1] epoch_losses, floating[::1] acts, floating[::1] deltas,
           floating[:, ::1] x_batch, floating[:, ::1] y_batch, Py_ssize_t[::1] label_batch,
-          Py_ssize_t check_every):
+          Py_ssize_t check_every, bint wt=False):
     """Run ``epochs`` epochs of mini-batch gradient descent; theta is updated in place.
 
     For every epoch e and batch B (consecutive runs of ``batch_size`` entries of
@@ -546,7 +546,8 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
     and epoch_losses[e] := sum_B |B| L_B / n.
     Rows of a shuffled batch are gathered into ``x_batch``/``y_batch``/``label_batch``;
     unshuffled batches are read in place. Pending signals (Ctrl-C) are checked every
-    ``check_every`` batches, with the GIL taken only for that moment.
+    ``check_every`` batches, with the GIL taken only for that moment. ``wt``: the
+    weights are stored transposed (see ``_dense``).
 
     Returns (epochs, 0, 0) after a full run. A batch whose loss is not finite stops
     training before its update and returns (epoch, batch, 1); theta is then what the
@@ -593,7 +594,7 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
                         lb = &labels[start]
                     else:
                         yb = &Y[start, 0]
-                value = _batch(&theta[0], NULL, &sizes[0], &offsets[0], n_layers, False,
+                value = _batch(&theta[0], NULL, &sizes[0], &offsets[0], n_layers, wt,
                                hidden, output, loss, xb, yb, lb, NULL, m, m, &acts[0],
                                &deltas[0], &deltas[deltas.shape[0] // 2], eta, MODE_SGD)
                 if not isfinite(value):
@@ -618,7 +619,7 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
 def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
           const Py_ssize_t[::1] offsets, int hidden, int output, int loss,
           const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] labels,
-          floating eta, int mode, floating[::1] acts, floating[::1] deltas):
+          floating eta, int mode, floating[::1] acts, floating[::1] deltas, bint wt=False):
     """One whole-batch pass: returns L; mode 0 loss only, 1 grad := dL/dtheta,
     2 theta := theta - eta dL/dtheta. ``acts`` then holds every layer's activations."""
     cdef Py_ssize_t m = X.shape[0], n_layers = sizes.shape[0] - 1
@@ -633,7 +634,7 @@ def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
     if grad.shape[0] > 0:
         g = &grad[0]
     with nogil:
-        value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, False, hidden, output,
+        value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, wt, hidden, output,
                        loss, &X[0, 0], yb, lb, NULL, m, m, &acts[0], &deltas[0],
                        &deltas[deltas.shape[0] // 2], eta, mode)
     return value
