@@ -117,3 +117,44 @@ def test_readers_share_a_network():
             t.join()
     for out in outputs:
         np.testing.assert_array_equal(out, expected)
+
+
+def test_concurrent_kernels_hold_blas_at_one_thread_and_give_it_back():
+    """Two fits at once would each split their products over every core: while more than
+    one runs, scipy's OpenBLAS is held at one thread; afterwards it has its count back."""
+    from threadpoolctl import threadpool_info
+
+    from backprop import _core
+
+    if not _core.BLAS_THREAD_CONTROL:
+        pytest.skip("scipy's BLAS is not an OpenBLAS whose threads can be set")
+
+    def scipy_blas_threads():
+        (info,) = [i for i in threadpool_info() if "scipy_openblas-" in i["filepath"]]
+        return info["num_threads"]
+
+    with threadpool_limits(2):
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(4000, 256)), rng.integers(0, 10, size=4000)
+        nets = [Network([256, 256, 10], activation="relu", output="softmax",
+                        loss="cross_entropy", seed=s) for s in (0, 1)]  # fmt: skip
+        stop = threading.Event()
+
+        def train(net):
+            while not stop.is_set():
+                net.fit(X, y, batch_size=128, lr=0.01)
+
+        threads = [threading.Thread(target=train, args=(net,)) for net in nets]
+        for thread in threads:
+            thread.start()
+        try:
+            seen = []
+            for _ in range(50):
+                time.sleep(0.01)
+                seen.append(scipy_blas_threads())
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert 1 in seen  # the two fits overlap almost all the time
+        assert scipy_blas_threads() == 2

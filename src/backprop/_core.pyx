@@ -99,6 +99,45 @@ def set_blas_min_work(Py_ssize_t work):
     return previous
 
 
+# Threads. Large products use BLAS's threads (scipy's OpenBLAS: all cores unless
+# threadpoolctl or OMP_NUM_THREADS say otherwise). When the caller already runs kernels
+# in parallel, two threaded products at once would oversubscribe the cores (two fits in
+# two threads took twice as long as one after the other): while more than one kernel
+# call is running, OpenBLAS is held at one thread, and given back what it had when the
+# last of them ends. The counter is only touched with the GIL held.
+
+ctypedef void (*_set_threads_t)(int) noexcept nogil
+ctypedef int (*_get_threads_t)() noexcept nogil
+cdef _set_threads_t _blas_set_threads = NULL
+cdef _get_threads_t _blas_get_threads = NULL
+cdef int _running = 0
+cdef int _saved_blas_threads = 0
+
+
+def bind_blas_threads(size_t set_address, size_t get_address):
+    """Take OpenBLAS's set/get_num_threads (C function addresses) for thread control."""
+    global _blas_set_threads, _blas_get_threads
+    _blas_set_threads = <_set_threads_t>set_address
+    _blas_get_threads = <_get_threads_t>get_address
+
+
+cdef void _calls_enter() noexcept:
+    global _running, _saved_blas_threads
+    _running += 1
+    if _running == 2 and _blas_get_threads != NULL:
+        _saved_blas_threads = _blas_get_threads()
+        if _saved_blas_threads > 1:
+            _blas_set_threads(1)
+
+
+cdef void _calls_exit() noexcept:
+    global _running, _saved_blas_threads
+    _running -= 1
+    if _running == 1 and _saved_blas_threads > 1:
+        _blas_set_threads(_saved_blas_threads)
+        _saved_blas_threads = 0
+
+
 # ---------------------------------------------------------------- per element ---
 
 cdef inline floating _exp(floating x) noexcept nogil:
@@ -565,52 +604,56 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
     cdef double value, total
     cdef int status = 0
     cdef Py_ssize_t stop_epoch = epochs, stop_batch = 0
-    with nogil:
-        for e in range(epochs):
-            total = 0
-            b = 0
-            start = 0
-            while start < n:
-                m = min(batch_size, n - start)
-                xb = NULL
-                yb = NULL
-                lb = NULL
-                if shuffled:
-                    for i in range(m):
-                        row = order[start + i]
-                        memcpy(&x_batch[i, 0], &X[row, 0], n_in * sizeof(floating))
+    _calls_enter()
+    try:
+        with nogil:
+            for e in range(epochs):
+                total = 0
+                b = 0
+                start = 0
+                while start < n:
+                    m = min(batch_size, n - start)
+                    xb = NULL
+                    yb = NULL
+                    lb = NULL
+                    if shuffled:
+                        for i in range(m):
+                            row = order[start + i]
+                            memcpy(&x_batch[i, 0], &X[row, 0], n_in * sizeof(floating))
+                            if with_labels:
+                                label_batch[i] = labels[row]
+                            else:
+                                memcpy(&y_batch[i, 0], &Y[row, 0], k * sizeof(floating))
+                        xb = &x_batch[0, 0]
                         if with_labels:
-                            label_batch[i] = labels[row]
+                            lb = &label_batch[0]
                         else:
-                            memcpy(&y_batch[i, 0], &Y[row, 0], k * sizeof(floating))
-                    xb = &x_batch[0, 0]
-                    if with_labels:
-                        lb = &label_batch[0]
+                            yb = &y_batch[0, 0]
                     else:
-                        yb = &y_batch[0, 0]
-                else:
-                    xb = &X[start, 0]
-                    if with_labels:
-                        lb = &labels[start]
-                    else:
-                        yb = &Y[start, 0]
-                value = _batch(&theta[0], NULL, &sizes[0], &offsets[0], n_layers, wt,
-                               hidden, output, loss, xb, yb, lb, NULL, m, m, &acts[0],
-                               &deltas[0], &deltas[deltas.shape[0] // 2], eta, MODE_SGD)
-                if not isfinite(value):
-                    status = 1
-                    stop_epoch, stop_batch = e, b
+                        xb = &X[start, 0]
+                        if with_labels:
+                            lb = &labels[start]
+                        else:
+                            yb = &Y[start, 0]
+                    value = _batch(&theta[0], NULL, &sizes[0], &offsets[0], n_layers, wt,
+                                   hidden, output, loss, xb, yb, lb, NULL, m, m, &acts[0],
+                                   &deltas[0], &deltas[deltas.shape[0] // 2], eta, MODE_SGD)
+                    if not isfinite(value):
+                        status = 1
+                        stop_epoch, stop_batch = e, b
+                        break
+                    total += value * m
+                    b += 1
+                    batches += 1
+                    if batches % check_every == 0:
+                        with gil:
+                            PyErr_CheckSignals()
+                    start += m
+                if status:
                     break
-                total += value * m
-                b += 1
-                batches += 1
-                if batches % check_every == 0:
-                    with gil:
-                        PyErr_CheckSignals()
-                start += m
-            if status:
-                break
-            epoch_losses[e] = total / n
+                epoch_losses[e] = total / n
+    finally:
+        _calls_exit()
     if status == 0 and not _all_finite(&theta[0], n_params):
         return epochs, 0, 2
     return stop_epoch, stop_batch, status
@@ -633,10 +676,14 @@ def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
         yb = &Y[0, 0]
     if grad.shape[0] > 0:
         g = &grad[0]
-    with nogil:
-        value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, wt, hidden, output,
-                       loss, &X[0, 0], yb, lb, NULL, m, m, &acts[0], &deltas[0],
-                       &deltas[deltas.shape[0] // 2], eta, mode)
+    _calls_enter()
+    try:
+        with nogil:
+            value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, wt, hidden, output,
+                           loss, &X[0, 0], yb, lb, NULL, m, m, &acts[0], &deltas[0],
+                           &deltas[deltas.shape[0] // 2], eta, mode)
+    finally:
+        _calls_exit()
     return value
 
 
@@ -655,20 +702,24 @@ def forward(const floating[::1] theta, const Py_ssize_t[::1] sizes,
     cdef floating* a_out
     cdef floating* buf0 = &work[0]
     cdef floating* buf1 = &work[half]
-    with nogil:
-        start = 0
-        while start < n:
-            m = min(chunk, n - start)
-            a_prev = &X[start, 0]
-            for l in range(n_layers):
-                if l == n_layers - 1:
-                    a_out = &out[start, 0]
-                else:
-                    a_out = buf0 if l % 2 == 0 else buf1
-                _dense(a_prev, &theta[offsets[2 * l]], &theta[offsets[2 * l + 1]], a_out,
-                       m, sizes[l], sizes[l + 1], output if l == n_layers - 1 else hidden, wt)
-                a_prev = a_out
-            start += m
+    _calls_enter()
+    try:
+        with nogil:
+            start = 0
+            while start < n:
+                m = min(chunk, n - start)
+                a_prev = &X[start, 0]
+                for l in range(n_layers):
+                    if l == n_layers - 1:
+                        a_out = &out[start, 0]
+                    else:
+                        a_out = buf0 if l % 2 == 0 else buf1
+                    _dense(a_prev, &theta[offsets[2 * l]], &theta[offsets[2 * l + 1]], a_out,
+                           m, sizes[l], sizes[l + 1], output if l == n_layers - 1 else hidden, wt)
+                    a_prev = a_out
+                start += m
+    finally:
+        _calls_exit()
 
 
 # Per-layer kernels, one call each: the steps of the worked example, and the units
@@ -801,48 +852,52 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
     cdef floating c1 = 1 - beta_1, c2 = 1 - beta_2
     cdef const floating* swb = NULL
     cdef double value, total = 0, t, t_lr
-    with nogil:
-        while start < n:
-            m = min(batch_size, n - start)
-            wsum = m
-            for i in range(m):
-                row = order[start + i]
-                memcpy(&x_batch[i, 0], &X[row, 0], n_in * sizeof(floating))
-                memcpy(&y_batch[i, 0], &Y[row, 0], k * sizeof(floating))
-            if weighted:
-                wsum = 0
+    _calls_enter()
+    try:
+        with nogil:
+            while start < n:
+                m = min(batch_size, n - start)
+                wsum = m
                 for i in range(m):
-                    sw_batch[i] = sample_weight[order[start + i]]
-                    wsum = wsum + sw_batch[i]
-                swb = &sw_batch[0]
-            value = _batch(&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
-                           hidden, output, loss, &x_batch[0, 0], &y_batch[0, 0], NULL,
-                           swb, wsum, m, &acts[0], &deltas[0], &deltas[deltas.shape[0] // 2],
-                           0, MODE_GRADIENTS)
-            value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0],
-                                                  &offsets[0], n_layers, a, wsum) / wsum
-            total += value * m
-            if adam:
-                t = step + b + 1
-                t_lr = learning_rate * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
-                for i in range(n_params):
-                    moment1[i] = b1 * moment1[i] + c1 * grad[i]
-                    moment2[i] = b2 * moment2[i] + c2 * (grad[i] * grad[i])
-                    # the step in float64, rounded once when added (as scikit-learn)
-                    params[i] = <floating>(params[i] + -t_lr * moment1[i]
-                                           / (sqrt(<double>moment2[i]) + epsilon))
-            else:
-                for i in range(n_params):
-                    v = mu * moment1[i] - lr * grad[i]
-                    moment1[i] = v
-                    if nesterov:
-                        v = mu * v - lr * grad[i]
-                    params[i] = params[i] + v
-            b += 1
-            start += m
-            if b % check_every == 0:
-                with gil:
-                    PyErr_CheckSignals()
+                    row = order[start + i]
+                    memcpy(&x_batch[i, 0], &X[row, 0], n_in * sizeof(floating))
+                    memcpy(&y_batch[i, 0], &Y[row, 0], k * sizeof(floating))
+                if weighted:
+                    wsum = 0
+                    for i in range(m):
+                        sw_batch[i] = sample_weight[order[start + i]]
+                        wsum = wsum + sw_batch[i]
+                    swb = &sw_batch[0]
+                value = _batch(&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
+                               hidden, output, loss, &x_batch[0, 0], &y_batch[0, 0], NULL,
+                               swb, wsum, m, &acts[0], &deltas[0], &deltas[deltas.shape[0] // 2],
+                               0, MODE_GRADIENTS)
+                value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0],
+                                                      &offsets[0], n_layers, a, wsum) / wsum
+                total += value * m
+                if adam:
+                    t = step + b + 1
+                    t_lr = learning_rate * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+                    for i in range(n_params):
+                        moment1[i] = b1 * moment1[i] + c1 * grad[i]
+                        moment2[i] = b2 * moment2[i] + c2 * (grad[i] * grad[i])
+                        # the step in float64, rounded once when added (as scikit-learn)
+                        params[i] = <floating>(params[i] + -t_lr * moment1[i]
+                                               / (sqrt(<double>moment2[i]) + epsilon))
+                else:
+                    for i in range(n_params):
+                        v = mu * moment1[i] - lr * grad[i]
+                        moment1[i] = v
+                        if nesterov:
+                            v = mu * v - lr * grad[i]
+                        params[i] = params[i] + v
+                b += 1
+                start += m
+                if b % check_every == 0:
+                    with gil:
+                        PyErr_CheckSignals()
+    finally:
+        _calls_exit()
     return total
 
 
@@ -864,12 +919,16 @@ def sk_loss_grad(const floating[::1] params, floating[::1] grad, const Py_ssize_
         wsum = 0
         for i in range(m):
             wsum = wsum + sample_weight[i]
-    with nogil:
-        value = _batch(<floating*>&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
-                       hidden, output, loss, &X[0, 0], &Y[0, 0], NULL, sw, wsum, m, &acts[0],
-                       &deltas[0], &deltas[deltas.shape[0] // 2], 0, MODE_GRADIENTS)
-        value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0], &offsets[0],
-                                              n_layers, <floating>alpha, wsum) / wsum
+    _calls_enter()
+    try:
+        with nogil:
+            value = _batch(<floating*>&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
+                           hidden, output, loss, &X[0, 0], &Y[0, 0], NULL, sw, wsum, m, &acts[0],
+                           &deltas[0], &deltas[deltas.shape[0] // 2], 0, MODE_GRADIENTS)
+            value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0], &offsets[0],
+                                                  n_layers, <floating>alpha, wsum) / wsum
+    finally:
+        _calls_exit()
     return value
 
 
@@ -882,3 +941,35 @@ def all_finite(const floating[::1] values):
             # v - v is 0 for finite v and NaN otherwise; the OR-reduction vectorises
             bad |= not (values[i] - values[i] == 0)
     return not bad
+
+
+
+def _bind_scipy_openblas():
+    """Find the OpenBLAS behind scipy.linalg.cython_blas and take its thread controls.
+
+    Returns whether it was found; without it BLAS threads are left as they are.
+    """
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({
+                fields[5] for fields in (line.split(None, 5) for line in maps)
+                if len(fields) == 6 and "openblas" in fields[5]
+            })
+    except OSError:
+        return False
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path.strip())
+            set_fn = lib.scipy_openblas_set_num_threads
+            get_fn = lib.scipy_openblas_get_num_threads
+        except (OSError, AttributeError):
+            continue
+        bind_blas_threads(ctypes.cast(set_fn, ctypes.c_void_p).value,
+                          ctypes.cast(get_fn, ctypes.c_void_p).value)
+        return True
+    return False
+
+
+BLAS_THREAD_CONTROL = _bind_scipy_openblas()
