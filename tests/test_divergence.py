@@ -125,7 +125,7 @@ def test_on_divergence_must_be_raise_or_warn(value, error):
 
 def test_weights_that_overflow_while_the_loss_stays_finite_are_caught():
     # One step sends the weight to +inf; the sigmoid then saturates at 1 = target, so
-    # every later loss is 0. The kernel's periodic snapshot then holds inf as well.
+    # every later loss is 0. The kernel's end-of-run check then finds inf.
     net = Network.from_params([np.zeros((1, 1))], [np.zeros(1)])
     with pytest.raises(DivergenceError, match="epoch 0, batch 0: the step made the weights"):
         net.fit([[1e10]], [[1.0]], epochs=3000, lr=1e300)

@@ -45,3 +45,11 @@ def test_bad_command_line_arguments_exit_with_usage():
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--steps", "0"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("argv", [[], ["train"], ["demo", "--steps", "x"], ["demo", "extra"]])
+def test_unknown_commands_and_arguments_exit_with_usage(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "usage:" in capsys.readouterr().err

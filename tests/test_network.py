@@ -294,20 +294,7 @@ def test_fit_peak_memory_is_data_plus_a_few_batches(shuffle):
 
     small, large = peak_of_fit(3000), peak_of_fit(6000)
     activations = batch * (256 + 10) * 4
-    # the parameters, their snapshot and restore point; an epoch's order and its cast
+    # the parameters and fit's restore point; an epoch's order and its cast
     budget = 4 * activations + 3 * net._theta.nbytes + 2 * 6000 * 8 + batch * 784 * 4 + 64_000
     assert large < budget, (large, budget)
     assert large - small <= 2 * 3000 * 8 + 4096, (small, large)
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_sgd_update_kernel_matches_the_reference_step(dtype):
-    """theta := theta - eta grad on the flat parameters equals the reference's step."""
-    _, X, Yt = make_problem([3, 5, 2], "sigmoid", "mse", "rows", dtype)
-    fast, ref = pair([3, 5, 2], "tanh", "sigmoid", "mse", dtype)
-    grad = np.empty_like(fast._theta)
-    fast._batch(X, Yt, mode=1, grad=grad)
-    _core.sgd_update(fast._theta, grad, fast._theta.dtype.type(0.3))
-    ref.step(X, Yt, lr=0.3)
-    for got, want in zip(fast.weights + fast.biases, ref.weights + ref.biases):
-        np.testing.assert_allclose(got, np.array(want), **TOL[dtype])

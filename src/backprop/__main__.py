@@ -6,8 +6,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 from .network import Network
 
 # The tutorial's 2-2-1 network: inputs, target, weights into each neuron, biases, rate.
@@ -143,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.steps < 1:
         parser.error("--steps must be >= 1")
-    np.set_printoptions(precision=15)
     try:
         demo(args.steps)
     except BrokenPipeError:  # the reader (e.g. `head`) stopped early: not an error

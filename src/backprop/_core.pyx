@@ -4,8 +4,8 @@ Design
 ------
 Three levels, each calling only the one below it:
 
-1. Per-element and per-row helpers (``_sigmoid``, ``_act_prime``, ``_softmax_row``,
-   ``_loss_row``): ``cdef inline ... noexcept nogil``, written once for
+1. Per-element and per-row helpers (``_exp_neg``, ``_sigmoid``, ``_act_prime``,
+   ``_softmax_row``): ``cdef inline ... noexcept nogil``, written once for
    ``cython.floating`` so float32 and float64 share one source.
 2. Per-layer kernels on raw row-major pointers: ``_gemm`` (row-major
    C := alpha op(A) op(B) + beta C; hand loops for small products, BLAS
@@ -29,7 +29,6 @@ them. Compiler directives (bounds checking off, ...) are set once in setup.py;
 BACKPROP_DEBUG_CYTHON=1 turns the checks back on.
 """
 
-cimport cython
 from cython cimport floating
 from libc.math cimport exp, expf, log, log1p, tanh, tanhf, fabs, isfinite, sqrt
 from libc.string cimport memcpy
@@ -104,7 +103,9 @@ def set_blas_min_work(Py_ssize_t work):
 # in parallel, two threaded products at once would oversubscribe the cores (two fits in
 # two threads took twice as long as one after the other): while more than one kernel
 # call is running, OpenBLAS is held at one thread, and given back what it had when the
-# last of them ends. The counter is only touched with the GIL held.
+# last of them ends. The counter is only touched with the GIL held. OpenBLAS reads its
+# thread count when a call starts, so a call already running keeps the count it began
+# with; lowering or restoring the count creates and frees no threads.
 
 ctypedef void (*_set_threads_t)(int) noexcept nogil
 ctypedef int (*_get_threads_t)() noexcept nogil
@@ -561,11 +562,13 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
 
 
 cdef inline bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
+    """True when no v[i] is NaN or infinite."""
     cdef Py_ssize_t i
+    cdef int bad = 0
     for i in range(n):
-        if not isfinite(v[i]):
-            return False
-    return True
+        # v - v is 0 for finite v and NaN otherwise; the OR-reduction vectorises
+        bad |= not (v[i] - v[i] == 0)
+    return not bad
 
 
 # ------------------------------------------------------------ entry points ---
@@ -789,14 +792,6 @@ def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev
                   A_prev.shape[1], delta.shape[1], <floating>1, <floating>0, False)
 
 
-def sgd_update(floating[::1] theta, const floating[::1] grad, floating eta):
-    """theta := theta - eta grad."""
-    cdef Py_ssize_t i
-    with nogil:
-        for i in range(theta.shape[0]):
-            theta[i] = theta[i] - eta * grad[i]
-
-
 # scikit-learn's MLP: one epoch of its stochastic solvers, and its L-BFGS objective.
 # Weights are stored transposed (n_in, n_out) and packed as scikit-learn packs them.
 
@@ -848,7 +843,7 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
     cdef Py_ssize_t start = 0, m, i, row, b = 0
     cdef bint weighted = sample_weight.shape[0] > 0
     cdef floating a = alpha, lr = learning_rate, mu = momentum
-    cdef floating b1 = beta_1, b2 = beta_2, wsum, v
+    cdef floating b1 = beta_1, b2 = beta_2, eps = epsilon, wsum, v, den
     cdef floating c1 = 1 - beta_1, c2 = 1 - beta_2
     cdef const floating* swb = NULL
     cdef double value, total = 0, t, t_lr
@@ -881,9 +876,10 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
                     for i in range(n_params):
                         moment1[i] = b1 * moment1[i] + c1 * grad[i]
                         moment2[i] = b2 * moment2[i] + c2 * (grad[i] * grad[i])
-                        # the step in float64, rounded once when added (as scikit-learn)
-                        params[i] = <floating>(params[i] + -t_lr * moment1[i]
-                                               / (sqrt(<double>moment2[i]) + epsilon))
+                        # sqrt(v) + eps in the dtype, the step in float64, rounded once
+                        # when added: as scikit-learn forms them
+                        den = <floating>sqrt(<double>moment2[i]) + eps
+                        params[i] = <floating>(params[i] + -t_lr * moment1[i] / <double>den)
                 else:
                     for i in range(n_params):
                         v = mu * moment1[i] - lr * grad[i]
@@ -934,13 +930,11 @@ def sk_loss_grad(const floating[::1] params, floating[::1] grad, const Py_ssize_
 
 def all_finite(const floating[::1] values):
     """True when no entry of ``values`` is NaN or infinite; one pass, no temporary array."""
-    cdef Py_ssize_t i
-    cdef int bad = 0
-    with nogil:
-        for i in range(values.shape[0]):
-            # v - v is 0 for finite v and NaN otherwise; the OR-reduction vectorises
-            bad |= not (values[i] - values[i] == 0)
-    return not bad
+    cdef bint result = True
+    if values.shape[0] > 0:
+        with nogil:
+            result = _all_finite(&values[0], values.shape[0])
+    return result
 
 
 

@@ -28,7 +28,9 @@ Training reduces to two functions over flat arrays:
 
 The estimator owns every buffer and all bookkeeping (validation, schedules, stopping
 rules, early stopping, callbacks); the two functions trust their inputs and take every
-layer-sized buffer from the caller, so a compiled kernel can take their place unchanged.
+layer-sized buffer from the caller. Dense input runs in the compiled kernels
+(``_core.sk_epoch``, ``_core.sk_loss_grad``); sparse input in the NumPy versions
+(``_run_epoch_numpy``, ``_loss_grad_numpy``).
 """
 
 from __future__ import annotations

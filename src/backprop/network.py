@@ -60,7 +60,8 @@ _CHECKPOINT_KEYS = frozenset(_CHECKPOINT_TEXT + ("version", "sizes", "parameters
 
 
 class DivergenceError(FloatingPointError):
-    """Training produced a non-finite loss; the network keeps its last finite weights.
+    """Training produced a non-finite loss or non-finite weights; the network keeps the
+    weights from before the batch that did.
 
     Attributes: ``epoch`` and ``batch`` (0-based) where it happened, and ``losses``,
     the losses of the epochs completed before it.
@@ -641,8 +642,12 @@ class Network:
         scratch = np.empty(1)
         epoch = 0
         while True:
-            if epoch == epochs:
-                return epochs, 0, "the loss is"
+            if epoch == epochs:  # the same arithmetic again, and no divergence this time
+                theta[...] = start
+                raise RuntimeError(
+                    "training diverged but its replay did not: the weights are those from "
+                    "before this call to fit"
+                )
             epoch_start = theta.copy()
             *_, status = train(order, 1, scratch)
             if status:
@@ -674,6 +679,8 @@ class Network:
         """
         X, single = self._check_X(X)
         rows, labels = self._check_Y(Y, X.shape[0], single)
+        if X.shape[0] > _MAX_DIM:
+            raise ValueError(f"X has {X.shape[0]} samples; one batch takes at most {_MAX_DIM}")
         hidden, output, loss = self._codes
         n, k = X.shape[0], self.sizes[-1]
         zs, activations = [], [X]
