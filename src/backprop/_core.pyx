@@ -227,7 +227,7 @@ cdef inline double _softmax_row(floating* z, Py_ssize_t k, bint lse) noexcept no
     """
     cdef Py_ssize_t j
     cdef floating zmax = z[0]
-    cdef double s = 0
+    cdef double s = 0, inv
     for j in range(1, k):
         if z[j] > zmax:
             zmax = z[j]
@@ -235,8 +235,9 @@ cdef inline double _softmax_row(floating* z, Py_ssize_t k, bint lse) noexcept no
         z[j] = _exp_neg(z[j] - zmax)
     for j in range(k):
         s += z[j]
+    inv = 1 / s  # one division per row, not k
     for j in range(k):
-        z[j] = z[j] / s
+        z[j] = z[j] * inv
     return zmax + log(s) if lse else 0
 
 
