@@ -298,3 +298,20 @@ def test_fit_peak_memory_is_data_plus_a_few_batches(shuffle):
     budget = 4 * activations + 3 * net._theta.nbytes + 2 * 6000 * 8 + batch * 784 * 4 + 64_000
     assert large < budget, (large, budget)
     assert large - small <= 2 * 3000 * 8 + 4096, (small, large)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_size", [1, 4, 11])
+def test_weight_decay_matches_reference(batch_size, dtype, kernel_path):
+    """W := W - lr (dL/dW + weight_decay W), biases undecayed, in fit and step alike."""
+    _, X, Yt = make_problem([3, 5, 4, 2], "softmax", "cross_entropy", "labels", dtype)
+    fast, ref = pair([3, 5, 4, 2], "relu", "softmax", "cross_entropy", dtype, seed=3)
+    args = dict(epochs=3, batch_size=batch_size, lr=0.5, shuffle=True, seed=7, weight_decay=0.1)
+    np.testing.assert_allclose(fast.fit(X, Yt, **args), ref.fit(X, Yt, **args), **FIT_TOL[dtype])
+    fast.step(X, Yt, lr=0.2, weight_decay=0.3)
+    ref.step(X, Yt, lr=0.2, weight_decay=0.3)
+    for got, want in zip(fast.weights + fast.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(got, np.array(want), **FIT_TOL[dtype])
+    plain = pair([3, 5, 4, 2], "relu", "softmax", "cross_entropy", dtype, seed=3)[0]
+    plain.fit(X, Yt, **dict(args, weight_decay=0.0))
+    assert np.abs(plain.weights[0]).sum() > np.abs(fast.weights[0]).sum()

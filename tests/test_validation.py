@@ -319,3 +319,19 @@ def test_batches_longer_than_blas_can_take_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="batch_size must be <= 3"):
         net.fit(X, Y, batch_size=4)
     assert len(net.fit(X, Y, batch_size=3)) == 1
+
+
+@pytest.mark.parametrize(
+    "weight_decay,error",
+    [(-0.1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+     ("0.1", TypeError), (True, TypeError)],
+)  # fmt: skip
+def test_bad_weight_decay(weight_decay, error):
+    net = Network([3, 2], seed=0)
+    before = [w.copy() for w in net.weights]
+    with pytest.raises(error, match="weight_decay"):
+        net.fit(np.ones((4, 3)), np.zeros((4, 2)), weight_decay=weight_decay)
+    with pytest.raises(error, match="weight_decay"):
+        net.step(np.ones((4, 3)), np.zeros((4, 2)), weight_decay=weight_decay)
+    for a, b in zip(before, net.weights):
+        np.testing.assert_array_equal(a, b)

@@ -33,6 +33,7 @@ def train(
     label_batch: Index,
     check_every: int,
     wt: bool = ...,
+    decay: float = ...,
 ) -> tuple[int, int, int]: ...
 def batch(
     theta: Float,
@@ -50,6 +51,7 @@ def batch(
     acts: Float,
     deltas: Float,
     wt: bool = ...,
+    decay: float = ...,
 ) -> float: ...
 def forward(
     theta: Float,

@@ -481,12 +481,12 @@ cdef void _hidden_delta(const floating* delta, const floating* w, const floating
 
 cdef void _backward(floating* delta, const floating* a_prev, floating* gw, floating* gb,
                     Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out,
-                    floating alpha, floating beta, bint wt) noexcept nogil:
-    """G_W := alpha delta^T @ A_prev + beta G_W;  g_b := alpha sum_rows(delta) + beta g_b.
+                    floating alpha, floating beta, floating beta_b, bint wt) noexcept nogil:
+    """G_W := alpha delta^T @ A_prev + beta G_W;  g_b := alpha sum_rows(delta) + beta_b g_b.
 
-    With alpha = 1, beta = 0 these are the gradients; with alpha = -eta, beta = 1
-    and G_W = W, g_b = b they are the gradient-descent update, fused so that the
-    gradient is never stored. The column sums are accumulated into delta's first row
+    With alpha = 1, beta = beta_b = 0 these are the gradients; with alpha = -eta,
+    beta = 1 - eta lambda, beta_b = 1 and G_W = W, g_b = b they are the gradient-descent
+    update with weight decay lambda, fused so that the gradient is never stored. The column sums are accumulated into delta's first row
     (row by row, so the loop vectorises): delta is consumed.
     """
     cdef Py_ssize_t i, j
@@ -498,10 +498,10 @@ cdef void _backward(floating* delta, const floating* a_prev, floating* gw, float
         for j in range(n_out):
             delta[j] = delta[j] + delta[i * n_out + j]
     for j in range(n_out):
-        if beta == 0:
+        if beta_b == 0:
             gb[j] = alpha * delta[j]
         else:
-            gb[j] = beta * gb[j] + alpha * delta[j]
+            gb[j] = beta_b * gb[j] + alpha * delta[j]
 
 
 cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
@@ -510,12 +510,13 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
                    const floating* x, const floating* y, const Py_ssize_t* labels,
                    const floating* sw, double wsum,
                    Py_ssize_t m, floating* acts, floating* delta0, floating* delta1,
-                   floating eta, int mode) noexcept nogil:
+                   floating eta, floating decay, int mode) noexcept nogil:
     """The forward pass, the loss and the backward pass of one mini-batch of m rows.
 
     mode MODE_LOSS:      A_l := act(A_{l-1} W_l^T + b_l) for every layer; returns L
     mode MODE_GRADIENTS: also grad := dL/dtheta (the flat layout of theta)
-    mode MODE_SGD:       also theta := theta - eta dL/dtheta, layer by layer from
+    mode MODE_SGD:       also W_l := W_l - eta (dL/dW_l + decay W_l) and
+                         b_l := b_l - eta dL/db_l, layer by layer from
                          the last, each W_l updated after it has carried the delta back;
                          not when L is not finite: theta is then left as it was
     ``acts`` receives A_1 .. A_L one after the other (m * sizes[l] each). ``wt``, ``sw``
@@ -528,7 +529,7 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
     cdef floating* d_prev = delta1
     cdef floating* swap
     cdef double value
-    cdef floating alpha = 1, beta = 0
+    cdef floating alpha = 1, beta = 0, beta_b = 0
     for l in range(n_layers):
         n_in = sizes[l]
         n_out = sizes[l + 1]
@@ -542,7 +543,7 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
     if mode == MODE_LOSS or (mode == MODE_SGD and not isfinite(value)):
         return value
     if mode == MODE_SGD:
-        alpha, beta = -eta, 1
+        alpha, beta, beta_b = -eta, 1 - eta * decay, 1
     for l in range(n_layers - 1, -1, -1):
         n_in = sizes[l]
         n_out = sizes[l + 1]
@@ -552,10 +553,10 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
             _hidden_delta(d, theta + offsets[2 * l], a_prev, d_prev, m, n_in, n_out, hidden, wt)
         if mode == MODE_SGD:
             _backward(d, a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1],
-                      m, n_in, n_out, alpha, beta, wt)
+                      m, n_in, n_out, alpha, beta, beta_b, wt)
         else:
             _backward(d, a_prev, grad + offsets[2 * l], grad + offsets[2 * l + 1],
-                      m, n_in, n_out, alpha, beta, wt)
+                      m, n_in, n_out, alpha, beta, beta_b, wt)
         swap = d
         d = d_prev
         d_prev = swap
@@ -580,12 +581,12 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
           const Py_ssize_t[::1] order, Py_ssize_t batch_size, Py_ssize_t epochs,
           floating eta, double[::1] epoch_losses, floating[::1] acts, floating[::1] deltas,
           floating[:, ::1] x_batch, floating[:, ::1] y_batch, Py_ssize_t[::1] label_batch,
-          Py_ssize_t check_every, bint wt=False):
+          Py_ssize_t check_every, bint wt=False, floating decay=0):
     """Run ``epochs`` epochs of mini-batch gradient descent; theta is updated in place.
 
     For every epoch e and batch B (consecutive runs of ``batch_size`` entries of
     ``order``, or of 0..n-1 when ``order`` is empty):
-        L_B := loss(X[B], Y[B]);  theta := theta - eta dL_B/dtheta
+        L_B := loss(X[B], Y[B]);  W := W - eta (dL_B/dW + decay W);  b := b - eta dL_B/db
     and epoch_losses[e] := sum_B |B| L_B / n.
     Rows of a shuffled batch are gathered into ``x_batch``/``y_batch``/``label_batch``;
     unshuffled batches are read in place. Pending signals (Ctrl-C) are checked every
@@ -641,7 +642,7 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
                             yb = &Y[start, 0]
                     value = _batch(&theta[0], NULL, &sizes[0], &offsets[0], n_layers, wt,
                                    hidden, output, loss, xb, yb, lb, NULL, m, m, &acts[0],
-                                   &deltas[0], &deltas[deltas.shape[0] // 2], eta, MODE_SGD)
+                                   &deltas[0], &deltas[deltas.shape[0] // 2], eta, decay, MODE_SGD)
                     if not isfinite(value):
                         status = 1
                         stop_epoch, stop_batch = e, b
@@ -666,9 +667,11 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
 def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
           const Py_ssize_t[::1] offsets, int hidden, int output, int loss,
           const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] labels,
-          floating eta, int mode, floating[::1] acts, floating[::1] deltas, bint wt=False):
+          floating eta, int mode, floating[::1] acts, floating[::1] deltas, bint wt=False,
+          floating decay=0):
     """One whole-batch pass: returns L; mode 0 loss only, 1 grad := dL/dtheta,
-    2 theta := theta - eta dL/dtheta. ``acts`` then holds every layer's activations."""
+    2 W := W - eta (dL/dW + decay W), b := b - eta dL/db. ``acts`` then holds every
+    layer's activations."""
     cdef Py_ssize_t m = X.shape[0], n_layers = sizes.shape[0] - 1
     cdef const floating* yb = NULL
     cdef const Py_ssize_t* lb = NULL
@@ -685,7 +688,7 @@ def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
         with nogil:
             value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, wt, hidden, output,
                            loss, &X[0, 0], yb, lb, NULL, m, m, &acts[0], &deltas[0],
-                           &deltas[deltas.shape[0] // 2], eta, mode)
+                           &deltas[deltas.shape[0] // 2], eta, decay, mode)
     finally:
         _calls_exit()
     return value
@@ -790,7 +793,7 @@ def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev
     cdef floating[:, ::1] scratch = delta.copy()
     with nogil:
         _backward(&scratch[0, 0], &A_prev[0, 0], &grad_W[0, 0], &grad_b[0], delta.shape[0],
-                  A_prev.shape[1], delta.shape[1], <floating>1, <floating>0, False)
+                  A_prev.shape[1], delta.shape[1], <floating>1, <floating>0, <floating>0, False)
 
 
 # scikit-learn's MLP: one epoch of its stochastic solvers, and its L-BFGS objective.
@@ -867,7 +870,7 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
                 value = _batch(&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
                                hidden, output, loss, &x_batch[0, 0], &y_batch[0, 0], NULL,
                                swb, wsum, m, &acts[0], &deltas[0], &deltas[deltas.shape[0] // 2],
-                               0, MODE_GRADIENTS)
+                               0, 0, MODE_GRADIENTS)
                 value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0],
                                                       &offsets[0], n_layers, a, wsum) / wsum
                 total += value * m
@@ -921,7 +924,7 @@ def sk_loss_grad(const floating[::1] params, floating[::1] grad, const Py_ssize_
         with nogil:
             value = _batch(<floating*>&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
                            hidden, output, loss, &X[0, 0], &Y[0, 0], NULL, sw, wsum, m, &acts[0],
-                           &deltas[0], &deltas[deltas.shape[0] // 2], 0, MODE_GRADIENTS)
+                           &deltas[0], &deltas[deltas.shape[0] // 2], 0, 0, MODE_GRADIENTS)
             value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0], &offsets[0],
                                                   n_layers, <floating>alpha, wsum) / wsum
     finally:

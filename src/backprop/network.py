@@ -131,6 +131,15 @@ def _check_lr(lr, dtype: np.dtype) -> float:
     return value
 
 
+def _check_weight_decay(weight_decay) -> float:
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real):
+        raise TypeError(f"weight_decay must be a real number; got {weight_decay!r}")
+    value = float(weight_decay)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0; got {weight_decay}")
+    return value
+
+
 def _check_sizes(sizes) -> list[int]:
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
         raise TypeError(f"sizes must be a sequence of layer widths like [2, 2, 1]; got {sizes!r}")
@@ -461,7 +470,7 @@ class Network:
                 raise ValueError(self._not_finite("the outputs are", X))
         return out
 
-    def _batch(self, X, Y, mode: int, lr: float = 1.0, grad=None) -> float:
+    def _batch(self, X, Y, mode: int, lr: float = 1.0, grad=None, weight_decay=0.0) -> float:
         X, single = self._check_X(X)
         rows, labels = self._check_Y(Y, X.shape[0], single)
         if X.shape[0] > _MAX_DIM:
@@ -488,6 +497,7 @@ class Network:
                 acts,
                 deltas,
                 self._wt,
+                weight_decay,
             )
             if mode == 2 and not (math.isfinite(value) and np.isfinite(self._theta).all()):
                 self._theta[...] = before
@@ -530,14 +540,17 @@ class Network:
         view = self._like(grad)
         return value, view.weights, view.biases
 
-    def step(self, X, Y, lr: float = 0.1) -> float:
-        """One gradient-descent step on the batch: theta -= lr dL/dtheta; returns L before it.
+    def step(self, X, Y, lr: float = 0.1, weight_decay: float = 0.0) -> float:
+        """One gradient-descent step on the batch; returns the loss L before it.
 
+        W := W - lr (dL/dW + weight_decay W) for every layer's weights (L2 weight decay,
+        as PyTorch's SGD applies it; biases are not decayed), b := b - lr dL/db.
         Raises DivergenceError, leaving the weights unchanged, if the loss or the
         updated weights are not finite.
         """
         lr = _check_lr(lr, self._dtype)
-        return self._batch(X, Y, mode=2, lr=lr)
+        weight_decay = _check_weight_decay(weight_decay)
+        return self._batch(X, Y, mode=2, lr=lr, weight_decay=weight_decay)
 
     def fit(
         self,
@@ -549,6 +562,7 @@ class Network:
         shuffle: bool = False,
         seed=None,
         on_divergence: str = "raise",
+        weight_decay: float = 0.0,
     ) -> list[float]:
         """Mini-batch gradient descent; returns the mean training loss of every epoch.
 
@@ -556,7 +570,8 @@ class Network:
         ``numpy.random.default_rng(seed)`` when ``shuffle``) in batches of
         ``batch_size`` (the last may be smaller; a batch_size above n is n). The loss
         of an epoch is the mean, over its samples, of the loss of the batch each was
-        in, taken just before that batch's step.
+        in, taken just before that batch's step (without the decay term).
+        ``weight_decay`` adds L2 weight decay to every step, as in ``step``.
 
         If a batch's loss, or the weights after its step, are not finite, training
         stops there and the network keeps the weights it had before that batch.
@@ -569,6 +584,7 @@ class Network:
         epochs = _check_int(epochs, "epochs", 0, _MAX_BYTES // 8)  # one float64 loss each
         batch_size = _check_int(batch_size, "batch_size", 1)
         lr = _check_lr(lr, self._dtype)
+        weight_decay = _check_weight_decay(weight_decay)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
         on_divergence = _check_name(on_divergence, "on_divergence", DIVERGENCE_POLICIES)
@@ -592,7 +608,16 @@ class Network:
 
         def train(order, count, epoch_losses):
             return _core.train(
-                *call, order, m, count, lr, epoch_losses, *buffers, check_every, self._wt
+                *call,
+                order,
+                m,
+                count,
+                lr,
+                epoch_losses,
+                *buffers,
+                check_every,
+                self._wt,
+                weight_decay,
             )
 
         count = 1 if shuffle else epochs  # epochs per call: one per permutation
@@ -611,7 +636,7 @@ class Network:
                     break
                 if status:
                     epoch, batch, what = self._rewind(
-                        start, train, order, count, m, lr, X, rows, labels
+                        start, train, order, count, m, lr, weight_decay, X, rows, labels
                     )
                     epoch += first
                     break
@@ -627,7 +652,7 @@ class Network:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         return losses[:epoch].tolist()
 
-    def _rewind(self, start, train, order, epochs, m, lr, X, rows, labels):
+    def _rewind(self, start, train, order, epochs, m, lr, weight_decay, X, rows, labels):
         """Replays a diverged ``_core.train`` run from ``start`` up to its first bad batch.
 
         Needed when a step overflowed the weights: the kernel notices only at the next
@@ -663,7 +688,7 @@ class Network:
             lb = np.ascontiguousarray(labels[rows_b]) if labels.size else labels
             before = theta.copy()
             call = (self._sizes, self._offsets, *self._codes, xb, yb, lb, lr, 2, acts, deltas)
-            value = _core.batch(theta, no_grad, *call, self._wt)
+            value = _core.batch(theta, no_grad, *call, self._wt, weight_decay)
             if not (math.isfinite(value) and np.isfinite(theta).all()):
                 theta[...] = before
                 what = "the loss is" if not math.isfinite(value) else "the step made the weights"

@@ -204,10 +204,10 @@ class Network:
         X, Y = self._batch(X, Y)
         return self.backprop(X, Y)
 
-    def step(self, X, Y, lr: float) -> float:
-        """W_l -= lr * dL/dW_l and b_l -= lr * dL/db_l; returns L before the update."""
+    def step(self, X, Y, lr: float, weight_decay: float = 0.0) -> float:
+        """W_l -= lr * (dL/dW_l + weight_decay * W_l), b_l -= lr * dL/db_l; returns L before."""
         X, Y = self._batch(X, Y)
-        return self.update_batch(X, Y, lr)
+        return self.update_batch(X, Y, lr, weight_decay)
 
     def fit(
         self,
@@ -218,6 +218,7 @@ class Network:
         lr: float = 0.1,
         shuffle: bool = False,
         seed: int | None = None,
+        weight_decay: float = 0.0,
     ) -> list[float]:
         """Mini-batch gradient descent; returns each epoch's sum_b L_b * len(batch_b) / n."""
         X, Y = self._batch(X, Y)
@@ -230,7 +231,9 @@ class Network:
             total = 0.0
             for start in range(0, n, batch_size):
                 batch = order[start : start + batch_size]
-                loss_b = self.update_batch([X[i] for i in batch], [Y[i] for i in batch], lr)
+                loss_b = self.update_batch(
+                    [X[i] for i in batch], [Y[i] for i in batch], lr, weight_decay
+                )
                 total += loss_b * len(batch)
             epoch_losses.append(total / n)
         return epoch_losses
@@ -337,12 +340,13 @@ class Network:
                 ]
         return loss, nabla_w, nabla_b
 
-    def update_batch(self, X: list, Y: list, eta: float) -> float:
-        """W_l -= eta * nabla_w[l] and b_l -= eta * nabla_b[l]; returns L before the update."""
+    def update_batch(self, X: list, Y: list, eta: float, lmbda: float = 0.0) -> float:
+        """W_l -= eta * (nabla_w[l] + lmbda * W_l) and b_l -= eta * nabla_b[l]; returns L
+        before the update (lmbda: L2 weight decay; biases are not decayed)."""
         loss, nabla_w, nabla_b = self.backprop(X, Y)
         self.weights = [
             [
-                [w_ji - eta * nw_ji for w_ji, nw_ji in zip(w_j, nw_j, strict=True)]
+                [w_ji - eta * (nw_ji + lmbda * w_ji) for w_ji, nw_ji in zip(w_j, nw_j, strict=True)]
                 for w_j, nw_j in zip(w, nw, strict=True)
             ]
             for w, nw in zip(self.weights, nabla_w, strict=True)
