@@ -158,3 +158,29 @@ def test_concurrent_kernels_hold_blas_at_one_thread_and_give_it_back():
                 thread.join()
         assert 1 in seen  # the two fits overlap almost all the time
         assert scipy_blas_threads() == 2
+
+
+def test_concurrent_training_with_blas_threads_matches_sequential_training():
+    """With two BLAS threads allowed, two fits at once (which hold BLAS at one thread while
+    they overlap) end bit-identical to the same fits one after the other."""
+    with threadpool_limits(2):
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(2000, 256)), rng.integers(0, 10, size=2000)
+
+        def make(seed):
+            return Network([256, 256, 10], activation="relu", output="softmax",
+                           loss="cross_entropy", seed=seed)  # fmt: skip
+
+        fit = dict(epochs=3, batch_size=128, lr=0.01, shuffle=True, seed=5)
+        sequential = [make(s) for s in (0, 1)]
+        for net in sequential:
+            net.fit(X, y, **fit)
+        concurrent = [make(s) for s in (0, 1)]
+        threads = [threading.Thread(target=net.fit, args=(X, y), kwargs=fit) for net in concurrent]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for a, b in zip(sequential, concurrent):
+            for wa, wb in zip(a.weights + a.biases, b.weights + b.biases):
+                np.testing.assert_array_equal(wa, wb)
