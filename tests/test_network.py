@@ -315,3 +315,16 @@ def test_weight_decay_matches_reference(batch_size, dtype, kernel_path):
     plain = pair([3, 5, 4, 2], "relu", "softmax", "cross_entropy", dtype, seed=3)[0]
     plain.fit(X, Yt, **dict(args, weight_decay=0.0))
     assert np.abs(plain.weights[0]).sum() > np.abs(fast.weights[0]).sum()
+
+
+@pytest.mark.parametrize("init,fan", [("glorot", lambda i, o: i + o), ("he", lambda i, o: i)])
+def test_initialisation_draws_and_matches_the_reference(init, fan):
+    net = Network([5, 7, 3], activation="relu", init=init, seed=4)
+    ref = reference.Network([5, 7, 3], activation="relu", init=init, seed=4)
+    rng = np.random.default_rng(4)
+    for w, rw, (i, o) in zip(net.weights, ref.weights, [(5, 7), (7, 3)]):
+        limit = np.sqrt(6 / fan(i, o))
+        np.testing.assert_array_equal(w, rng.uniform(-limit, limit, size=(o, i)))
+        np.testing.assert_array_equal(w, np.array(rw))
+    with pytest.raises(ValueError, match="init"):
+        Network([5, 7, 3], init="xavier")

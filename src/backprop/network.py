@@ -33,6 +33,7 @@ LOSS_OUTPUTS = {
     "binary_cross_entropy": ("sigmoid",),
 }
 DTYPES = ("float32", "float64")
+INITIALISATIONS = ("glorot", "he")
 
 # Networks with this many weights keep each W_l transposed, (n_in, n_out): their products
 # go to OpenBLAS's small-matrix kernels, which are faster with X @ W than with X @ W.T
@@ -245,9 +246,12 @@ class Network:
     - ``"binary_cross_entropy"`` (with ``output="sigmoid"``): mean over every output
       element of -(y log p + (1 - y) log(1 - p)).
 
-    Weights start Glorot-uniform, U(-r, r) with r = sqrt(6 / (n_in + n_out)), biases
-    at zero, drawn from ``numpy.random.default_rng(seed)``. ``weights[l]`` has shape
-    (n_out, n_in): row j holds the weights into neuron j of layer l.
+    Weights start uniform in (-r, r), biases at zero, drawn from
+    ``numpy.random.default_rng(seed)``: ``init="glorot"`` (the default),
+    r = sqrt(6 / (n_in + n_out)), keeps the variance of sigmoid and tanh layers;
+    ``init="he"``, r = sqrt(6 / n_in), that of ReLU layers, whose outputs are zero half
+    the time (He et al. 2015). ``weights[l]`` has shape (n_out, n_in): row j holds the
+    weights into neuron j of layer l.
     """
 
     def __init__(
@@ -258,11 +262,13 @@ class Network:
         loss: str = "mse",
         dtype="float64",
         seed=None,
+        init: str = "glorot",
     ):
         self._configure(sizes, activation, output, loss, dtype)
+        init = _check_name(init, "init", INITIALISATIONS)
         rng = np.random.default_rng(seed)
         for W, fan_in, fan_out in zip(self.weights, self.sizes[:-1], self.sizes[1:]):
-            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            limit = math.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
             W[...] = rng.uniform(-limit, limit, size=W.shape)
 
     @classmethod

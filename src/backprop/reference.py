@@ -132,16 +132,19 @@ class Network:
         loss: str = "mse",
         dtype: str = "float64",
         seed: int | None = None,
+        init: str = "glorot",
     ) -> None:
         self._set_names(activation, output, loss, dtype)
+        if init not in ("glorot", "he"):
+            raise ValueError(f"init must be 'glorot' or 'he', got {init!r}")
         self.sizes = [int(size) for size in sizes]
-        # Glorot uniform, drawn layer by layer exactly like the compiled network, then cast to
-        # dtype so that a float32 network starts from the same float32 values.
+        # Glorot (or He) uniform, drawn layer by layer exactly like the compiled network, then
+        # cast to dtype so that a float32 network starts from the same float32 values.
         rng = np.random.default_rng(seed)
         self.weights = []
         self.biases = []
         for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
-            limit = math.sqrt(6 / (n_in + n_out))
+            limit = math.sqrt(6 / (n_in + n_out if init == "glorot" else n_in))
             w = rng.uniform(-limit, limit, size=(n_out, n_in))
             self.weights.append(w.astype(self.dtype).tolist())
             self.biases.append([0.0] * n_out)
