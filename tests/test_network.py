@@ -328,3 +328,48 @@ def test_initialisation_draws_and_matches_the_reference(init, fan):
         np.testing.assert_array_equal(w, np.array(rw))
     with pytest.raises(ValueError, match="init"):
         Network([5, 7, 3], init="xavier")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize(
+    "sizes,activation,output,loss,kind",
+    [
+        ([3, 6, 5, 2], "sigmoid", "sigmoid", "mse", "rows"),
+        ([4, 7, 3], "relu", "softmax", "cross_entropy", "labels"),
+        ([4, 5, 6, 3], "tanh", "softmax", "cross_entropy", "probabilities"),
+    ],
+)
+def test_dropout_matches_reference(sizes, activation, output, loss, kind, shuffle, dtype,
+                                   kernel_path):  # fmt: skip
+    """The same masks (SplitMix64 from the seed) on both paths: the same training."""
+    _, X, Yt = make_problem(sizes, output, loss, kind, dtype)
+    fast, ref = pair(sizes, activation, output, loss, dtype, seed=3)
+    args = dict(epochs=3, batch_size=4, lr=0.3, shuffle=shuffle, seed=7, dropout=0.4)
+    np.testing.assert_allclose(fast.fit(X, Yt, **args), ref.fit(X, Yt, **args), **FIT_TOL[dtype])
+    for got, want in zip(fast.weights + fast.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(got, np.array(want), **FIT_TOL[dtype])
+
+
+def test_dropout_drops_about_p_of_the_hidden_units_and_only_in_training():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(2000, 10)), rng.integers(0, 3, size=2000)
+    net = Network([10, 200, 3], activation="relu", output="softmax", loss="cross_entropy",
+                  init="he", seed=0)  # fmt: skip
+    before = [w.copy() for w in net.weights]
+    net.fit(X, y, batch_size=2000, lr=1e-9, dropout=0.3, seed=1)
+    out = net.forward(X)
+    # an update with lr ~ 0 leaves forward unchanged: forward never drops
+    np.testing.assert_allclose(out, Network.from_params(
+        before, net.biases, activation="relu", output="softmax", loss="cross_entropy"
+    ).forward(X), rtol=1e-6)  # fmt: skip
+    _, masks = reference.dropout_masks(12345, 0.3, 100, [200])
+    dropped = np.mean(np.array(masks[0]) == 0)
+    assert 0.27 < dropped < 0.33
+    assert set(np.unique(masks[0])) == {0.0, 1 / 0.7}
+    kw = dict(activation="relu", output="softmax", loss="cross_entropy", seed=0)
+    a, b = Network([10, 200, 3], **kw), Network([10, 200, 3], **kw)
+    a.fit(X, y, lr=0.1, batch_size=50, seed=2)
+    b.fit(X, y, lr=0.1, batch_size=50, seed=2, dropout=0.0)
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(wa, wb)

@@ -335,3 +335,14 @@ def test_bad_weight_decay(weight_decay, error):
         net.step(np.ones((4, 3)), np.zeros((4, 2)), weight_decay=weight_decay)
     for a, b in zip(before, net.weights):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "dropout,error",
+    [(-0.1, ValueError), (1.0, ValueError), (float("nan"), ValueError), ("0.5", TypeError),
+     (True, TypeError)],
+)  # fmt: skip
+def test_bad_dropout(dropout, error):
+    net = Network([3, 4, 2], seed=0)
+    with pytest.raises(error, match="dropout"):
+        net.fit(np.ones((4, 3)), np.zeros((4, 2)), dropout=dropout)

@@ -34,6 +34,9 @@ def train(
     check_every: int,
     wt: bool = ...,
     decay: float = ...,
+    dropout: float = ...,
+    rng_state: NDArray[np.uint64] | None = ...,
+    factors: Float | None = ...,
 ) -> tuple[int, int, int]: ...
 def batch(
     theta: Float,

@@ -36,10 +36,16 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from cpython.exc cimport PyErr_CheckSignals
 
+ctypedef unsigned long long u64
+
 cdef extern from *:
     # The bit pattern of 1.5 * 2^52: adding it to |y| < 2^51 rounds y to an integer
     # that can then be read from the low bits of the sum.
     long long _ROUND_BITS "0x4338000000000000LL"
+    # SplitMix64's increment and multipliers.
+    u64 _SM_GAMMA "0x9E3779B97F4A7C15ULL"
+    u64 _SM_M1 "0xBF58476D1CE4E5B9ULL"
+    u64 _SM_M2 "0x94D049BB133111EBULL"
 
 cdef enum:
     ACT_IDENTITY = 0
@@ -193,6 +199,17 @@ cdef inline floating _sigmoid(floating z) noexcept nogil:
     """sigma(z) = 1 / (1 + e^-z), as e / (1 + e) with e = e^-|z| for z < 0: no overflow."""
     cdef double e = _exp_neg(-fabs(z))
     return ((1.0 if z >= 0 else e) / (1.0 + e))
+
+
+cdef inline double _uniform(u64* state) noexcept nogil:
+    """A uniform double in [0, 1): SplitMix64 (Steele, Lea and Flood 2014), top 53 bits."""
+    cdef u64 z
+    state[0] += _SM_GAMMA
+    z = state[0]
+    z = (z ^ (z >> 30)) * _SM_M1
+    z = (z ^ (z >> 27)) * _SM_M2
+    z = z ^ (z >> 31)
+    return (z >> 11) * (1.0 / 9007199254740992.0)
 
 
 cdef inline floating _act(floating z, int act) noexcept nogil:
@@ -465,8 +482,12 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
 
 cdef void _hidden_delta(const floating* delta, const floating* w, const floating* a_prev,
                         floating* delta_prev, Py_ssize_t m, Py_ssize_t n_in,
-                        Py_ssize_t n_out, int act, bint wt) noexcept nogil:
-    """delta_prev := (delta @ W) * act'(A_prev); delta is m x n_out, W n_out x n_in."""
+                        Py_ssize_t n_out, int act, bint wt,
+                        const floating* factor) noexcept nogil:
+    """delta_prev := (delta @ W) * act'(A_prev); delta is m x n_out, W n_out x n_in.
+
+    With dropout, ``factor`` holds act'(A_prev) times the mask and replaces it.
+    """
     cdef Py_ssize_t i
     if wt:
         _gemm(c'N', c'T', m, n_in, n_out, <floating>1, delta, n_out, w, n_out,
@@ -474,7 +495,10 @@ cdef void _hidden_delta(const floating* delta, const floating* w, const floating
     else:
         _gemm(c'N', c'N', m, n_in, n_out, <floating>1, delta, n_out, w, n_in,
               <floating>0, delta_prev, n_in)
-    if act != ACT_IDENTITY:
+    if factor != NULL:
+        for i in range(m * n_in):
+            delta_prev[i] = delta_prev[i] * factor[i]
+    elif act != ACT_IDENTITY:
         for i in range(m * n_in):
             delta_prev[i] = delta_prev[i] * _act_prime(a_prev[i], act)
 
@@ -504,13 +528,25 @@ cdef void _backward(floating* delta, const floating* a_prev, floating* gw, float
             gb[j] = beta_b * gb[j] + alpha * delta[j]
 
 
+cdef void _dropout(floating* a, floating* factor, Py_ssize_t n, int act, double drop,
+                   u64* rng) noexcept nogil:
+    """factor := act'(a) s, a := a s, with s = 1 / (1 - drop) if a uniform draw >= drop else 0."""
+    cdef Py_ssize_t i
+    cdef floating keep = <floating>(1.0 / (1.0 - drop)), scale
+    for i in range(n):
+        scale = keep if _uniform(rng) >= drop else 0
+        factor[i] = _act_prime(a[i], act) * scale
+        a[i] = a[i] * scale
+
+
 cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
                    const Py_ssize_t* offsets, Py_ssize_t n_layers, bint wt,
                    int hidden, int output, int loss,
                    const floating* x, const floating* y, const Py_ssize_t* labels,
                    const floating* sw, double wsum,
                    Py_ssize_t m, floating* acts, floating* delta0, floating* delta1,
-                   floating eta, floating decay, int mode) noexcept nogil:
+                   floating eta, floating decay, int mode,
+                   double drop, u64* rng, floating* factors) noexcept nogil:
     """The forward pass, the loss and the backward pass of one mini-batch of m rows.
 
     mode MODE_LOSS:      A_l := act(A_{l-1} W_l^T + b_l) for every layer; returns L
@@ -521,6 +557,10 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
                          not when L is not finite: theta is then left as it was
     ``acts`` receives A_1 .. A_L one after the other (m * sizes[l] each). ``wt``, ``sw``
     and ``wsum`` are passed on to the per-layer kernels and _output_delta.
+    With ``factors`` (laid out like ``acts``), inverted dropout: every hidden unit of
+    every row is kept with probability 1 - drop (one draw of ``rng`` each, layer by
+    layer, row by row), A := A * s with s = 1 / (1 - drop) if kept, else 0, and
+    factors := act'(A before) * s carries the mask into the backward pass.
     """
     cdef Py_ssize_t l, n_in, n_out, a_off = 0
     cdef const floating* a_prev = x
@@ -536,6 +576,8 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
         a_out = acts + a_off
         _dense(a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1], a_out,
                m, n_in, n_out, hidden if l < n_layers - 1 else ACT_IDENTITY, wt)
+        if factors != NULL and l < n_layers - 1:
+            _dropout(a_out, factors + a_off, m * n_out, hidden, drop, rng)
         a_prev = a_out
         a_off += m * n_out
     value = _output_delta(acts + a_off - m * sizes[n_layers], y, labels, sw, wsum, d, m,
@@ -550,7 +592,8 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
         a_off -= m * n_out
         a_prev = x if l == 0 else acts + a_off - m * n_in
         if l > 0:
-            _hidden_delta(d, theta + offsets[2 * l], a_prev, d_prev, m, n_in, n_out, hidden, wt)
+            _hidden_delta(d, theta + offsets[2 * l], a_prev, d_prev, m, n_in, n_out, hidden, wt,
+                          NULL if factors == NULL else factors + (a_prev - acts))
         if mode == MODE_SGD:
             _backward(d, a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1],
                       m, n_in, n_out, alpha, beta, beta_b, wt)
@@ -581,13 +624,16 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
           const Py_ssize_t[::1] order, Py_ssize_t batch_size, Py_ssize_t epochs,
           floating eta, double[::1] epoch_losses, floating[::1] acts, floating[::1] deltas,
           floating[:, ::1] x_batch, floating[:, ::1] y_batch, Py_ssize_t[::1] label_batch,
-          Py_ssize_t check_every, bint wt=False, floating decay=0):
+          Py_ssize_t check_every, bint wt=False, floating decay=0, double dropout=0,
+          u64[::1] rng_state=None, floating[::1] factors=None):
     """Run ``epochs`` epochs of mini-batch gradient descent; theta is updated in place.
 
     For every epoch e and batch B (consecutive runs of ``batch_size`` entries of
     ``order``, or of 0..n-1 when ``order`` is empty):
         L_B := loss(X[B], Y[B]);  W := W - eta (dL_B/dW + decay W);  b := b - eta dL_B/db
-    and epoch_losses[e] := sum_B |B| L_B / n.
+    and epoch_losses[e] := sum_B |B| L_B / n. With ``dropout`` > 0 the hidden units are
+    dropped as in ``_batch``, drawing from ``rng_state`` (updated in place) into
+    ``factors`` (the size of ``acts``).
     Rows of a shuffled batch are gathered into ``x_batch``/``y_batch``/``label_batch``;
     unshuffled batches are read in place. Pending signals (Ctrl-C) are checked every
     ``check_every`` batches, with the GIL taken only for that moment. ``wt``: the
@@ -609,6 +655,11 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
     cdef double value, total
     cdef int status = 0
     cdef Py_ssize_t stop_epoch = epochs, stop_batch = 0
+    cdef u64* rng = NULL
+    cdef floating* fac = NULL
+    if dropout > 0:
+        rng = &rng_state[0]
+        fac = &factors[0]
     _calls_enter()
     try:
         with nogil:
@@ -642,7 +693,8 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
                             yb = &Y[start, 0]
                     value = _batch(&theta[0], NULL, &sizes[0], &offsets[0], n_layers, wt,
                                    hidden, output, loss, xb, yb, lb, NULL, m, m, &acts[0],
-                                   &deltas[0], &deltas[deltas.shape[0] // 2], eta, decay, MODE_SGD)
+                                   &deltas[0], &deltas[deltas.shape[0] // 2], eta, decay, MODE_SGD,
+                                   dropout, rng, fac)
                     if not isfinite(value):
                         status = 1
                         stop_epoch, stop_batch = e, b
@@ -688,7 +740,8 @@ def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
         with nogil:
             value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, wt, hidden, output,
                            loss, &X[0, 0], yb, lb, NULL, m, m, &acts[0], &deltas[0],
-                           &deltas[deltas.shape[0] // 2], eta, decay, mode)
+                           &deltas[deltas.shape[0] // 2], eta, decay, mode, 0, NULL,
+                           NULL)
     finally:
         _calls_exit()
     return value
@@ -784,7 +837,7 @@ def hidden_delta(const floating[:, ::1] delta, const floating[:, ::1] W,
     """delta_prev := (delta @ W) * act'(A_prev)."""
     with nogil:
         _hidden_delta(&delta[0, 0], &W[0, 0], &A_prev[0, 0], &delta_prev[0, 0],
-                      delta.shape[0], W.shape[1], W.shape[0], act, False)
+                      delta.shape[0], W.shape[1], W.shape[0], act, False, NULL)
 
 
 def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev,
@@ -870,7 +923,7 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
                 value = _batch(&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
                                hidden, output, loss, &x_batch[0, 0], &y_batch[0, 0], NULL,
                                swb, wsum, m, &acts[0], &deltas[0], &deltas[deltas.shape[0] // 2],
-                               0, 0, MODE_GRADIENTS)
+                               0, 0, MODE_GRADIENTS, 0, NULL, NULL)
                 value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0],
                                                       &offsets[0], n_layers, a, wsum) / wsum
                 total += value * m
@@ -924,7 +977,8 @@ def sk_loss_grad(const floating[::1] params, floating[::1] grad, const Py_ssize_
         with nogil:
             value = _batch(<floating*>&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
                            hidden, output, loss, &X[0, 0], &Y[0, 0], NULL, sw, wsum, m, &acts[0],
-                           &deltas[0], &deltas[deltas.shape[0] // 2], 0, 0, MODE_GRADIENTS)
+                           &deltas[0], &deltas[deltas.shape[0] // 2], 0, 0, MODE_GRADIENTS,
+                           0, NULL, NULL)
             value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0], &offsets[0],
                                                   n_layers, <floating>alpha, wsum) / wsum
     finally:

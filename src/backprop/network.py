@@ -141,6 +141,15 @@ def _check_weight_decay(weight_decay) -> float:
     return value
 
 
+def _check_dropout(dropout) -> float:
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+        raise TypeError(f"dropout must be a real number; got {dropout!r}")
+    value = float(dropout)
+    if not (0 <= value < 1):
+        raise ValueError(f"dropout must be a probability in [0, 1); got {dropout}")
+    return value
+
+
 def _check_sizes(sizes) -> list[int]:
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
         raise TypeError(f"sizes must be a sequence of layer widths like [2, 2, 1]; got {sizes!r}")
@@ -569,6 +578,7 @@ class Network:
         seed=None,
         on_divergence: str = "raise",
         weight_decay: float = 0.0,
+        dropout: float = 0.0,
     ) -> list[float]:
         """Mini-batch gradient descent; returns the mean training loss of every epoch.
 
@@ -578,6 +588,11 @@ class Network:
         of an epoch is the mean, over its samples, of the loss of the batch each was
         in, taken just before that batch's step (without the decay term).
         ``weight_decay`` adds L2 weight decay to every step, as in ``step``.
+        ``dropout`` = p drops each hidden unit of each sample from each batch's forward
+        and backward pass with probability p, scaling those kept by 1 / (1 - p)
+        (inverted dropout); ``forward`` and the other methods never drop. The masks come
+        from a generator seeded by ``numpy.random.default_rng(seed)``, drawn before the
+        first permutation, so a seed fixes them too.
 
         If a batch's loss, or the weights after its step, are not finite, training
         stops there and the network keeps the weights it had before that batch.
@@ -591,6 +606,7 @@ class Network:
         batch_size = _check_int(batch_size, "batch_size", 1)
         lr = _check_lr(lr, self._dtype)
         weight_decay = _check_weight_decay(weight_decay)
+        dropout = _check_dropout(dropout)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
         on_divergence = _check_name(on_divergence, "on_divergence", DIVERGENCE_POLICIES)
@@ -609,32 +625,31 @@ class Network:
         label_batch = np.empty(m if shuffle and labels.size else 0, dtype=np.intp)
         work = max(1, m * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])))
         check_every = max(1, _SIGNAL_CHECK_WORK // (work + _BATCH_OVERHEAD))
-        call = (self._theta, self._sizes, self._offsets, *self._codes, X, rows, labels)
         buffers = (acts, deltas, x_batch, y_batch, label_batch)
+        # the dropout masks' generator state, drawn before any permutation
+        rng_state = np.zeros(1, dtype=np.uint64)
+        if dropout:
+            rng_state[0] = rng.integers(0, 2**63)
+        factors = np.empty_like(acts) if dropout else np.empty(0, dtype=self._dtype)
+        options = (check_every, self._wt, weight_decay, dropout, rng_state, factors)
 
-        def train(order, count, epoch_losses):
+        def train(order, count, epoch_losses, data=(X, rows, labels)):
             return _core.train(
-                *call,
-                order,
-                m,
-                count,
-                lr,
-                epoch_losses,
-                *buffers,
-                check_every,
-                self._wt,
-                weight_decay,
-            )
+                self._theta, self._sizes, self._offsets, *self._codes, *data, order, m, count,
+                lr, epoch_losses, *buffers, *options
+            )  # fmt: skip
 
         count = 1 if shuffle else epochs  # epochs per call: one per permutation
         order = np.empty(0, dtype=np.intp)
         start = np.empty_like(self._theta)  # where a diverged call is replayed from
+        rng_start = rng_state.copy()
         with self._guard.writing():
             self._check_parameters()
             for first in range(0, epochs, count):
                 if shuffle:
                     order = rng.permutation(n).astype(np.intp, copy=False)
                 start[...] = self._theta
+                rng_start[...] = rng_state
                 epoch, batch, status = train(order, count, losses[first : first + count])
                 if status == 1 and _core.all_finite(self._theta):
                     # the kernel stopped before the bad batch's step: nothing to undo
@@ -642,7 +657,7 @@ class Network:
                     break
                 if status:
                     epoch, batch, what = self._rewind(
-                        start, train, order, count, m, lr, weight_decay, X, rows, labels
+                        start, rng_start, rng_state, train, order, count, m, X, rows, labels
                     )
                     epoch += first
                     break
@@ -658,18 +673,19 @@ class Network:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         return losses[:epoch].tolist()
 
-    def _rewind(self, start, train, order, epochs, m, lr, weight_decay, X, rows, labels):
+    def _rewind(self, start, rng_start, rng_state, train, order, epochs, m, X, rows, labels):
         """Replays a diverged ``_core.train`` run from ``start`` up to its first bad batch.
 
         Needed when a step overflowed the weights: the kernel notices only at the next
-        batch's loss, or at the end of the run. The replay repeats the same
-        arithmetic, whole epochs in the kernel until one diverges, then that epoch
-        batch by batch, and leaves theta as it was before the first batch whose loss,
-        or whose updated weights, were not finite. Returns that batch's
-        (epoch, batch, what went wrong).
+        batch's loss, or at the end of the run. The replay repeats the same arithmetic
+        (and the same dropout masks, from ``rng_start``): whole epochs until one
+        diverges, then that epoch a batch at a time, and leaves theta as it was before
+        the first batch whose loss, or whose updated weights, were not finite. Returns
+        that batch's (epoch, batch, what went wrong).
         """
         theta = self._theta
         theta[...] = start
+        rng_state[...] = rng_start
         scratch = np.empty(1)
         epoch = 0
         while True:
@@ -679,25 +695,24 @@ class Network:
                     "training diverged but its replay did not: the weights are those from "
                     "before this call to fit"
                 )
-            epoch_start = theta.copy()
+            epoch_start, epoch_rng = theta.copy(), rng_state.copy()
             *_, status = train(order, 1, scratch)
             if status:
                 theta[...] = epoch_start
+                rng_state[...] = epoch_rng
                 break
             epoch += 1
-        acts, deltas = self._workspace(m)
-        no_grad = np.empty(0, dtype=self._dtype)
+        in_order = np.empty(0, dtype=np.intp)
         for batch, first in enumerate(range(0, X.shape[0], m)):
             rows_b = order[first : first + m] if order.size else slice(first, first + m)
             xb = np.ascontiguousarray(X[rows_b])
             yb = np.ascontiguousarray(rows[rows_b]) if rows.size else rows
             lb = np.ascontiguousarray(labels[rows_b]) if labels.size else labels
             before = theta.copy()
-            call = (self._sizes, self._offsets, *self._codes, xb, yb, lb, lr, 2, acts, deltas)
-            value = _core.batch(theta, no_grad, *call, self._wt, weight_decay)
-            if not (math.isfinite(value) and np.isfinite(theta).all()):
+            *_, status = train(in_order, 1, scratch, data=(xb, yb, lb))
+            if status or not _core.all_finite(theta):
                 theta[...] = before
-                what = "the loss is" if not math.isfinite(value) else "the step made the weights"
+                what = "the loss is" if status == 1 else "the step made the weights"
                 return epoch, batch, what
         theta[...] = epoch_start
         return epoch, 0, "the loss is"

@@ -121,6 +121,36 @@ LOSSES = {"mse": None, "cross_entropy": "softmax", "binary_cross_entropy": "sigm
 DTYPES = ("float32", "float64")
 
 
+MASK64 = (1 << 64) - 1
+
+
+def splitmix64(state: int) -> tuple[int, int]:
+    """The next state and output of SplitMix64 (Steele, Lea and Flood 2014), on 64 bits."""
+    state = (state + 0x9E3779B97F4A7C15) & MASK64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return state, z ^ (z >> 31)
+
+
+def dropout_masks(state: int, p: float, n: int, widths: list[int]) -> tuple[int, list]:
+    """Inverted-dropout masks: for each hidden layer, n rows of 1/(1 - p) (kept, with
+    probability 1 - p) or 0 (dropped); uniform draws from the top 53 bits of SplitMix64."""
+    keep = 1.0 / (1.0 - p)
+    masks = []
+    for width in widths:
+        layer = []
+        for _ in range(n):
+            row = []
+            for _ in range(width):
+                state, z = splitmix64(state)
+                u = (z >> 11) * (1.0 / 9007199254740992.0)
+                row.append(keep if u >= p else 0.0)
+            layer.append(row)
+        masks.append(layer)
+    return state, masks
+
+
 class Network:
     """A multilayer perceptron trained by backpropagation, one Python float at a time."""
 
@@ -222,20 +252,29 @@ class Network:
         shuffle: bool = False,
         seed: int | None = None,
         weight_decay: float = 0.0,
+        dropout: float = 0.0,
     ) -> list[float]:
-        """Mini-batch gradient descent; returns each epoch's sum_b L_b * len(batch_b) / n."""
+        """Mini-batch gradient descent; returns each epoch's sum_b L_b * len(batch_b) / n.
+
+        With dropout, each batch's hidden units are masked by ``dropout_masks``, from a
+        SplitMix64 state drawn from the seeded generator before any permutation."""
         X, Y = self._batch(X, Y)
         n = len(X)
         batch_size = min(batch_size, n)
         rng = np.random.default_rng(seed)
+        state = int(rng.integers(0, 2**63)) if dropout else 0
+        widths = self.sizes[1:-1]
         epoch_losses = []
         for _ in range(epochs):
             order = rng.permutation(n).tolist() if shuffle else list(range(n))
             total = 0.0
             for start in range(0, n, batch_size):
                 batch = order[start : start + batch_size]
+                masks = None
+                if dropout:
+                    state, masks = dropout_masks(state, dropout, len(batch), widths)
                 loss_b = self.update_batch(
-                    [X[i] for i in batch], [Y[i] for i in batch], lr, weight_decay
+                    [X[i] for i in batch], [Y[i] for i in batch], lr, weight_decay, masks
                 )
                 total += loss_b * len(batch)
             epoch_losses.append(total / n)
@@ -243,18 +282,28 @@ class Network:
 
     # The algorithm, on lists.
 
-    def feedforward(self, X: list[list[float]]) -> tuple[list, list]:
-        """zs[l] = A_{l-1} W_l^T + b_l and activations[l] = act(zs[l]); activations[0] = X."""
+    def feedforward(self, X: list[list[float]], masks: list | None = None) -> tuple[list, list]:
+        """zs[l] = A_{l-1} W_l^T + b_l and activations[l] = act(zs[l]); activations[0] = X.
+
+        With dropout ``masks``, each hidden activation is multiplied by its mask; the
+        activations before that are kept in ``self.unmasked`` for act'."""
         act, _ = HIDDEN_ACTIVATIONS[self.activation]
         last = len(self.weights) - 1
         zs = []
         activations = [X]
+        self.unmasked = []
         for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             z = [
                 [dot(w_j, a) + b_j for w_j, b_j in zip(w, b, strict=True)] for a in activations[-1]
             ]
             if layer < last:
                 a = [[act(z_j) for z_j in z_row] for z_row in z]
+                self.unmasked.append(a)
+                if masks is not None:
+                    a = [
+                        [a_j * m_j for a_j, m_j in zip(a_row, m_row, strict=True)]
+                        for a_row, m_row in zip(a, masks[layer], strict=True)
+                    ]
             elif self.output == "softmax":
                 a = [softmax(z_row) for z_row in z]
             elif self.output == "sigmoid":
@@ -318,10 +367,10 @@ class Network:
                 delta.append([p_j * (g_j - gp) for g_j, p_j in zip(g, a_row, strict=True)])
         return delta
 
-    def backprop(self, X: list, Y: list) -> tuple[float, list, list]:
+    def backprop(self, X: list, Y: list, masks: list | None = None) -> tuple[float, list, list]:
         """(L, nabla_w, nabla_b): nabla_w[l] = delta_l^T A_{l-1}, nabla_b[l] = sum_rows delta_l."""
         _, act_prime = HIDDEN_ACTIVATIONS[self.activation]
-        zs, activations = self.feedforward(X)
+        zs, activations = self.feedforward(X, masks)
         loss = self.cost(zs[-1], activations[-1], Y)
         n_layers = len(self.weights)
         nabla_w = [None] * n_layers
@@ -335,18 +384,30 @@ class Network:
             nabla_w[layer] = [[dot(d, a) for a in a_prev_columns] for d in delta_columns]
             nabla_b[layer] = [add(d) for d in delta_columns]
             if layer > 0:
-                # delta_{l-1} = (delta_l W_l) * act'(A_{l-1})
+                # delta_{l-1} = (delta_l W_l) * act'(A_{l-1}), times the mask with dropout
                 w_columns = transpose(self.weights[layer])
-                delta = [
-                    [dot(d, w) * act_prime(a_i) for w, a_i in zip(w_columns, a, strict=True)]
-                    for d, a in zip(delta, a_prev, strict=True)
-                ]
+                if masks is None:
+                    delta = [
+                        [dot(d, w) * act_prime(a_i) for w, a_i in zip(w_columns, a, strict=True)]
+                        for d, a in zip(delta, a_prev, strict=True)
+                    ]
+                else:
+                    unmasked, mask = self.unmasked[layer - 1], masks[layer - 1]
+                    delta = [
+                        [
+                            dot(d, w) * (act_prime(a_i) * m_i)
+                            for w, a_i, m_i in zip(w_columns, a, m, strict=True)
+                        ]
+                        for d, a, m in zip(delta, unmasked, mask, strict=True)
+                    ]
         return loss, nabla_w, nabla_b
 
-    def update_batch(self, X: list, Y: list, eta: float, lmbda: float = 0.0) -> float:
+    def update_batch(
+        self, X: list, Y: list, eta: float, lmbda: float = 0.0, masks: list | None = None
+    ) -> float:
         """W_l -= eta * (nabla_w[l] + lmbda * W_l) and b_l -= eta * nabla_b[l]; returns L
         before the update (lmbda: L2 weight decay; biases are not decayed)."""
-        loss, nabla_w, nabla_b = self.backprop(X, Y)
+        loss, nabla_w, nabla_b = self.backprop(X, Y, masks)
         self.weights = [
             [
                 [w_ji - eta * (nw_ji + lmbda * w_ji) for w_ji, nw_ji in zip(w_j, nw_j, strict=True)]
