@@ -132,22 +132,15 @@ def _check_lr(lr, dtype: np.dtype) -> float:
     return value
 
 
-def _check_weight_decay(weight_decay) -> float:
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real):
-        raise TypeError(f"weight_decay must be a real number; got {weight_decay!r}")
-    value = float(weight_decay)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"weight_decay must be a finite number >= 0; got {weight_decay}")
-    return value
-
-
-def _check_dropout(dropout) -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
-        raise TypeError(f"dropout must be a real number; got {dropout!r}")
-    value = float(dropout)
-    if not (0 <= value < 1):
-        raise ValueError(f"dropout must be a probability in [0, 1); got {dropout}")
-    return value
+def _check_nonnegative(value, name: str, upper: float = math.inf) -> float:
+    """value as a float in [0, upper) (upper = inf: any finite value >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    result = float(value)
+    if not (0 <= result < upper):
+        expected = "a finite number >= 0" if upper == math.inf else f"a number in [0, {upper})"
+        raise ValueError(f"{name} must be {expected}; got {value}")
+    return result
 
 
 def _check_sizes(sizes) -> list[int]:
@@ -564,7 +557,7 @@ class Network:
         updated weights are not finite.
         """
         lr = _check_lr(lr, self._dtype)
-        weight_decay = _check_weight_decay(weight_decay)
+        weight_decay = _check_nonnegative(weight_decay, "weight_decay")
         return self._batch(X, Y, mode=2, lr=lr, weight_decay=weight_decay)
 
     def fit(
@@ -605,8 +598,8 @@ class Network:
         epochs = _check_int(epochs, "epochs", 0, _MAX_BYTES // 8)  # one float64 loss each
         batch_size = _check_int(batch_size, "batch_size", 1)
         lr = _check_lr(lr, self._dtype)
-        weight_decay = _check_weight_decay(weight_decay)
-        dropout = _check_dropout(dropout)
+        weight_decay = _check_nonnegative(weight_decay, "weight_decay")
+        dropout = _check_nonnegative(dropout, "dropout", 1.0)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
         on_divergence = _check_name(on_divergence, "on_divergence", DIVERGENCE_POLICIES)
