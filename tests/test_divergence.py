@@ -165,3 +165,23 @@ def test_training_refuses_weights_that_are_already_not_finite():
             call()
     with pytest.raises(ValueError, match="weights or biases contain NaN"):
         net.forward(X)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_divergence_with_momentum_stops_at_the_same_finite_weights_every_time(dropout):
+    """With momentum (and dropout) the replay restores velocities and masks as well: a
+    diverging fit stops at finite weights, the same ones run after run."""
+    from backprop import DivergenceError, Network
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(64, 4)) * 30, rng.normal(size=(64, 1)) * 30
+    kw = dict(epochs=50, batch_size=8, lr=0.05, momentum=0.9, dropout=dropout, seed=3)
+    ends = []
+    for _ in range(2):
+        net = Network([4, 16, 1], activation="relu", output="identity", seed=1)
+        with pytest.raises(DivergenceError) as err:
+            net.fit(X, Y, **kw)
+        assert np.isfinite(net._theta).all()
+        ends.append((err.value.epoch, err.value.batch, net._theta.copy()))
+    assert ends[0][:2] == ends[1][:2]
+    np.testing.assert_array_equal(ends[0][2], ends[1][2])

@@ -373,3 +373,27 @@ def test_dropout_drops_about_p_of_the_hidden_units_and_only_in_training():
     b.fit(X, y, lr=0.1, batch_size=50, seed=2, dropout=0.0)
     for wa, wb in zip(a.weights, b.weights):
         np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_momentum_matches_reference(nesterov, dropout, dtype, kernel_path):
+    _, X, Yt = make_problem([3, 6, 5, 2], "sigmoid", "mse", "rows", dtype)
+    fast, ref = pair([3, 6, 5, 2], "tanh", "sigmoid", "mse", dtype, seed=3)
+    args = dict(epochs=3, batch_size=4, lr=0.3, shuffle=True, seed=7, weight_decay=0.05,
+                momentum=0.9, nesterov=nesterov, dropout=dropout)  # fmt: skip
+    np.testing.assert_allclose(fast.fit(X, Yt, **args), ref.fit(X, Yt, **args), **FIT_TOL[dtype])
+    for got, want in zip(fast.weights + fast.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(got, np.array(want), **FIT_TOL[dtype])
+
+
+def test_momentum_speeds_up_a_slow_descent():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    Y = (X @ rng.normal(size=(5, 1))) / 3
+    runs = {}
+    for momentum in (0.0, 0.9):
+        net = Network([5, 1], output="identity", seed=0)
+        runs[momentum] = net.fit(X, Y, epochs=20, batch_size=20, lr=0.005, momentum=momentum)
+    assert runs[0.9][-1] < runs[0.0][-1] / 10

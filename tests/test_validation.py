@@ -346,3 +346,14 @@ def test_bad_dropout(dropout, error):
     net = Network([3, 4, 2], seed=0)
     with pytest.raises(error, match="dropout"):
         net.fit(np.ones((4, 3)), np.zeros((4, 2)), dropout=dropout)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [(dict(momentum=-0.5), ValueError, "momentum"), (dict(momentum=1.0), ValueError, "momentum"),
+     (dict(momentum="0.9"), TypeError, "momentum"), (dict(nesterov=True), ValueError, "nesterov"),
+     (dict(momentum=0.9, nesterov="yes"), TypeError, "nesterov")],
+)  # fmt: skip
+def test_bad_momentum(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Network([3, 2], seed=0).fit(np.ones((4, 3)), np.zeros((4, 2)), **kwargs)

@@ -37,6 +37,10 @@ def train(
     dropout: float = ...,
     rng_state: NDArray[np.uint64] | None = ...,
     factors: Float | None = ...,
+    momentum: float = ...,
+    nesterov: bool = ...,
+    velocity: Float | None = ...,
+    grad: Float | None = ...,
 ) -> tuple[int, int, int]: ...
 def batch(
     theta: Float,

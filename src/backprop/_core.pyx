@@ -616,6 +616,27 @@ cdef inline bint _all_finite(const floating* v, Py_ssize_t n) noexcept nogil:
     return not bad
 
 
+cdef void _momentum_step(floating* theta, floating* grad, floating* velocity,
+                         const Py_ssize_t* sizes, const Py_ssize_t* offsets,
+                         Py_ssize_t n_layers, floating eta, floating decay, floating mu,
+                         bint nesterov) noexcept nogil:
+    """SGD with momentum (PyTorch's form): g := grad (+ decay W for weights);
+    v := mu v + g;  theta := theta - eta (g + mu v if nesterov else v)."""
+    cdef Py_ssize_t l, i, start, end, n_w
+    cdef floating gi
+    for l in range(n_layers):
+        start = offsets[2 * l]
+        n_w = sizes[l] * sizes[l + 1]
+        end = offsets[2 * l + 1] + sizes[l + 1]
+        for i in range(start, end):
+            gi = grad[i] + decay * theta[i] if i < start + n_w else grad[i]
+            velocity[i] = mu * velocity[i] + gi
+            if nesterov:
+                theta[i] = theta[i] - eta * (gi + mu * velocity[i])
+            else:
+                theta[i] = theta[i] - eta * velocity[i]
+
+
 # ------------------------------------------------------------ entry points ---
 
 def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1] offsets,
@@ -625,7 +646,8 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
           floating eta, double[::1] epoch_losses, floating[::1] acts, floating[::1] deltas,
           floating[:, ::1] x_batch, floating[:, ::1] y_batch, Py_ssize_t[::1] label_batch,
           Py_ssize_t check_every, bint wt=False, floating decay=0, double dropout=0,
-          u64[::1] rng_state=None, floating[::1] factors=None):
+          u64[::1] rng_state=None, floating[::1] factors=None, floating momentum=0,
+          bint nesterov=False, floating[::1] velocity=None, floating[::1] grad=None):
     """Run ``epochs`` epochs of mini-batch gradient descent; theta is updated in place.
 
     For every epoch e and batch B (consecutive runs of ``batch_size`` entries of
@@ -633,7 +655,9 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
         L_B := loss(X[B], Y[B]);  W := W - eta (dL_B/dW + decay W);  b := b - eta dL_B/db
     and epoch_losses[e] := sum_B |B| L_B / n. With ``dropout`` > 0 the hidden units are
     dropped as in ``_batch``, drawing from ``rng_state`` (updated in place) into
-    ``factors`` (the size of ``acts``).
+    ``factors`` (the size of ``acts``). With ``velocity`` (not None), SGD with momentum
+    as PyTorch's: g := dL_B/dtheta (+ decay W for weights) into ``grad``,
+    v := momentum v + g, theta := theta - eta (g + momentum v if nesterov else v).
     Rows of a shuffled batch are gathered into ``x_batch``/``y_batch``/``label_batch``;
     unshuffled batches are read in place. Pending signals (Ctrl-C) are checked every
     ``check_every`` batches, with the GIL taken only for that moment. ``wt``: the
@@ -657,6 +681,10 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
     cdef Py_ssize_t stop_epoch = epochs, stop_batch = 0
     cdef u64* rng = NULL
     cdef floating* fac = NULL
+    cdef bint heavy = velocity is not None
+    cdef floating* g = NULL
+    if heavy:
+        g = &grad[0]
     if dropout > 0:
         rng = &rng_state[0]
         fac = &factors[0]
@@ -691,14 +719,17 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
                             lb = &labels[start]
                         else:
                             yb = &Y[start, 0]
-                    value = _batch(&theta[0], NULL, &sizes[0], &offsets[0], n_layers, wt,
+                    value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, wt,
                                    hidden, output, loss, xb, yb, lb, NULL, m, m, &acts[0],
-                                   &deltas[0], &deltas[deltas.shape[0] // 2], eta, decay, MODE_SGD,
-                                   dropout, rng, fac)
+                                   &deltas[0], &deltas[deltas.shape[0] // 2], eta, decay,
+                                   MODE_GRADIENTS if heavy else MODE_SGD, dropout, rng, fac)
                     if not isfinite(value):
                         status = 1
                         stop_epoch, stop_batch = e, b
                         break
+                    if heavy:
+                        _momentum_step(&theta[0], g, &velocity[0], &sizes[0], &offsets[0],
+                                       n_layers, eta, decay, momentum, nesterov)
                     total += value * m
                     b += 1
                     batches += 1

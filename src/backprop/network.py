@@ -572,6 +572,8 @@ class Network:
         on_divergence: str = "raise",
         weight_decay: float = 0.0,
         dropout: float = 0.0,
+        momentum: float = 0.0,
+        nesterov: bool = False,
     ) -> list[float]:
         """Mini-batch gradient descent; returns the mean training loss of every epoch.
 
@@ -581,6 +583,10 @@ class Network:
         of an epoch is the mean, over its samples, of the loss of the batch each was
         in, taken just before that batch's step (without the decay term).
         ``weight_decay`` adds L2 weight decay to every step, as in ``step``.
+        ``momentum`` = mu > 0 trains with momentum as PyTorch's SGD does: a velocity
+        v := mu v + g (g the gradient, plus weight_decay W for the weights) and
+        theta := theta - lr v, or theta := theta - lr (g + mu v) with ``nesterov``; the
+        velocity starts at zero with each call.
         ``dropout`` = p drops each hidden unit of each sample from each batch's forward
         and backward pass with probability p, scaling those kept by 1 / (1 - p)
         (inverted dropout); ``forward`` and the other methods never drop. The masks come
@@ -600,6 +606,11 @@ class Network:
         lr = _check_lr(lr, self._dtype)
         weight_decay = _check_nonnegative(weight_decay, "weight_decay")
         dropout = _check_nonnegative(dropout, "dropout", 1.0)
+        momentum = _check_nonnegative(momentum, "momentum", 1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
+        if nesterov and not momentum:
+            raise ValueError("nesterov=True needs a momentum > 0")
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
         on_divergence = _check_name(on_divergence, "on_divergence", DIVERGENCE_POLICIES)
@@ -624,7 +635,10 @@ class Network:
         if dropout:
             rng_state[0] = rng.integers(0, 2**63)
         factors = np.empty_like(acts) if dropout else np.empty(0, dtype=self._dtype)
-        options = (check_every, self._wt, weight_decay, dropout, rng_state, factors)
+        velocity = np.zeros_like(self._theta) if momentum else None
+        grad = np.empty_like(self._theta) if momentum else None
+        options = (check_every, self._wt, weight_decay, dropout, rng_state, factors, momentum,
+                   bool(nesterov), velocity, grad)  # fmt: skip
 
         def train(order, count, epoch_losses, data=(X, rows, labels)):
             return _core.train(
@@ -636,6 +650,7 @@ class Network:
         order = np.empty(0, dtype=np.intp)
         start = np.empty_like(self._theta)  # where a diverged call is replayed from
         rng_start = rng_state.copy()
+        velocity_start = None if velocity is None else velocity.copy()
         with self._guard.writing():
             self._check_parameters()
             for first in range(0, epochs, count):
@@ -643,6 +658,8 @@ class Network:
                     order = rng.permutation(n).astype(np.intp, copy=False)
                 start[...] = self._theta
                 rng_start[...] = rng_state
+                if velocity is not None:
+                    velocity_start[...] = velocity
                 epoch, batch, status = train(order, count, losses[first : first + count])
                 if status == 1 and _core.all_finite(self._theta):
                     # the kernel stopped before the bad batch's step: nothing to undo
@@ -650,8 +667,10 @@ class Network:
                     break
                 if status:
                     epoch, batch, what = self._rewind(
-                        start, rng_start, rng_state, train, order, count, m, X, rows, labels
-                    )
+                        (start, rng_start, velocity_start),
+                        (self._theta, rng_state, velocity),
+                        train, order, count, m, X, rows, labels,
+                    )  # fmt: skip
                     epoch += first
                     break
             else:
@@ -666,19 +685,22 @@ class Network:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         return losses[:epoch].tolist()
 
-    def _rewind(self, start, rng_start, rng_state, train, order, epochs, m, X, rows, labels):
+    def _rewind(self, saved, state, train, order, epochs, m, X, rows, labels):
         """Replays a diverged ``_core.train`` run from ``start`` up to its first bad batch.
 
         Needed when a step overflowed the weights: the kernel notices only at the next
         batch's loss, or at the end of the run. The replay repeats the same arithmetic
-        (and the same dropout masks, from ``rng_start``): whole epochs until one
+        (the same dropout masks and velocities: ``saved`` holds theta, the dropout
+        generator and the velocity as they were, ``state`` the live ones): whole epochs
+        until one
         diverges, then that epoch a batch at a time, and leaves theta as it was before
         the first batch whose loss, or whose updated weights, were not finite. Returns
         that batch's (epoch, batch, what went wrong).
         """
-        theta = self._theta
-        theta[...] = start
-        rng_state[...] = rng_start
+        live = [a for a in state if a is not None]
+        for a, b in zip(live, saved):
+            a[...] = b
+        theta, start = state[0], saved[0]
         scratch = np.empty(1)
         epoch = 0
         while True:
@@ -688,11 +710,11 @@ class Network:
                     "training diverged but its replay did not: the weights are those from "
                     "before this call to fit"
                 )
-            epoch_start, epoch_rng = theta.copy(), rng_state.copy()
+            epoch_saved = [a.copy() for a in live]
             *_, status = train(order, 1, scratch)
             if status:
-                theta[...] = epoch_start
-                rng_state[...] = epoch_rng
+                for a, b in zip(live, epoch_saved):
+                    a[...] = b
                 break
             epoch += 1
         in_order = np.empty(0, dtype=np.intp)
@@ -707,7 +729,7 @@ class Network:
                 theta[...] = before
                 what = "the loss is" if status == 1 else "the step made the weights"
                 return epoch, batch, what
-        theta[...] = epoch_start
+        theta[...] = epoch_saved[0]
         return epoch, 0, "the loss is"
 
     def trace(self, X, Y) -> Trace:

@@ -253,6 +253,8 @@ class Network:
         seed: int | None = None,
         weight_decay: float = 0.0,
         dropout: float = 0.0,
+        momentum: float = 0.0,
+        nesterov: bool = False,
     ) -> list[float]:
         """Mini-batch gradient descent; returns each epoch's sum_b L_b * len(batch_b) / n.
 
@@ -264,6 +266,10 @@ class Network:
         rng = np.random.default_rng(seed)
         state = int(rng.integers(0, 2**63)) if dropout else 0
         widths = self.sizes[1:-1]
+        velocity = [
+            [[[0.0] * len(w_j) for w_j in w] for w in self.weights],
+            [[0.0] * len(b) for b in self.biases],
+        ]
         epoch_losses = []
         for _ in range(epochs):
             order = rng.permutation(n).tolist() if shuffle else list(range(n))
@@ -273,9 +279,13 @@ class Network:
                 masks = None
                 if dropout:
                     state, masks = dropout_masks(state, dropout, len(batch), widths)
-                loss_b = self.update_batch(
-                    [X[i] for i in batch], [Y[i] for i in batch], lr, weight_decay, masks
-                )
+                Xb, Yb = [X[i] for i in batch], [Y[i] for i in batch]
+                if momentum:
+                    loss_b = self.update_batch_momentum(
+                        Xb, Yb, lr, weight_decay, masks, momentum, nesterov, velocity
+                    )
+                else:
+                    loss_b = self.update_batch(Xb, Yb, lr, weight_decay, masks)
                 total += loss_b * len(batch)
             epoch_losses.append(total / n)
         return epoch_losses
@@ -419,6 +429,48 @@ class Network:
             [b_j - eta * nb_j for b_j, nb_j in zip(b, nb, strict=True)]
             for b, nb in zip(self.biases, nabla_b, strict=True)
         ]
+        return loss
+
+    def update_batch_momentum(
+        self,
+        X: list,
+        Y: list,
+        eta: float,
+        lmbda: float,
+        masks: list | None,
+        mu: float,
+        nesterov: bool,
+        velocity: list,
+    ) -> float:
+        """SGD with momentum, as PyTorch's: g = nabla (+ lmbda W for weights), v = mu v + g,
+        theta -= eta (g + mu v if nesterov else v). ``velocity`` is [v_w, v_b], updated."""
+        loss, nabla_w, nabla_b = self.backprop(X, Y, masks)
+        v_w, v_b = velocity
+
+        weights, biases = [], []
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            rows = []
+            for j, w_j in enumerate(w):
+                g = [nw + lmbda * wv for nw, wv in zip(nabla_w[layer][j], w_j, strict=True)]
+                v = [mu * vv + gg for vv, gg in zip(v_w[layer][j], g, strict=True)]
+                v_w[layer][j] = v
+                rows.append(
+                    [
+                        wv - eta * (gg + mu * vv if nesterov else vv)
+                        for wv, gg, vv in zip(w_j, g, v, strict=True)
+                    ]
+                )
+            weights.append(rows)
+            g = nabla_b[layer]
+            v = [mu * vv + gg for vv, gg in zip(v_b[layer], g, strict=True)]
+            v_b[layer] = v
+            biases.append(
+                [
+                    bv - eta * (gg + mu * vv if nesterov else vv)
+                    for bv, gg, vv in zip(b, g, v, strict=True)
+                ]
+            )
+        self.weights, self.biases = weights, biases
         return loss
 
     # Array-likes in.
