@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 from tutorial import B1, B2, B3, LR, W11, W12, W21, W22, W31, W32, X1, X2, Y, by_hand
+from twins import reference_twin
 
 from backprop import Network, _core, network, reference
 
@@ -61,14 +62,7 @@ def make_problem(sizes, output, loss, kind, dtype, n=11, seed=0):
 
 def pair(sizes, activation, output, loss, dtype, seed=0):
     fast = Network(sizes, activation=activation, output=output, loss=loss, dtype=dtype, seed=seed)
-    ref = reference.Network.from_params(
-        [w.astype(np.float64) for w in fast.weights],
-        [b.astype(np.float64) for b in fast.biases],
-        activation=activation,
-        output=output,
-        loss=loss,
-    )
-    return fast, ref
+    return fast, reference_twin(fast)
 
 
 def cases():

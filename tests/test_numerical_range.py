@@ -8,8 +8,9 @@ warning (numpy's are raised as errors here), and agree with the pure-Python refe
 
 import numpy as np
 import pytest
+from twins import reference_twin
 
-from backprop import Network, reference
+from backprop import Network
 
 Z_MAX = 1e4
 X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0], [0.5, -0.5]])
@@ -40,14 +41,7 @@ def saturated(activation, output, loss, dtype):
     W2 *= Z_MAX / np.abs(z).max()  # the largest output pre-activation is exactly 1e4
     weights, biases = [W1, W2], [np.zeros(4), np.zeros(3)]
     fast = Network.from_params(weights, biases, activation, output, loss, dtype)
-    ref = reference.Network.from_params(
-        [w.astype(np.float64) for w in fast.weights],
-        [b.astype(np.float64) for b in fast.biases],
-        activation=activation,
-        output=output,
-        loss=loss,
-    )
-    return fast, ref
+    return fast, reference_twin(fast)
 
 
 def targets(kind):

@@ -1,0 +1,16 @@
+"""A fast network's twin in the reference implementation, shared by the tests."""
+
+import numpy as np
+
+from backprop import reference
+
+
+def reference_twin(net):
+    """The reference network with ``net``'s weights (as float64) and names."""
+    return reference.Network.from_params(
+        [w.astype(np.float64) for w in net.weights],
+        [b.astype(np.float64) for b in net.biases],
+        activation=net.activation,
+        output=net.output,
+        loss=net.loss_name,
+    )
