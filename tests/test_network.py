@@ -5,21 +5,12 @@ import itertools
 import numpy as np
 import pytest
 from tutorial import B1, B2, B3, LR, W11, W12, W21, W22, W31, W32, X1, X2, Y, by_hand
-from twins import reference_twin
+from twins import HEADS, reference_twin
 
 from backprop import Network, _core, network, reference
 
 SHAPES = [[2, 2, 1], [3, 5, 4, 2], [4, 3], [2, 1, 3], [7, 16, 8, 5]]
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity"]
-# (output, loss, target kind)
-HEADS = [
-    ("sigmoid", "mse", "rows"),
-    ("identity", "mse", "rows"),
-    ("softmax", "mse", "rows"),
-    ("softmax", "cross_entropy", "labels"),
-    ("softmax", "cross_entropy", "probabilities"),
-    ("sigmoid", "binary_cross_entropy", "rows"),
-]
 TOL = {"float64": dict(rtol=1e-12, atol=1e-13), "float32": dict(rtol=1e-5, atol=1e-6)}
 # Looser for weights after several epochs of training: rounding compounds step by step.
 FIT_TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=2e-5)}

@@ -8,7 +8,7 @@ warning (numpy's are raised as errors here), and agree with the pure-Python refe
 
 import numpy as np
 import pytest
-from twins import reference_twin
+from twins import HEADS, reference_twin
 
 from backprop import Network
 
@@ -22,14 +22,6 @@ ACTIVATIONS = {
     "relu": lambda z: np.maximum(z, 0),
     "identity": lambda z: z,
 }
-HEADS = [
-    ("sigmoid", "mse", "rows"),
-    ("identity", "mse", "rows"),
-    ("softmax", "mse", "rows"),
-    ("softmax", "cross_entropy", "labels"),
-    ("softmax", "cross_entropy", "probabilities"),
-    ("sigmoid", "binary_cross_entropy", "rows"),
-]
 TOL = {"float64": 1e-10, "float32": 2e-5}
 
 

@@ -4,6 +4,16 @@ import numpy as np
 
 from backprop import reference
 
+# Every (output, loss, target kind) the library supports.
+HEADS = [
+    ("sigmoid", "mse", "rows"),
+    ("identity", "mse", "rows"),
+    ("softmax", "mse", "rows"),
+    ("softmax", "cross_entropy", "labels"),
+    ("softmax", "cross_entropy", "probabilities"),
+    ("sigmoid", "binary_cross_entropy", "rows"),
+]
+
 
 def reference_twin(net):
     """The reference network with ``net``'s weights (as float64) and names."""

@@ -697,9 +697,11 @@ class Network:
         the first batch whose loss, or whose updated weights, were not finite. Returns
         that batch's (epoch, batch, what went wrong).
         """
-        live = [a for a in state if a is not None]
-        for a, b in zip(live, saved):
-            a[...] = b
+        # the arrays in use (the velocity is None without momentum) and their saved copies
+        live = [a for a, b in zip(state, saved) if a is not None]
+        for a, b in zip(state, saved):
+            if a is not None:
+                a[...] = b
         theta, start = state[0], saved[0]
         scratch = np.empty(1)
         epoch = 0
