@@ -31,7 +31,9 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
+from backprop import _core  # noqa: E402
 from backprop import estimators as bp  # noqa: E402
 
 # Short runs stop at max_iter on purpose; every test that expects the warning says so.
@@ -140,12 +142,24 @@ def _fit_both(name, data, params, fit_params=None):
 BASE = dict(hidden_layer_sizes=(12, 6), max_iter=15, random_state=1, learning_rate_init=0.01)
 
 
+@pytest.fixture(params=["batches", "halves"])
+def batch_path(request):
+    """Fit as the sizes choose (whole batches here), and with every batch of two rows or
+    more split in two halves (``_core.sk_epoch`` on both cores)."""
+    if request.param == "batches":
+        yield request.param
+        return
+    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0)
+    yield request.param
+    _core.set_thresholds(*previous)
+
+
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
 @pytest.mark.parametrize(
     "name, data", [("MLPClassifier", "multiclass"), ("MLPRegressor", "regression")]
 )
-def test_parity_solver_activation(name, data, solver, activation):
+def test_parity_solver_activation(name, data, solver, activation, batch_path):
     ours, theirs, X, y = _fit_both(name, data, dict(BASE, solver=solver, activation=activation))
     assert_same_fit(ours, theirs)
     assert_same_predictions(ours, theirs, X, y)
@@ -179,7 +193,7 @@ def test_parity_poisson(solver):
 @pytest.mark.parametrize("batch_size", ["auto", 1, 7, 33])
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_parity_batch_size(batch_size, solver, shuffle):
+def test_parity_batch_size(batch_size, solver, shuffle, batch_path):
     params = dict(BASE, solver=solver, batch_size=batch_size, shuffle=shuffle, max_iter=5)
     ours, theirs, X, y = _fit_both("MLPClassifier", "multiclass", params)
     assert_same_fit(ours, theirs)
@@ -260,7 +274,7 @@ def test_parity_early_stopping_regressor(solver):
 
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
 @pytest.mark.parametrize("early_stopping", [False, True])
-def test_parity_sample_weight(solver, early_stopping):
+def test_parity_sample_weight(solver, early_stopping, batch_path):
     X, y = _classification(3)
     sample_weight = np.random.RandomState(0).uniform(0.2, 2.0, size=y.shape[0])
     params = dict(BASE, solver=solver, early_stopping=early_stopping, n_iter_no_change=3)
@@ -308,7 +322,7 @@ def test_parity_string_labels():
 @pytest.mark.parametrize(
     "name, data", [("MLPClassifier", "multiclass"), ("MLPRegressor", "regression")]
 )
-def test_parity_float32(name, data, solver):
+def test_parity_float32(name, data, solver, batch_path):
     X, y = DATASETS[data]()
     X = X.astype(np.float32)
     ours, theirs = _pair(name, **dict(BASE, solver=solver, max_iter=8))
@@ -718,3 +732,21 @@ def test_dense_input_trains_in_the_compiled_kernels(solver, monkeypatch):
     monkeypatch.undo()
     sparse = bp.MLPClassifier(**params).fit(sp.csr_matrix(X), y)
     assert_same_fit(sparse, expected, dict(rtol=1e-7, atol=1e-9))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_halves_do_not_depend_on_the_number_of_threads(solver):
+    """Batches split in two halves fit bit-identical models on one thread or two."""
+    X, y = DATASETS["multiclass"]()
+    fitted = []
+    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0)
+    try:
+        for threads in (1, 2):
+            with threadpool_limits(threads, user_api="openmp"):
+                fitted.append(_pair("MLPClassifier", **dict(BASE, solver=solver))[0].fit(X, y))
+    finally:
+        _core.set_thresholds(*previous)
+    one, two = fitted
+    for a, b in zip(one.coefs_ + one.intercepts_, two.coefs_ + two.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert one.loss_curve_ == two.loss_curve_

@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 from tutorial import B1, B2, B3, LR, W11, W12, W21, W22, W31, W32, X1, X2, Y, by_hand
 from twins import HEADS, reference_twin
 
@@ -16,13 +17,22 @@ TOL = {"float64": dict(rtol=1e-12, atol=1e-13), "float32": dict(rtol=1e-5, atol=
 FIT_TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=2e-5)}
 
 
-@pytest.fixture(params=["loops", "blas"])
+# _core.set_thresholds(tiles, blas, narrow blas, halves) for each way of computing a batch
+KERNEL_PATHS = {
+    "loops": (1 << 62, 1 << 62, 1 << 62, 1 << 62),  # every product in plain loops
+    "tiles": (0, 1 << 62, 1 << 62, 1 << 62),  # every product in the register tiles
+    "blas": (0, 0, 0, 1 << 62),  # every product in BLAS gemm
+    "halves": (0, 1 << 62, 1 << 62, 0),  # every batch of 2 rows or more in two halves
+}
+
+
+@pytest.fixture(params=list(KERNEL_PATHS))
 def kernel_path(request, layout):
-    """Run a test with the hand-written small-product loops and with BLAS gemm, each with
+    """Run a test with each kernel path (plain loops, tiles, BLAS, halves), each with
     the weights stored (n_out, n_in) and transposed."""
-    previous = _core.set_blas_min_work(0 if request.param == "blas" else 1 << 62)
+    previous = _core.set_thresholds(*KERNEL_PATHS[request.param])
     yield request.param
-    _core.set_blas_min_work(previous)
+    _core.set_thresholds(*previous)
 
 
 @pytest.fixture(params=["rows", "transposed"])
@@ -235,22 +245,45 @@ def test_learns_xor():
     assert (net.forward(X).argmax(axis=1) == Yt).all()
 
 
-def test_large_layers_use_blas_and_agree_with_loops():
-    """The same step on a layer big enough for gemm, once per path, gives the same weights."""
+def test_kernel_paths_agree_on_large_layers():
+    """The same epochs on layers big enough for every path give the same weights."""
     rng = np.random.default_rng(0)
-    X, Yt = rng.normal(size=(64, 96)), rng.integers(0, 10, size=64)
-    results = []
-    for work in (0, 1 << 62):
-        previous = _core.set_blas_min_work(work)
+    X, Yt = rng.normal(size=(67, 96)), rng.integers(0, 10, size=67)
+    results = {}
+    for path, thresholds in KERNEL_PATHS.items():
+        previous = _core.set_thresholds(*thresholds)
         try:
             net = Network([96, 80, 10], activation="relu", output="softmax",
                           loss="cross_entropy", seed=4)  # fmt: skip
             net.fit(X, Yt, epochs=2, batch_size=16, lr=0.1)
-            results.append(net.weights)
+            results[path] = net.weights
         finally:
-            _core.set_blas_min_work(previous)
+            _core.set_thresholds(*previous)
+    for path, weights in results.items():
+        for a, b in zip(weights, results["loops"]):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=path)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_halves_do_not_depend_on_the_number_of_threads(dtype, momentum):
+    """A batch split in two halves gives bit-identical weights on one thread or two."""
+    rng = np.random.default_rng(1)
+    X, Yt = rng.normal(size=(101, 20)), rng.integers(0, 4, size=101)
+    results = []
+    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0)
+    try:
+        for threads in (1, 2):
+            with threadpool_limits(threads, user_api="openmp"):
+                net = Network([20, 24, 4], activation="tanh", output="softmax",
+                              loss="cross_entropy", dtype=dtype, seed=2)  # fmt: skip
+                net.fit(X, Yt, epochs=3, batch_size=25, lr=0.1, momentum=momentum,
+                        weight_decay=1e-3)  # fmt: skip
+                results.append(net.weights)
+    finally:
+        _core.set_thresholds(*previous)
     for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("shuffle", [False, True])

@@ -10,7 +10,10 @@ Index = NDArray[np.intp]
 ACTIVATIONS: dict[str, int]
 LOSSES: dict[str, int]
 
-def set_blas_min_work(work: int) -> int: ...
+def set_thresholds(
+    tile_min_work: int, blas_min_work: int, narrow_blas_min_work: int, split_min_work: int
+) -> tuple[int, int, int, int]: ...
+def splits(sizes: Index, m: int) -> bool: ...
 def train(
     theta: Float,
     sizes: Index,
@@ -41,6 +44,7 @@ def train(
     nesterov: bool = ...,
     velocity: Float | None = ...,
     grad: Float | None = ...,
+    halves: Float | None = ...,
 ) -> tuple[int, int, int]: ...
 def batch(
     theta: Float,
@@ -59,6 +63,7 @@ def batch(
     deltas: Float,
     wt: bool = ...,
     decay: float = ...,
+    halves: Float | None = ...,
 ) -> float: ...
 def forward(
     theta: Float,
@@ -110,6 +115,7 @@ def sk_epoch(
     y_batch: Float,
     sw_batch: Float,
     check_every: int,
+    halves: Float | None = ...,
 ) -> float: ...
 def sk_loss_grad(
     params: Float,

@@ -35,6 +35,8 @@ from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from cpython.exc cimport PyErr_CheckSignals
+from cython.parallel cimport prange
+from openmp cimport omp_get_max_threads
 
 ctypedef unsigned long long u64
 
@@ -66,6 +68,11 @@ cdef enum:
     LOSS_SK_POISSON = 6
 
 cdef enum:
+    SK_NONE = 0
+    SK_SGD = 1
+    SK_ADAM = 2
+
+cdef enum:
     MODE_LOSS = 0
     MODE_GRADIENTS = 1
     MODE_SGD = 2
@@ -88,20 +95,168 @@ LOSSES = {
     "sk_poisson": LOSS_SK_POISSON,
 }
 
-# Products with fewer multiply-adds than this run in hand loops; larger ones in BLAS,
-# whose per-call overhead (argument checks, packing) only pays off past a few thousand.
-cdef Py_ssize_t BLAS_MIN_WORK = 4096
+# Products are computed one of three ways, chosen by their number of multiply-adds
+# (measured on this kind of machine; see README "Kernel paths"):
+#   fewer than TILE_MIN_WORK: plain loops; a product this small costs less than setting
+#     up a tile (the [2, 2, 1] network of the tutorial lives here);
+#   fewer than BLAS_MIN_WORK: the register-tiled kernel below, on the calling thread;
+#     below this size BLAS spends more on its call, packing and threads than on the work;
+#   the rest: BLAS sgemm/dgemm, with its threads.
+# Narrow products (C less than a tile strip wide, op(B) = B: the output layer of a
+# classifier) go to BLAS from NARROW_BLAS_MIN_WORK: its small-matrix kernels waste no
+# lanes on them, where a tile computes a whole strip.
+cdef Py_ssize_t TILE_MIN_WORK = 512
+cdef Py_ssize_t BLAS_MIN_WORK = 1 << 22
+cdef Py_ssize_t NARROW_BLAS_MIN_WORK = 4096
+# Batches with at least this many multiply-adds (forward) whose products all run on one
+# thread are split in two halves, one per core (see _split_batch).
+cdef Py_ssize_t SPLIT_MIN_WORK = 1 << 20
+# OpenBLAS runs a product of fewer multiply-adds than this on the calling thread alone
+# (its GEMM_MULTITHREAD_THRESHOLD, 4 x 65536).
+cdef Py_ssize_t BLAS_ONE_THREAD_WORK = 1 << 18
 
 
-def set_blas_min_work(Py_ssize_t work):
-    """Set the size (multiply-adds of one product) from which BLAS gemm is used.
+def set_thresholds(Py_ssize_t tile_min_work, Py_ssize_t blas_min_work,
+                   Py_ssize_t narrow_blas_min_work, Py_ssize_t split_min_work):
+    """Set the sizes (multiply-adds) from which products use the tiles, BLAS gemm and,
+    for narrow ones, BLAS gemm, and from which a batch is split in two halves; returns
+    the previous four.
 
-    Returns the previous value. 0 sends every product to BLAS; a huge value none.
+    (0, 0, 0, .) sends every product to BLAS; (0, huge, huge, .) every one to the tiles;
+    (huge, huge, huge, .) every one to the plain loops. (., huge, huge, 0) splits every
+    batch of two rows or more; (., ., ., huge) none.
     """
-    global BLAS_MIN_WORK
-    previous = BLAS_MIN_WORK
-    BLAS_MIN_WORK = work
+    global TILE_MIN_WORK, BLAS_MIN_WORK, NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK
+    previous = TILE_MIN_WORK, BLAS_MIN_WORK, NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK
+    TILE_MIN_WORK, BLAS_MIN_WORK = tile_min_work, blas_min_work
+    NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK = narrow_blas_min_work, split_min_work
     return previous
+
+
+# The tiled kernel is C, because Cython has no way to name a SIMD register: GCC's (and
+# Clang's) vector extensions give one portable source that compiles to the widest
+# vectors -march allows (8 doubles / 16 floats with AVX-512), or to pairs or quadruples
+# of narrower ones. It is written once and instantiated for float and double.
+#
+# C := alpha op(A) op(B) + beta C, row-major, op(A) m x k, op(B) k x n, as _gemm. The
+# columns of C go in strips of NR = 2 vectors and the depth in panels of KC. A strip of
+# B is read where it lies; a strip of B^T, or a last strip narrower than NR, is first
+# copied into an aligned KC x NR buffer on the stack, zero-padded past n. Against it,
+# tiles of MR = 8 rows of op(A) are multiplied with MR x 2 vector accumulators held in
+# registers (16 of AVX-512's 32): per depth step 2 vector loads, 8 broadcasts and 16
+# fused multiply-adds. A strip of at most one vector uses a 1-vector tile. A last
+# partial tile of rows repeats its last row and keeps only the rows that exist.
+# (The classic register-blocked micro-kernel: Goto and van de Geijn, "Anatomy of
+# high-performance matrix multiplication", ACM TOMS 34(3), 2008.)
+cdef extern from *:
+    """
+    #if !defined(__GNUC__)
+    #error "backprop's tiled kernel needs GCC or Clang (vector extensions)"
+    #endif
+    #include <string.h>
+    typedef double bp_vd __attribute__((vector_size(64), aligned(8), may_alias));
+    typedef float bp_vf __attribute__((vector_size(64), aligned(4), may_alias));
+    #define BP_MR 8
+    #define BP_KC 256
+    /* One MR x (NV vectors) tile: C[r, :] := alpha sum_p row[r][p*ap] B[p, :] + keep C[r, :] */
+    #define BP_DEFINE_TILE(NAME, T, V, NV)                                                    \\
+    static inline __attribute__((always_inline)) void NAME(                                   \\
+        Py_ssize_t kc, const T* const* row, Py_ssize_t ap, const T* bp, Py_ssize_t ldb,       \\
+        T alpha, T keep, T* c, Py_ssize_t ldc, Py_ssize_t mr, Py_ssize_t nr)                  \\
+    {                                                                                         \\
+        enum { W = sizeof(V) / sizeof(T) };                                                   \\
+        V acc[BP_MR][NV];                                                                     \\
+        Py_ssize_t p, r, v, j;                                                                \\
+        _Pragma("GCC unroll 8")                                                               \\
+        for (r = 0; r < BP_MR; r++)                                                           \\
+            _Pragma("GCC unroll 4")                                                           \\
+            for (v = 0; v < NV; v++) acc[r][v] = (V){0};                                      \\
+        for (p = 0; p < kc; p++) {                                                            \\
+            V bv[NV];                                                                         \\
+            _Pragma("GCC unroll 4")                                                           \\
+            for (v = 0; v < NV; v++) bv[v] = *(const V*)(bp + p * ldb + v * W);               \\
+            _Pragma("GCC unroll 8")                                                           \\
+            for (r = 0; r < BP_MR; r++) {                                                     \\
+                const T x = row[r][p * ap];                                                   \\
+                _Pragma("GCC unroll 4")                                                       \\
+                for (v = 0; v < NV; v++) acc[r][v] += x * bv[v];                              \\
+            }                                                                                 \\
+        }                                                                                     \\
+        for (r = 0; r < mr; r++) {                                                            \\
+            T* cr = c + r * ldc;                                                              \\
+            if (nr == NV * W) {                                                               \\
+                for (v = 0; v < NV; v++) {                                                    \\
+                    V out = alpha * acc[r][v];                                                \\
+                    if (keep != 0) out += keep * *(V*)(cr + v * W);                           \\
+                    *(V*)(cr + v * W) = out;                                                  \\
+                }                                                                             \\
+            } else {                                                                          \\
+                T t[NV * W];                                                                  \\
+                memcpy(t, acc[r], sizeof t);                                                  \\
+                for (j = 0; j < nr; j++)                                                      \\
+                    cr[j] = keep != 0 ? alpha * t[j] + keep * cr[j] : alpha * t[j];           \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    #define BP_DEFINE_TILE_GEMM(NAME, T, V)                                                   \\
+    BP_DEFINE_TILE(NAME##_tile2, T, V, 2)                                                     \\
+    BP_DEFINE_TILE(NAME##_tile1, T, V, 1)                                                     \\
+    static void NAME(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, T alpha,     \\
+                     const T* a, Py_ssize_t lda, const T* b, Py_ssize_t ldb, T beta, T* c,    \\
+                     Py_ssize_t ldc)                                                          \\
+    {                                                                                         \\
+        enum { W = sizeof(V) / sizeof(T), NR = 2 * W };                                       \\
+        T panel[BP_KC * NR] __attribute__((aligned(64)));                                     \\
+        const Py_ssize_t ai = ta == 'N' ? lda : 1, ap = ta == 'N' ? 1 : lda;                  \\
+        const Py_ssize_t bk = tb == 'N' ? ldb : 1, bj = tb == 'N' ? 1 : ldb;                  \\
+        Py_ssize_t i0, j0, p0, p, r, j, kc, nr, mr, ld;                                       \\
+        const T* row[BP_MR];                                                                  \\
+        const T* bp;                                                                          \\
+        if (k == 0) {                                                                         \\
+            for (i0 = 0; i0 < m; i0++)                                                        \\
+                for (j = 0; j < n; j++)                                                       \\
+                    c[i0 * ldc + j] = beta != 0 ? beta * c[i0 * ldc + j] : (T)0;              \\
+            return;                                                                           \\
+        }                                                                                     \\
+        for (j0 = 0; j0 < n; j0 += NR) {                                                      \\
+            nr = n - j0 < NR ? n - j0 : NR;                                                   \\
+            for (p0 = 0; p0 < k; p0 += BP_KC) {                                               \\
+                kc = k - p0 < BP_KC ? k - p0 : BP_KC;                                         \\
+                if (tb == 'N' && nr == NR) {                                                  \\
+                    bp = b + p0 * ldb + j0;                                                   \\
+                    ld = ldb;                                                                 \\
+                } else {                                                                      \\
+                    const T* bs = b + p0 * bk + j0 * bj;                                      \\
+                    for (p = 0; p < kc; p++)                                                  \\
+                        for (j = 0; j < NR; j++)                                              \\
+                            panel[p * NR + j] = j < nr ? bs[p * bk + j * bj] : (T)0;          \\
+                    bp = panel;                                                               \\
+                    ld = NR;                                                                  \\
+                }                                                                             \\
+                const T keep = p0 == 0 ? beta : (T)1;                                         \\
+                for (i0 = 0; i0 < m; i0 += BP_MR) {                                           \\
+                    mr = m - i0 < BP_MR ? m - i0 : BP_MR;                                     \\
+                    for (r = 0; r < BP_MR; r++)                                               \\
+                        row[r] = a + (i0 + (r < mr ? r : mr - 1)) * ai + p0 * ap;             \\
+                    if (nr <= W)                                                              \\
+                        NAME##_tile1(kc, row, ap, bp, ld, alpha, keep, c + i0 * ldc + j0, ldc, mr, nr); \\
+                    else                                                                      \\
+                        NAME##_tile2(kc, row, ap, bp, ld, alpha, keep, c + i0 * ldc + j0, ldc, mr, nr); \\
+                }                                                                             \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    BP_DEFINE_TILE_GEMM(bp_tile_sgemm, float, bp_vf)
+    BP_DEFINE_TILE_GEMM(bp_tile_dgemm, double, bp_vd)
+    """
+    void _tile_sgemm "bp_tile_sgemm"(char ta, char tb, Py_ssize_t m, Py_ssize_t n,
+                                     Py_ssize_t k, float alpha, const float* a, Py_ssize_t lda,
+                                     const float* b, Py_ssize_t ldb, float beta, float* c,
+                                     Py_ssize_t ldc) noexcept nogil
+    void _tile_dgemm "bp_tile_dgemm"(char ta, char tb, Py_ssize_t m, Py_ssize_t n,
+                                     Py_ssize_t k, double alpha, const double* a,
+                                     Py_ssize_t lda, const double* b, Py_ssize_t ldb,
+                                     double beta, double* c, Py_ssize_t ldc) noexcept nogil
 
 
 # Threads. Large products use BLAS's threads (scipy's OpenBLAS: all cores unless
@@ -260,6 +415,14 @@ cdef inline double _softmax_row(floating* z, Py_ssize_t k, bint lse) noexcept no
 
 # ---------------------------------------------------------------- per layer ---
 
+cdef inline bint _narrow(Py_ssize_t n, char tb, floating dtype) noexcept nogil:
+    """A product whose C is narrower than a tile strip (2 vectors: 16 doubles or 32
+    floats with AVX-512) and op(B) = B: BLAS's small-matrix kernels run it faster than a
+    tile, which leaves most of its lanes idle. Not with op(B) = B^T, which they run slower.
+    """
+    return n < <Py_ssize_t>(128 // sizeof(floating)) and tb == c'N'
+
+
 cdef void _gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                 floating alpha, const floating* a, Py_ssize_t lda,
                 const floating* b, Py_ssize_t ldb,
@@ -274,7 +437,8 @@ cdef void _gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     cdef Py_ssize_t i, j, p
     cdef floating s, aip
     cdef int im, in_, ik, ilda, ildb, ildc
-    if m * n * k >= BLAS_MIN_WORK:
+    cdef Py_ssize_t work = m * n * k
+    if work >= BLAS_MIN_WORK or (_narrow(n, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK):
         im, in_, ik, ilda, ildb, ildc = m, n, k, lda, ldb, ldc
         if floating is float:
             sgemm(&tb, &ta, &in_, &im, &ik, &alpha, <float*>b, &ildb, <float*>a, &ilda,
@@ -282,6 +446,12 @@ cdef void _gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
         else:
             dgemm(&tb, &ta, &in_, &im, &ik, &alpha, <double*>b, &ildb, <double*>a, &ilda,
                   &beta, c, &ildc)
+        return
+    if work >= TILE_MIN_WORK:
+        if floating is float:
+            _tile_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        else:
+            _tile_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     if ta == c'N' and tb == c'T':
         for i in range(m):
@@ -363,8 +533,13 @@ cdef void _dense(const floating* x, const floating* w, const floating* bias, flo
 
 cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labels,
                           const floating* sw, double wsum, floating* delta,
-                          Py_ssize_t m, Py_ssize_t k, int output, int loss) noexcept nogil:
+                          Py_ssize_t m, Py_ssize_t m_norm, Py_ssize_t k, int output,
+                          int loss) noexcept nogil:
     """A := out(Z) in place, delta := dL/dZ; returns L, the mean loss of the batch.
+
+    Z holds m rows of a batch of m_norm (m_norm = m but for half a batch, see
+    ``_split_batch``): means are taken over m_norm rows, so the halves' L and delta add up
+    to the whole batch's.
 
     mse:                  L = sum (a - y)^2 / (m k);  dL/da = 2 (a - y) / (m k)
     cross_entropy:        L = sum_i (lse(z_i) - sum_j y_ij z_ij) / m;  dL/dz = (p - y) / m
@@ -425,9 +600,9 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
             return total / (2 * wsum * k)
         return total / wsum
     if loss == LOSS_CROSS_ENTROPY:
-        scale = <floating>1 / m
+        scale = <floating>1 / m_norm
     else:
-        scale = <floating>1 / (m * k)
+        scale = <floating>1 / (m_norm * k)
     for i in range(m):
         zr = z + i * k
         dr = delta + i * k
@@ -476,8 +651,8 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
                 for j in range(k):
                     dr[j] = zr[j] * (dr[j] - dot)
     if loss == LOSS_CROSS_ENTROPY:
-        return total / m
-    return total / (m * k)
+        return total / m_norm
+    return total / (m_norm * k)
 
 
 cdef void _hidden_delta(const floating* delta, const floating* w, const floating* a_prev,
@@ -544,10 +719,11 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
                    int hidden, int output, int loss,
                    const floating* x, const floating* y, const Py_ssize_t* labels,
                    const floating* sw, double wsum,
-                   Py_ssize_t m, floating* acts, floating* delta0, floating* delta1,
-                   floating eta, floating decay, int mode,
+                   Py_ssize_t m, Py_ssize_t m_norm, floating* acts, floating* delta0,
+                   floating* delta1, floating eta, floating decay, int mode,
                    double drop, u64* rng, floating* factors) noexcept nogil:
-    """The forward pass, the loss and the backward pass of one mini-batch of m rows.
+    """The forward pass, the loss and the backward pass of one mini-batch of m rows
+    (of m_norm: see ``_output_delta``).
 
     mode MODE_LOSS:      A_l := act(A_{l-1} W_l^T + b_l) for every layer; returns L
     mode MODE_GRADIENTS: also grad := dL/dtheta (the flat layout of theta)
@@ -581,7 +757,7 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
         a_prev = a_out
         a_off += m * n_out
     value = _output_delta(acts + a_off - m * sizes[n_layers], y, labels, sw, wsum, d, m,
-                          sizes[n_layers], output, loss)
+                          m_norm, sizes[n_layers], output, loss)
     if mode == MODE_LOSS or (mode == MODE_SGD and not isfinite(value)):
         return value
     if mode == MODE_SGD:
@@ -603,6 +779,115 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
         swap = d
         d = d_prev
         d_prev = swap
+    return value
+
+
+cdef bint _splits(const Py_ssize_t* sizes, Py_ssize_t n_layers, Py_ssize_t m) noexcept nogil:
+    """Whether a batch of m rows is trained as two halves (see ``_split_batch``)."""
+    cdef Py_ssize_t l, h = (m + 1) // 2, work = 0, product
+    if m < 2:
+        return False
+    for l in range(n_layers):
+        product = h * sizes[l] * sizes[l + 1]
+        # No half may call a BLAS product that BLAS would thread: its threads share the
+        # cores instead. Narrow products (a dimension under a strip) may go to BLAS.
+        if product >= BLAS_MIN_WORK or (
+                product >= BLAS_ONE_THREAD_WORK and min(sizes[l], sizes[l + 1]) < 32):
+            return False
+        work += m * sizes[l] * sizes[l + 1]
+    return work >= SPLIT_MIN_WORK
+
+
+cdef double _half_batch(int t, floating* theta, floating* grad, const Py_ssize_t* sizes,
+                        const Py_ssize_t* offsets, Py_ssize_t n_layers, bint wt,
+                        int hidden, int output, int loss,
+                        const floating* x, const floating* y, const Py_ssize_t* labels,
+                        const floating* sw, double wsum, Py_ssize_t m,
+                        floating* acts, floating* delta0, floating* delta1) noexcept nogil:
+    """``_batch`` in gradient mode on half t (0 or 1) of a batch of m rows: rows
+    [0, h) or [h, m) with h = ceil(m / 2), each half in its own part of the workspaces."""
+    cdef Py_ssize_t h = (m + 1) // 2, l, width = 0, widest = 0
+    cdef Py_ssize_t r0 = 0 if t == 0 else h, rows = h if t == 0 else m - h
+    cdef Py_ssize_t n_in = sizes[0], k = sizes[n_layers]
+    for l in range(n_layers):
+        width += sizes[l + 1]
+        widest = max(widest, sizes[l + 1])
+    if y != NULL:
+        y = y + r0 * k
+    if labels != NULL:
+        labels = labels + r0
+    if sw != NULL:
+        sw = sw + r0
+    return _batch(theta, grad, sizes, offsets, n_layers, wt, hidden, output, loss,
+                  x + r0 * n_in, y, labels, sw, wsum, rows, m, acts + t * h * width,
+                  delta0 + t * h * widest,
+                  delta1 + t * h * widest, 0, 0, MODE_GRADIENTS, 0, NULL, NULL)
+
+
+cdef double _split_batch(floating* theta, floating* grad, floating* halves,
+                         const Py_ssize_t* sizes, const Py_ssize_t* offsets,
+                         Py_ssize_t n_layers, bint wt, int hidden, int output, int loss,
+                         const floating* x, const floating* y, const Py_ssize_t* labels,
+                         const floating* sw, double wsum, Py_ssize_t m,
+                         floating* acts, floating* delta0, floating* delta1,
+                         floating eta, floating decay, int mode,
+                         double drop, u64* rng, floating* factors,
+                         bint* was_split) noexcept nogil:
+    """``_batch`` (mode MODE_GRADIENTS or MODE_SGD) on both cores, for mid-size layers.
+
+    Products too small for BLAS's threads to pay off (see ``_splits``) leave the second
+    core idle. Such a batch is cut into two halves of rows instead, each run through
+    the forward and backward pass on its own (on two threads when OpenMP allows two and
+    no other kernel call is running, else one after the other):
+        L = L_1 + L_2,  g = g_1 + g_2  (each half's mean taken over all m rows)
+    then grad := g, or W := W - eta (g_W + decay W), b := b - eta g_b as ``_batch``.
+    The halves, and so the result, do not depend on the number of threads.
+    ``halves`` holds two gradients (2 n_params; n_params in MODE_GRADIENTS); NULL,
+    dropout or a batch that ``_splits`` rejects runs ``_batch`` as it is. The workspaces
+    hold m + 1 rows. With ``was_split`` (MODE_GRADIENTS), g_1 is left in ``halves`` and
+    g_2 in ``grad`` for the caller to add, and *was_split says whether the batch was split.
+    """
+    cdef Py_ssize_t n_params = offsets[2 * n_layers - 1] + sizes[n_layers]
+    cdef Py_ssize_t l, i, w_end
+    cdef floating* g0
+    cdef floating* g1
+    cdef double values[2]
+    cdef double value
+    cdef int t
+    cdef floating keep = 1 - eta * decay
+    if was_split != NULL:
+        was_split[0] = False
+    if halves == NULL or factors != NULL or not _splits(sizes, n_layers, m):
+        return _batch(theta, grad, sizes, offsets, n_layers, wt, hidden, output, loss, x, y,
+                      labels, sw, wsum, m, m, acts, delta0, delta1, eta, decay, mode, drop,
+                      rng, factors)
+    if mode == MODE_GRADIENTS:
+        g0, g1 = grad, halves
+    else:
+        g0, g1 = halves, halves + n_params
+    if _running <= 1 and omp_get_max_threads() >= 2:
+        for t in prange(2, num_threads=2, schedule="static", chunksize=1):
+            values[t] = _half_batch(t, theta, g0 if t == 0 else g1, sizes, offsets, n_layers,
+                                    wt, hidden, output, loss, x, y, labels, sw, wsum, m, acts,
+                                    delta0, delta1)
+    else:
+        for t in range(2):
+            values[t] = _half_batch(t, theta, g0 if t == 0 else g1, sizes, offsets, n_layers,
+                                    wt, hidden, output, loss, x, y, labels, sw, wsum, m, acts,
+                                    delta0, delta1)
+    value = values[0] + values[1]
+    if was_split != NULL:
+        was_split[0] = True
+    elif mode == MODE_GRADIENTS:
+        for i in range(n_params):
+            grad[i] = g0[i] + g1[i]
+    elif isfinite(value):
+        for l in range(n_layers):
+            w_end = offsets[2 * l] + sizes[l] * sizes[l + 1]
+            for i in range(offsets[2 * l], w_end):
+                theta[i] = keep * theta[i] - eta * (g0[i] + g1[i])
+            for i in range(offsets[2 * l + 1], offsets[2 * l + 1] + sizes[l + 1]):
+                theta[i] = theta[i] - eta * (g0[i] + g1[i])
     return value
 
 
@@ -647,7 +932,8 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
           floating[:, ::1] x_batch, floating[:, ::1] y_batch, Py_ssize_t[::1] label_batch,
           Py_ssize_t check_every, bint wt=False, floating decay=0, double dropout=0,
           u64[::1] rng_state=None, floating[::1] factors=None, floating momentum=0,
-          bint nesterov=False, floating[::1] velocity=None, floating[::1] grad=None):
+          bint nesterov=False, floating[::1] velocity=None, floating[::1] grad=None,
+          floating[::1] halves=None):
     """Run ``epochs`` epochs of mini-batch gradient descent; theta is updated in place.
 
     For every epoch e and batch B (consecutive runs of ``batch_size`` entries of
@@ -659,7 +945,9 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
     as PyTorch's: g := dL_B/dtheta (+ decay W for weights) into ``grad``,
     v := momentum v + g, theta := theta - eta (g + momentum v if nesterov else v).
     Rows of a shuffled batch are gathered into ``x_batch``/``y_batch``/``label_batch``;
-    unshuffled batches are read in place. Pending signals (Ctrl-C) are checked every
+    unshuffled batches are read in place. With ``halves`` (2 n_params), mid-size batches
+    run as two halves on two cores (``_split_batch``); ``acts`` and ``deltas`` then hold
+    batch_size + 1 rows. Pending signals (Ctrl-C) are checked every
     ``check_every`` batches, with the GIL taken only for that moment. ``wt``: the
     weights are stored transposed (see ``_dense``).
 
@@ -683,8 +971,11 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
     cdef floating* fac = NULL
     cdef bint heavy = velocity is not None
     cdef floating* g = NULL
+    cdef floating* hv = NULL
     if heavy:
         g = &grad[0]
+    if halves is not None:
+        hv = &halves[0]
     if dropout > 0:
         rng = &rng_state[0]
         fac = &factors[0]
@@ -719,10 +1010,12 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
                             lb = &labels[start]
                         else:
                             yb = &Y[start, 0]
-                    value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, wt,
-                                   hidden, output, loss, xb, yb, lb, NULL, m, m, &acts[0],
-                                   &deltas[0], &deltas[deltas.shape[0] // 2], eta, decay,
-                                   MODE_GRADIENTS if heavy else MODE_SGD, dropout, rng, fac)
+                    value = _split_batch(&theta[0], g, hv, &sizes[0], &offsets[0],
+                                         n_layers, wt, hidden, output, loss, xb, yb, lb, NULL,
+                                         m, m, &acts[0], &deltas[0],
+                                         &deltas[deltas.shape[0] // 2], eta, decay,
+                                         MODE_GRADIENTS if heavy else MODE_SGD, dropout, rng,
+                                         fac, NULL)
                     if not isfinite(value):
                         status = 1
                         stop_epoch, stop_batch = e, b
@@ -751,14 +1044,16 @@ def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
           const Py_ssize_t[::1] offsets, int hidden, int output, int loss,
           const floating[:, ::1] X, const floating[:, ::1] Y, const Py_ssize_t[::1] labels,
           floating eta, int mode, floating[::1] acts, floating[::1] deltas, bint wt=False,
-          floating decay=0):
+          floating decay=0, floating[::1] halves=None):
     """One whole-batch pass: returns L; mode 0 loss only, 1 grad := dL/dtheta,
-    2 W := W - eta (dL/dW + decay W), b := b - eta dL/db. ``acts`` then holds every
-    layer's activations."""
+    2 W := W - eta (dL/dW + decay W), b := b - eta dL/db. With ``halves`` (modes 1 and
+    2) a mid-size batch runs as two halves, as in ``train``, whose steps it then repeats
+    exactly; ``acts`` and ``deltas`` then hold m + 1 rows."""
     cdef Py_ssize_t m = X.shape[0], n_layers = sizes.shape[0] - 1
     cdef const floating* yb = NULL
     cdef const Py_ssize_t* lb = NULL
     cdef floating* g = NULL
+    cdef floating* hv = NULL
     cdef double value
     if labels.shape[0] > 0:
         lb = &labels[0]
@@ -766,13 +1061,15 @@ def batch(floating[::1] theta, floating[::1] grad, const Py_ssize_t[::1] sizes,
         yb = &Y[0, 0]
     if grad.shape[0] > 0:
         g = &grad[0]
+    if halves is not None and mode != MODE_LOSS:
+        hv = &halves[0]
     _calls_enter()
     try:
         with nogil:
-            value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, wt, hidden, output,
-                           loss, &X[0, 0], yb, lb, NULL, m, m, &acts[0], &deltas[0],
-                           &deltas[deltas.shape[0] // 2], eta, decay, mode, 0, NULL,
-                           NULL)
+            value = _split_batch(&theta[0], g, hv, &sizes[0], &offsets[0], n_layers, wt,
+                                 hidden, output, loss, &X[0, 0], yb, lb, NULL, m, m,
+                                 &acts[0], &deltas[0], &deltas[deltas.shape[0] // 2], eta,
+                                 decay, mode, 0, NULL, NULL, NULL)
     finally:
         _calls_exit()
     return value
@@ -859,6 +1156,7 @@ def output_delta(floating[:, ::1] Z, const floating[:, ::1] Y, const Py_ssize_t[
         yb = &Y[0, 0]
     with nogil:
         value = _output_delta(&Z[0, 0], yb, lb, NULL, Z.shape[0], &delta[0, 0], Z.shape[0],
+                              Z.shape[0],
                               Z.shape[1], output, loss)
     return value
 
@@ -883,25 +1181,83 @@ def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev
 # scikit-learn's MLP: one epoch of its stochastic solvers, and its L-BFGS objective.
 # Weights are stored transposed (n_in, n_out) and packed as scikit-learn packs them.
 
-cdef double _sk_regularise(const floating* params, floating* grad, const Py_ssize_t* sizes,
-                           const Py_ssize_t* offsets, Py_ssize_t n_layers, floating alpha,
-                           floating wsum) noexcept nogil:
-    """grad_W := (grad_W + alpha W) / wsum, grad_b := grad_b / wsum; returns sum ||W||^2."""
-    cdef Py_ssize_t l, i, n
-    cdef const floating* w
-    cdef floating* g
+cdef double _sk_step(Py_ssize_t lo, Py_ssize_t hi, floating* params, floating* grad,
+                     const floating* other, floating* moment1, floating* moment2,
+                     const Py_ssize_t* sizes, const Py_ssize_t* offsets, Py_ssize_t n_layers,
+                     floating alpha, floating wsum, int solver, floating lr, floating mu,
+                     bint nesterov, floating b1, floating b2, floating c1, floating c2,
+                     floating eps, double t_lr) noexcept nogil:
+    """Parameters lo .. hi - 1 of one step of scikit-learn's solvers; returns sum W^2 there.
+
+    g := grad (+ other, the second half's gradient, when not NULL), then
+    g_W := (g_W + alpha W) / wsum, g_b := g_b / wsum, left in grad, and the step
+    (SK_NONE: none; SK_SGD, SK_ADAM: as ``sk_epoch``, with c1 = 1 - b1, c2 = 1 - b2
+    rounded from float64) on params, moment1, moment2.
+    """
+    cdef Py_ssize_t l, i, first, end
+    cdef int part_b
+    cdef floating g, v, den
     cdef double sq = 0
+    cdef double part[8]
+    for i in range(8):
+        part[i] = 0
     for l in range(n_layers):
-        n = sizes[l] * sizes[l + 1]
-        w = params + offsets[2 * l]
-        g = grad + offsets[2 * l]
-        for i in range(n):
-            sq += w[i] * w[i]
-            g[i] = (g[i] + alpha * w[i]) / wsum
-        g = grad + offsets[2 * l + 1]
-        for i in range(sizes[l + 1]):
-            g[i] = g[i] / wsum
+        for part_b in range(2):  # the weights, then the biases (not always adjacent)
+            first = max(lo, offsets[2 * l + part_b])
+            end = min(hi, offsets[2 * l + part_b] + (sizes[l + 1] if part_b else
+                                                      sizes[l] * sizes[l + 1]))
+            if part_b == 0:
+                # sum W^2 in eight running sums, so that the loop vectorises
+                for i in range(first, end):
+                    part[i % 8] += params[i] * params[i]
+            for i in range(first, end):
+                g = grad[i] if other == NULL else grad[i] + other[i]
+                if part_b == 0:
+                    g = (g + alpha * params[i]) / wsum
+                else:
+                    g = g / wsum
+                grad[i] = g
+                if solver == SK_ADAM:
+                    moment1[i] = b1 * moment1[i] + c1 * g
+                    moment2[i] = b2 * moment2[i] + c2 * (g * g)
+                    # sqrt(v) + eps in the dtype, the step in float64, rounded once when
+                    # added: as scikit-learn forms them
+                    den = <floating>sqrt(<double>moment2[i]) + eps
+                    params[i] = <floating>(params[i] + -t_lr * moment1[i] / <double>den)
+                elif solver == SK_SGD:
+                    v = mu * moment1[i] - lr * g
+                    moment1[i] = v
+                    if nesterov:
+                        v = mu * v - lr * g
+                    params[i] = params[i] + v
+    for i in range(8):
+        sq += part[i]
     return sq
+
+
+cdef double _sk_steps(floating* params, floating* grad, const floating* other,
+                      floating* moment1, floating* moment2, const Py_ssize_t* sizes,
+                      const Py_ssize_t* offsets, Py_ssize_t n_layers, floating alpha,
+                      floating wsum, int solver, floating lr, floating mu, bint nesterov,
+                      floating b1, floating b2, floating c1, floating c2, floating eps,
+                      double t_lr, bint parallel) noexcept nogil:
+    """``_sk_step`` on all parameters, in two fixed halves (on two threads if
+    ``parallel`` and OpenMP allows two): sum W^2 = half 1's + half 2's either way."""
+    cdef Py_ssize_t n_params = offsets[2 * n_layers - 1] + sizes[n_layers]
+    cdef Py_ssize_t h = n_params // 2
+    cdef double sq[2]
+    cdef int t
+    if parallel and _running <= 1 and omp_get_max_threads() >= 2:
+        for t in prange(2, num_threads=2, schedule="static", chunksize=1):
+            sq[t] = _sk_step(0 if t == 0 else h, h if t == 0 else n_params, params, grad,
+                             other, moment1, moment2, sizes, offsets, n_layers, alpha, wsum,
+                             solver, lr, mu, nesterov, b1, b2, c1, c2, eps, t_lr)
+    else:
+        for t in range(2):
+            sq[t] = _sk_step(0 if t == 0 else h, h if t == 0 else n_params, params, grad,
+                             other, moment1, moment2, sizes, offsets, n_layers, alpha, wsum,
+                             solver, lr, mu, nesterov, b1, b2, c1, c2, eps, t_lr)
+    return sq[0] + sq[1]
 
 
 def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
@@ -913,7 +1269,7 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
              double momentum, bint nesterov, double beta_1, double beta_2, double epsilon,
              Py_ssize_t step, floating[::1] acts, floating[::1] deltas,
              floating[:, ::1] x_batch, floating[:, ::1] y_batch, floating[::1] sw_batch,
-             Py_ssize_t check_every):
+             Py_ssize_t check_every, floating[::1] halves=None):
     """One epoch of scikit-learn's stochastic solvers; returns sum_B |B| L_B.
 
     For each batch B (runs of ``batch_size`` entries of ``order``):
@@ -924,17 +1280,21 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
                                           * m / (sqrt(v) + epsilon)
     moment1 holds v (sgd) or m (adam), moment2 Adam's v. Hyper-parameters are rounded
     to the parameters' dtype before use, as NumPy does with Python scalars.
-    ``grad`` is left holding the last batch's gradient.
+    ``grad`` is left holding the last batch's gradient. ``halves`` as in ``train``.
     """
     cdef Py_ssize_t n = order.shape[0], n_layers = sizes.shape[0] - 1
     cdef Py_ssize_t n_in = X.shape[1], k = sizes[n_layers], n_params = params.shape[0]
     cdef Py_ssize_t start = 0, m, i, row, b = 0
     cdef bint weighted = sample_weight.shape[0] > 0
     cdef floating a = alpha, lr = learning_rate, mu = momentum
-    cdef floating b1 = beta_1, b2 = beta_2, eps = epsilon, wsum, v, den
+    cdef floating b1 = beta_1, b2 = beta_2, eps = epsilon, wsum
     cdef floating c1 = 1 - beta_1, c2 = 1 - beta_2
     cdef const floating* swb = NULL
-    cdef double value, total = 0, t, t_lr
+    cdef floating* hv = NULL
+    cdef bint split = False
+    cdef double value, total = 0, t, t_lr, sq
+    if halves is not None:
+        hv = &halves[0]
     _calls_enter()
     try:
         with nogil:
@@ -951,30 +1311,22 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
                         sw_batch[i] = sample_weight[order[start + i]]
                         wsum = wsum + sw_batch[i]
                     swb = &sw_batch[0]
-                value = _batch(&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
-                               hidden, output, loss, &x_batch[0, 0], &y_batch[0, 0], NULL,
-                               swb, wsum, m, &acts[0], &deltas[0], &deltas[deltas.shape[0] // 2],
-                               0, 0, MODE_GRADIENTS, 0, NULL, NULL)
-                value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0],
-                                                      &offsets[0], n_layers, a, wsum) / wsum
-                total += value * m
+                value = _split_batch(&params[0], &grad[0], hv, &sizes[0], &offsets[0],
+                                     n_layers, True, hidden, output, loss, &x_batch[0, 0],
+                                     &y_batch[0, 0], NULL, swb, wsum, m, &acts[0], &deltas[0],
+                                     &deltas[deltas.shape[0] // 2], 0, 0, MODE_GRADIENTS, 0,
+                                     NULL, NULL, &split)
+                t_lr = 0
                 if adam:
                     t = step + b + 1
                     t_lr = learning_rate * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
-                    for i in range(n_params):
-                        moment1[i] = b1 * moment1[i] + c1 * grad[i]
-                        moment2[i] = b2 * moment2[i] + c2 * (grad[i] * grad[i])
-                        # sqrt(v) + eps in the dtype, the step in float64, rounded once
-                        # when added: as scikit-learn forms them
-                        den = <floating>sqrt(<double>moment2[i]) + eps
-                        params[i] = <floating>(params[i] + -t_lr * moment1[i] / <double>den)
-                else:
-                    for i in range(n_params):
-                        v = mu * moment1[i] - lr * grad[i]
-                        moment1[i] = v
-                        if nesterov:
-                            v = mu * v - lr * grad[i]
-                        params[i] = params[i] + v
+                # a split batch has both threads awake: they share the step as well
+                sq = _sk_steps(&params[0], &grad[0], hv if split else NULL, &moment1[0],
+                               &moment2[0], &sizes[0], &offsets[0], n_layers, a, wsum,
+                               SK_ADAM if adam else SK_SGD, lr, mu, nesterov, b1, b2, c1, c2,
+                               eps, t_lr, split)
+                value += 0.5 * alpha * sq / wsum
+                total += value * m
                 b += 1
                 start += m
                 if b % check_every == 0:
@@ -1007,14 +1359,23 @@ def sk_loss_grad(const floating[::1] params, floating[::1] grad, const Py_ssize_
     try:
         with nogil:
             value = _batch(<floating*>&params[0], &grad[0], &sizes[0], &offsets[0], n_layers, True,
-                           hidden, output, loss, &X[0, 0], &Y[0, 0], NULL, sw, wsum, m, &acts[0],
-                           &deltas[0], &deltas[deltas.shape[0] // 2], 0, 0, MODE_GRADIENTS,
-                           0, NULL, NULL)
-            value += 0.5 * alpha * _sk_regularise(&params[0], &grad[0], &sizes[0], &offsets[0],
-                                                  n_layers, <floating>alpha, wsum) / wsum
+                           hidden, output, loss, &X[0, 0], &Y[0, 0], NULL, sw, wsum, m, m,
+                           &acts[0], &deltas[0], &deltas[deltas.shape[0] // 2], 0, 0,
+                           MODE_GRADIENTS, 0, NULL, NULL)
+            value += 0.5 * alpha * _sk_steps(<floating*>&params[0], &grad[0], NULL, NULL, NULL,
+                                             &sizes[0],
+                                             &offsets[0], n_layers, <floating>alpha, wsum,
+                                             SK_NONE, 0, 0, False, 0, 0, 0, 0, 0, 0,
+                                             False) / wsum
     finally:
         _calls_exit()
     return value
+
+
+def splits(const Py_ssize_t[::1] sizes, Py_ssize_t m):
+    """Whether ``train`` and ``sk_epoch`` run a batch of m rows as two halves (given
+    ``halves``): its products are mid-size (see ``_split_batch``)."""
+    return _splits(&sizes[0], sizes.shape[0] - 1, m)
 
 
 def all_finite(const floating[::1] values):

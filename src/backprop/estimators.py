@@ -58,7 +58,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
@@ -122,10 +122,23 @@ def _workspace_size(layer_units: Sequence[int], rows: int, *, gather: bool) -> i
     ``_run_epoch`` needs and ``_loss_grad`` (which reads X in place) does not.
     """
     units = list(layer_units)
-    size = 2 * rows * sum(units[1:]) + rows * max(units[1:]) + 2 * _n_params(units)
+    size = _body_size(units, rows)
     if gather:
         size += rows * (units[0] + units[-1] + 1)
     return size
+
+
+def _body_size(units: list, rows: int) -> int:
+    """Length of ``work`` before the gathered batch: room for either path's buffers.
+
+    The NumPy path (``_carve``) takes activations, deltas, a temporary and two parameter
+    vectors; the compiled one (``_core_workspace``) activations and deltas of rows + 1
+    and one parameter vector, for the two halves of a batch (``_core.sk_epoch``).
+    """
+    widths, n_params = units[1:], _n_params(units)
+    numpy_path = 2 * rows * sum(widths) + rows * max(widths) + 2 * n_params
+    compiled = (rows + 1) * (sum(widths) + 2 * max(widths)) + n_params
+    return max(numpy_path, compiled)
 
 
 @dataclass
@@ -163,6 +176,7 @@ def _carve(work: np.ndarray, layer_units: Sequence[int], rows: int, gather: bool
         denom=take(n_params),
     )
     if gather:
+        pos = _body_size(units, rows)
         scratch.x = take(rows * units[0]).reshape(rows, units[0])
         scratch.y = take(rows * units[-1]).reshape(rows, units[-1])
         scratch.sample_weight = take(rows)
@@ -475,15 +489,17 @@ def _core_codes(activation: str, out_activation: str, loss: str):
 def _core_workspace(work: np.ndarray, layer_units: Sequence[int], rows: int, gather: bool):
     """The compiled kernels' buffers, carved from ``work`` (see ``_workspace_size``)."""
     units = list(layer_units)
-    n_acts, n_deltas = rows * sum(units[1:]), 2 * rows * max(units[1:])
+    n_acts, n_deltas = (rows + 1) * sum(units[1:]), 2 * (rows + 1) * max(units[1:])
     acts, deltas = work[:n_acts], work[n_acts : n_acts + n_deltas]
     if not gather:
         return acts, deltas
-    pos = 2 * rows * sum(units[1:]) + rows * max(units[1:]) + 2 * _n_params(units)
+    halves = work[n_acts + n_deltas : n_acts + n_deltas + _n_params(units)]
+    pos = _body_size(units, rows)
     x = work[pos : pos + rows * units[0]].reshape(rows, units[0])
     pos += rows * units[0]
     y = work[pos : pos + rows * units[-1]].reshape(rows, units[-1])
-    return acts, deltas, x, y, work[pos + rows * units[-1] : pos + rows * units[-1] + rows]
+    sw = work[pos + rows * units[-1] : pos + rows * units[-1] + rows]
+    return acts, deltas, x, y, sw, halves
 
 
 def _dense_inputs(X, Y, sample_weight, dtype):
@@ -517,7 +533,9 @@ def _run_epoch(params, grad, moment1, moment2, work, X, Y, sample_weight, order,
         )  # fmt: skip
     X, Y, sw = dense
     sizes, offsets = _core_layout(layer_units)
-    acts, deltas, x_batch, y_batch, sw_batch = _core_workspace(work, layer_units, batch_size, True)
+    acts, deltas, x_batch, y_batch, sw_batch, halves = _core_workspace(
+        work, layer_units, batch_size, True
+    )
     if moment2.size == 0:
         moment2 = moment1
     work_per_batch = batch_size * sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
@@ -528,6 +546,7 @@ def _run_epoch(params, grad, moment1, moment2, work, X, Y, sample_weight, order,
         solver == "adam", learning_rate, momentum, bool(nesterov), beta_1, beta_2, epsilon,
         step, acts, deltas, x_batch, y_batch, sw_batch,
         max(1, _SIGNAL_CHECK_WORK // max(1, work_per_batch)),
+        halves if _core.splits(sizes, batch_size) else None,
     )  # fmt: skip
 
 
@@ -973,7 +992,11 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         try:
             for _ in range(self.max_iter):
                 if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    # sklearn.utils.shuffle(sample_idx, random_state=...) without its
+                    # input checks: the same draws, the same order
+                    permutation = np.arange(n_samples)
+                    self._random_state.shuffle(permutation)
+                    sample_idx = sample_idx[permutation]
                 accumulated_loss = _run_epoch(
                     self._params,
                     grad,

@@ -483,9 +483,13 @@ class Network:
         rows, labels = self._check_Y(Y, X.shape[0], single)
         if X.shape[0] > _MAX_DIM:
             raise ValueError(f"X has {X.shape[0]} samples; one batch takes at most {_MAX_DIM}")
-        acts, deltas = self._workspace(X.shape[0])
+        acts, deltas = self._workspace(X.shape[0] + 1)
         if grad is None:
             grad = np.empty(0, dtype=self._dtype)
+        # as in fit: a mid-size batch runs as two halves, so a step is fit's step exactly
+        halves = None
+        if mode > 0 and _core.splits(self._sizes, X.shape[0]):
+            halves = np.empty(2 * self._theta.size, dtype=self._dtype)
         guard = self._guard.writing() if mode == 2 else self._guard.reading()
         with guard:
             if mode == 2:
@@ -506,6 +510,7 @@ class Network:
                 deltas,
                 self._wt,
                 weight_decay,
+                halves,
             )
             if mode == 2 and not (math.isfinite(value) and np.isfinite(self._theta).all()):
                 self._theta[...] = before
@@ -622,7 +627,7 @@ class Network:
         if epochs == 0:
             return []
         losses = np.full(epochs, np.nan)
-        acts, deltas = self._workspace(m)
+        acts, deltas = self._workspace(m + 1)  # + 1: room for two halves of an odd batch
         k = self.sizes[-1]
         x_batch = np.empty((m if shuffle else 0, self.sizes[0]), dtype=self._dtype)
         y_batch = np.empty((m if shuffle and labels.size == 0 else 0, k), dtype=self._dtype)
@@ -637,8 +642,11 @@ class Network:
         factors = np.empty_like(acts) if dropout else np.empty(0, dtype=self._dtype)
         velocity = np.zeros_like(self._theta) if momentum else None
         grad = np.empty_like(self._theta) if momentum else None
+        # the two halves' gradients of a batch run on both cores
+        split = not dropout and _core.splits(self._sizes, m)
+        halves = np.empty(2 * self._theta.size, dtype=self._dtype) if split else None
         options = (check_every, self._wt, weight_decay, dropout, rng_state, factors, momentum,
-                   bool(nesterov), velocity, grad)  # fmt: skip
+                   bool(nesterov), velocity, grad, halves)  # fmt: skip
 
         def train(order, count, epoch_losses, data=(X, rows, labels)):
             return _core.train(
