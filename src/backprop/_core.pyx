@@ -205,7 +205,8 @@ cdef extern from *:
     #define BP_DEFINE_TILE_GEMM(NAME, T, V)                                                   \\
     BP_DEFINE_TILE(NAME##_tile2, T, V, 2)                                                     \\
     BP_DEFINE_TILE(NAME##_tile1, T, V, 1)                                                     \\
-    static void NAME(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, T alpha,     \\
+    __attribute__((noinline)) static void NAME(char ta, char tb, Py_ssize_t m, Py_ssize_t n,   \\
+                     Py_ssize_t k, T alpha,                                                \\
                      const T* a, Py_ssize_t lda, const T* b, Py_ssize_t ldb, T beta, T* c,    \\
                      Py_ssize_t ldc)                                                          \\
     {                                                                                         \\
@@ -1014,12 +1015,19 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
                             lb = &labels[start]
                         else:
                             yb = &Y[start, 0]
-                    value = _split_batch(&theta[0], g, hv, &sizes[0], &offsets[0],
-                                         n_layers, wt, hidden, output, loss, xb, yb, lb, NULL,
-                                         m, m, &acts[0], &deltas[0],
-                                         &deltas[deltas.shape[0] // 2], eta, decay,
-                                         MODE_GRADIENTS if heavy else MODE_SGD, dropout, rng,
-                                         fac, NULL)
+                    if hv == NULL:  # the common case, without the halves' call in between
+                        value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, wt,
+                                       hidden, output, loss, xb, yb, lb, NULL, m, m, m,
+                                       &acts[0], &deltas[0], &deltas[deltas.shape[0] // 2],
+                                       eta, decay, MODE_GRADIENTS if heavy else MODE_SGD,
+                                       dropout, rng, fac)
+                    else:
+                        value = _split_batch(&theta[0], g, hv, &sizes[0], &offsets[0],
+                                             n_layers, wt, hidden, output, loss, xb, yb, lb,
+                                             NULL, m, m, &acts[0], &deltas[0],
+                                             &deltas[deltas.shape[0] // 2], eta, decay,
+                                             MODE_GRADIENTS if heavy else MODE_SGD, dropout,
+                                             rng, fac, NULL)
                     if not isfinite(value):
                         status = 1
                         stop_epoch, stop_batch = e, b
