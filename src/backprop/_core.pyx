@@ -8,12 +8,14 @@ Three levels, each calling only the one below it:
    ``_softmax_row``): ``cdef inline ... noexcept nogil``, written once for
    ``cython.floating`` so float32 and float64 share one source.
 2. Per-layer kernels on raw row-major pointers: ``_gemm`` (row-major
-   C := alpha op(A) op(B) + beta C; hand loops for small products, BLAS
-   ``sgemm``/``dgemm`` from ``scipy.linalg.cython_blas`` for large ones),
+   C := alpha op(A) op(B) + beta C; hand loops for tiny products, a register-tiled C
+   kernel for mid-size ones, BLAS ``sgemm``/``dgemm`` from ``scipy.linalg.cython_blas``
+   for large ones),
    ``_bias_act`` (Z := act(Z + b)), ``_output_delta``, ``_hidden_delta`` and
    ``_backward`` (gradients, or the gradient-descent update fused into the
    gradient product). ``_batch`` chains them: the forward pass, the loss and the
-   backward pass of one mini-batch.
+   backward pass of one mini-batch; ``_split_batch`` runs a batch as two halves of
+   rows on two cores (off by default).
 3. Python-callable entry points: ``train`` (every epoch and batch of ``fit`` in one
    call, without the GIL), ``batch`` (loss / gradients / one step on a whole batch),
    ``forward`` (inference in chunks), and thin per-layer wrappers (``dense``,
@@ -434,7 +436,8 @@ cdef void _gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                 floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
     """C := alpha op(A) op(B) + beta C for row-major matrices; C is m x n.
 
-    Only the three forms backpropagation needs are hand-written:
+    Paths by size (see TILE_MIN_WORK). Only the three forms backpropagation needs are
+    hand-written in the loops:
     (N, T) Z = X W^T, (N, N) D W, (T, N) D^T A. BLAS is column-major, so a
     row-major product C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T,
     which is the same call with A and B swapped.
