@@ -861,7 +861,7 @@ cdef double _split_batch(floating* theta, floating* grad, floating* halves,
     cdef floating* g1
     cdef double values[2]
     cdef double value
-    cdef int t
+    cdef int t, threads
     cdef floating keep = 1 - eta * decay
     if was_split != NULL:
         was_split[0] = False
@@ -873,16 +873,11 @@ cdef double _split_batch(floating* theta, floating* grad, floating* halves,
         g0, g1 = grad, halves
     else:
         g0, g1 = halves, halves + n_params
-    if _running <= 1 and omp_get_max_threads() >= 2:
-        for t in prange(2, num_threads=2, schedule="static", chunksize=1):
-            values[t] = _half_batch(t, theta, g0 if t == 0 else g1, sizes, offsets, n_layers,
-                                    wt, hidden, output, loss, x, y, labels, sw, wsum, m, acts,
-                                    delta0, delta1)
-    else:
-        for t in range(2):
-            values[t] = _half_batch(t, theta, g0 if t == 0 else g1, sizes, offsets, n_layers,
-                                    wt, hidden, output, loss, x, y, labels, sw, wsum, m, acts,
-                                    delta0, delta1)
+    threads = 2 if _running <= 1 and omp_get_max_threads() >= 2 else 1
+    for t in prange(2, num_threads=threads, schedule="static", chunksize=1):
+        values[t] = _half_batch(t, theta, g0 if t == 0 else g1, sizes, offsets, n_layers,
+                                wt, hidden, output, loss, x, y, labels, sw, wsum, m, acts,
+                                delta0, delta1)
     value = values[0] + values[1]
     if was_split != NULL:
         was_split[0] = True
@@ -1261,17 +1256,12 @@ cdef double _sk_steps(floating* params, floating* grad, const floating* other,
     cdef Py_ssize_t n_params = offsets[2 * n_layers - 1] + sizes[n_layers]
     cdef Py_ssize_t h = n_params // 2
     cdef double sq[2]
-    cdef int t
-    if parallel and _running <= 1 and omp_get_max_threads() >= 2:
-        for t in prange(2, num_threads=2, schedule="static", chunksize=1):
-            sq[t] = _sk_step(0 if t == 0 else h, h if t == 0 else n_params, params, grad,
-                             other, moment1, moment2, sizes, offsets, n_layers, alpha, wsum,
-                             solver, lr, mu, nesterov, b1, b2, c1, c2, eps, t_lr)
-    else:
-        for t in range(2):
-            sq[t] = _sk_step(0 if t == 0 else h, h if t == 0 else n_params, params, grad,
-                             other, moment1, moment2, sizes, offsets, n_layers, alpha, wsum,
-                             solver, lr, mu, nesterov, b1, b2, c1, c2, eps, t_lr)
+    cdef int t, threads
+    threads = 2 if parallel and _running <= 1 and omp_get_max_threads() >= 2 else 1
+    for t in prange(2, num_threads=threads, schedule="static", chunksize=1):
+        sq[t] = _sk_step(0 if t == 0 else h, h if t == 0 else n_params, params, grad,
+                         other, moment1, moment2, sizes, offsets, n_layers, alpha, wsum,
+                         solver, lr, mu, nesterov, b1, b2, c1, c2, eps, t_lr)
     return sq[0] + sq[1]
 
 

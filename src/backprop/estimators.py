@@ -137,8 +137,12 @@ def _body_size(units: list, rows: int) -> int:
     """
     widths, n_params = units[1:], _n_params(units)
     numpy_path = 2 * rows * sum(widths) + rows * max(widths) + 2 * n_params
-    compiled = (rows + 1) * (sum(widths) + 2 * max(widths)) + n_params
-    return max(numpy_path, compiled)
+    return max(numpy_path, sum(_core_sizes(units, rows)))
+
+
+def _core_sizes(units: list, rows: int) -> tuple[int, int, int]:
+    """Lengths of the compiled path's activations, deltas and second-half gradient."""
+    return (rows + 1) * sum(units[1:]), 2 * (rows + 1) * max(units[1:]), _n_params(units)
 
 
 @dataclass
@@ -489,11 +493,11 @@ def _core_codes(activation: str, out_activation: str, loss: str):
 def _core_workspace(work: np.ndarray, layer_units: Sequence[int], rows: int, gather: bool):
     """The compiled kernels' buffers, carved from ``work`` (see ``_workspace_size``)."""
     units = list(layer_units)
-    n_acts, n_deltas = (rows + 1) * sum(units[1:]), 2 * (rows + 1) * max(units[1:])
+    n_acts, n_deltas, n_halves = _core_sizes(units, rows)
     acts, deltas = work[:n_acts], work[n_acts : n_acts + n_deltas]
     if not gather:
         return acts, deltas
-    halves = work[n_acts + n_deltas : n_acts + n_deltas + _n_params(units)]
+    halves = work[n_acts + n_deltas : n_acts + n_deltas + n_halves]
     pos = _body_size(units, rows)
     x = work[pos : pos + rows * units[0]].reshape(rows, units[0])
     pos += rows * units[0]

@@ -446,11 +446,17 @@ class Network:
                 raise ValueError(f"{name} rows are class probabilities and must sum to 1")
         return rows, no_labels
 
-    def _workspace(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    def _workspace(self, rows: int, split: bool):
+        """Buffers for batches of up to ``rows``: activations and deltas, with room for
+        rows + 1 (an odd batch's two halves), and, if ``split`` and such a batch runs as
+        two halves (``_core.splits``), the halves' two gradients (else None)."""
         widths = self.sizes[1:]
-        acts = np.empty(rows * sum(widths), dtype=self._dtype)
-        deltas = np.empty(2 * rows * max(widths), dtype=self._dtype)
-        return acts, deltas
+        acts = np.empty((rows + 1) * sum(widths), dtype=self._dtype)
+        deltas = np.empty(2 * (rows + 1) * max(widths), dtype=self._dtype)
+        halves = None
+        if split and _core.splits(self._sizes, rows):
+            halves = np.empty(2 * self._theta.size, dtype=self._dtype)
+        return acts, deltas, halves
 
     # ----------------------------------------------------------- computation ---
 
@@ -483,13 +489,10 @@ class Network:
         rows, labels = self._check_Y(Y, X.shape[0], single)
         if X.shape[0] > _MAX_DIM:
             raise ValueError(f"X has {X.shape[0]} samples; one batch takes at most {_MAX_DIM}")
-        acts, deltas = self._workspace(X.shape[0] + 1)
+        # as in fit: a mid-size batch may run as two halves, so a step is fit's step exactly
+        acts, deltas, halves = self._workspace(X.shape[0], split=mode > 0)
         if grad is None:
             grad = np.empty(0, dtype=self._dtype)
-        # as in fit: a mid-size batch runs as two halves, so a step is fit's step exactly
-        halves = None
-        if mode > 0 and _core.splits(self._sizes, X.shape[0]):
-            halves = np.empty(2 * self._theta.size, dtype=self._dtype)
         guard = self._guard.writing() if mode == 2 else self._guard.reading()
         with guard:
             if mode == 2:
@@ -627,7 +630,7 @@ class Network:
         if epochs == 0:
             return []
         losses = np.full(epochs, np.nan)
-        acts, deltas = self._workspace(m + 1)  # + 1: room for two halves of an odd batch
+        acts, deltas, halves = self._workspace(m, split=not dropout)
         k = self.sizes[-1]
         x_batch = np.empty((m if shuffle else 0, self.sizes[0]), dtype=self._dtype)
         y_batch = np.empty((m if shuffle and labels.size == 0 else 0, k), dtype=self._dtype)
@@ -642,9 +645,6 @@ class Network:
         factors = np.empty_like(acts) if dropout else np.empty(0, dtype=self._dtype)
         velocity = np.zeros_like(self._theta) if momentum else None
         grad = np.empty_like(self._theta) if momentum else None
-        # the two halves' gradients of a batch run on both cores
-        split = not dropout and _core.splits(self._sizes, m)
-        halves = np.empty(2 * self._theta.size, dtype=self._dtype) if split else None
         options = (check_every, self._wt, weight_decay, dropout, rng_state, factors, momentum,
                    bool(nesterov), velocity, grad, halves)  # fmt: skip
 
