@@ -1,4 +1,5 @@
-"""Bad arguments raise ValueError or TypeError naming the argument, before any kernel runs."""
+"""Bad arguments raise ValueError or TypeError naming the argument, before any kernel runs
+(``fit`` finds a non-finite X in its training loop, and then leaves the network as it was)."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from backprop import Network
+from backprop import Network, _core
 
 
 def ce_net(**kw):
@@ -65,6 +66,40 @@ def test_bad_X(X, match):
 def test_non_numeric_X_is_a_type_error(X):
     with pytest.raises(TypeError, match="X must hold real numbers"):
         ce_net(seed=0).forward(X)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("row", [0, 57, 199])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("halves", [False, True])
+def test_fit_finds_a_bad_row_anywhere_and_keeps_the_weights(value, row, shuffle, momentum,
+                                                            halves):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 3))
+    X[row, 1] = value
+    y = rng.integers(0, 3, size=200)
+    net = ce_net(seed=0)
+    weights = [w.copy() for w in net.weights] + [b.copy() for b in net.biases]
+    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0) if halves else None
+    try:
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            net.fit(X, y, epochs=3, batch_size=16, shuffle=shuffle, seed=0, momentum=momentum)
+    finally:
+        if previous is not None:
+            _core.set_thresholds(*previous)
+    after = [w for w in net.weights] + [b for b in net.biases]
+    assert all(np.array_equal(a, b) for a, b in zip(after, weights))
+
+
+def test_fit_with_float32_overflow_in_a_late_row_keeps_the_weights():
+    net = Network([1, 1], dtype="float32", seed=0)
+    weights = net.weights[0].copy()
+    X = np.ones((100, 1))
+    X[90] = 1e300
+    with pytest.raises(ValueError, match="X has values too large for float32"):
+        net.fit(X, np.ones((100, 1)), batch_size=10)
+    assert np.array_equal(net.weights[0], weights)
 
 
 def test_float32_overflow_in_X():

@@ -45,6 +45,7 @@ def train(
     velocity: Float | None = ...,
     grad: Float | None = ...,
     halves: Float | None = ...,
+    check_input: bool = ...,
 ) -> tuple[int, int, int]: ...
 def batch(
     theta: Float,

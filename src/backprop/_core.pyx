@@ -971,7 +971,7 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
           Py_ssize_t check_every, bint wt=False, floating decay=0, double dropout=0,
           u64[::1] rng_state=None, floating[::1] factors=None, floating momentum=0,
           bint nesterov=False, floating[::1] velocity=None, floating[::1] grad=None,
-          floating[::1] halves=None):
+          floating[::1] halves=None, bint check_input=False):
     """Run ``epochs`` epochs of mini-batch gradient descent; theta is updated in place.
 
     For every epoch e and batch B (consecutive runs of ``batch_size`` entries of
@@ -993,6 +993,10 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
     training before its update and returns (epoch, batch, 1); theta is then what the
     previous step left, which is not finite if that step overflowed. A full run that
     leaves theta not finite (its last step overflowed) returns (epochs, 0, 2).
+    With ``check_input``, the first epoch checks each batch's rows of X just before
+    they are used (they are in cache then, so the check is nearly free; the first epoch
+    visits every row): a row with NaN or infinity stops training before that batch and
+    returns (0, batch, 3).
     """
     cdef Py_ssize_t n = X.shape[0], n_layers = sizes.shape[0] - 1
     cdef Py_ssize_t n_in = X.shape[1], k = sizes[n_layers]
@@ -1048,6 +1052,10 @@ def train(floating[::1] theta, const Py_ssize_t[::1] sizes, const Py_ssize_t[::1
                             lb = &labels[start]
                         else:
                             yb = &Y[start, 0]
+                    if check_input and e == 0 and not _all_finite(xb, m * n_in):
+                        status = 3
+                        stop_epoch, stop_batch = e, b
+                        break
                     if hv == NULL:  # the common case, without the halves' call in between
                         value = _batch(&theta[0], g, &sizes[0], &offsets[0], n_layers, wt,
                                        hidden, output, loss, xb, yb, lb, NULL, m, m, m,

@@ -173,15 +173,16 @@ def _as_real_array(value, name: str) -> np.ndarray:
     return arr
 
 
-def _to_float(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+def _to_float(arr: np.ndarray, name: str, dtype: np.dtype, finite: bool = True) -> np.ndarray:
     """arr as a C-contiguous, native-order array of ``dtype`` with only finite values.
 
     Copies only when the layout or dtype asks for it; the finiteness check is one
     compiled pass over the result, with no temporary array the size of the data.
+    ``finite=False`` leaves that check to the caller (``fit`` makes it in the kernel).
     """
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    if not _core.all_finite(out.reshape(-1)):
+    if finite and not _core.all_finite(out.reshape(-1)):
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinity")
         raise ValueError(f"{name} has values too large for {dtype.name}")
@@ -386,7 +387,7 @@ class Network:
 
     # ---------------------------------------------------------------- checks ---
 
-    def _check_X(self, X, name: str = "X") -> tuple[np.ndarray, bool]:
+    def _check_X(self, X, name: str = "X", finite: bool = True) -> tuple[np.ndarray, bool]:
         arr = _as_real_array(X, name)
         single = arr.ndim == 1
         if single:
@@ -402,7 +403,7 @@ class Network:
             raise ValueError(
                 f"{name} has {arr.shape[1]} features, but the network expects {self.sizes[0]}"
             )
-        return _to_float(arr, name, self._dtype), single
+        return _to_float(arr, name, self._dtype, finite), single
 
     def _check_Y(self, Y, n: int, single: bool, name: str = "Y"):
         """Targets as (dense rows (n, k), integer labels (n,)); the unused one is empty."""
@@ -607,7 +608,9 @@ class Network:
         RuntimeWarning with the same message and returns the losses of the epochs
         completed before it.
         """
-        X, single = self._check_X(X)
+        given = X
+        # X's values are checked by the first epoch's batches as they are used (status 3)
+        X, single = self._check_X(X, finite=False)
         rows, labels = self._check_Y(Y, X.shape[0], single)
         epochs = _check_int(epochs, "epochs", 0, _MAX_BYTES // 8)  # one float64 loss each
         batch_size = _check_int(batch_size, "batch_size", 1)
@@ -628,6 +631,7 @@ class Network:
         if m > _MAX_DIM:
             raise ValueError(f"batch_size must be <= {_MAX_DIM}; got {batch_size}")
         if epochs == 0:
+            self._check_X(given)
             return []
         losses = np.full(epochs, np.nan)
         acts, deltas, halves = self._workspace(m, split=not dropout)
@@ -648,10 +652,10 @@ class Network:
         options = (check_every, self._wt, weight_decay, dropout, rng_state, factors, momentum,
                    bool(nesterov), velocity, grad, halves)  # fmt: skip
 
-        def train(order, count, epoch_losses, data=(X, rows, labels)):
+        def train(order, count, epoch_losses, data=(X, rows, labels), check_input=False):
             return _core.train(
                 self._theta, self._sizes, self._offsets, *self._codes, *data, order, m, count,
-                lr, epoch_losses, *buffers, *options
+                lr, epoch_losses, *buffers, *options, check_input
             )  # fmt: skip
 
         count = 1 if shuffle else epochs  # epochs per call: one per permutation
@@ -668,7 +672,13 @@ class Network:
                 rng_start[...] = rng_state
                 if velocity is not None:
                     velocity_start[...] = velocity
-                epoch, batch, status = train(order, count, losses[first : first + count])
+                epoch, batch, status = train(
+                    order, count, losses[first : first + count], check_input=first == 0
+                )
+                if status == 3:  # a row of X is not finite: undo the call, say which error
+                    self._theta[...] = start
+                    self._check_X(given)  # raises, naming the problem
+                    raise ValueError("X contains NaN or infinity")  # X changed meanwhile
                 if status == 1 and _core.all_finite(self._theta):
                     # the kernel stopped before the bad batch's step: nothing to undo
                     epoch, what = epoch + first, "the loss is"
