@@ -245,6 +245,23 @@ def test_learns_xor():
     assert (net.forward(X).argmax(axis=1) == Yt).all()
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scale", [0.01, 50.0])
+def test_cross_entropy_of_many_wide_rows_matches_log_sum_exp(dtype, scale):
+    """The loss takes one logarithm of many rows' softmax sums (renormalised before the
+    product overflows: 300 rows of 1,000 classes go far past 1e308)."""
+    rng = np.random.default_rng(3)
+    net = Network([5, 1000], output="softmax", loss="cross_entropy", dtype=dtype, seed=0)
+    net.weights[0][...] = rng.normal(size=(1000, 5)) * scale
+    X = rng.normal(size=(300, 5)).astype(dtype)
+    Yt = rng.integers(0, 1000, size=300)
+    Z = X.astype(np.float64) @ net.weights[0].T.astype(np.float64) + net.biases[0]
+    zmax = Z.max(axis=1)
+    lse = zmax + np.log(np.exp(Z - zmax[:, None]).sum(axis=1))
+    expected = np.mean(lse - Z[np.arange(300), Yt])
+    np.testing.assert_allclose(net.loss(X, Yt), expected, rtol=1e-12 if dtype == "float64" else 1e-5)
+
+
 def test_kernel_paths_agree_on_large_layers():
     """The same epochs on layers big enough for every path give the same weights."""
     rng = np.random.default_rng(0)

@@ -433,11 +433,12 @@ cdef inline floating _act_prime(floating a, int act) noexcept nogil:
     return 1
 
 
-cdef inline double _softmax_row(floating* z, Py_ssize_t k, bint lse) noexcept nogil:
-    """z := exp(z - max z) / sum_j exp(z_j - max z), in place.
+cdef inline double _softmax_row(floating* z, Py_ssize_t k, double* total) noexcept nogil:
+    """z := exp(z - max z) / sum_j exp(z_j - max z), in place; returns max z.
 
-    Returns lse(z) = max z + log sum_j exp(z_j - max z) when ``lse`` (the log-sum-exp
-    trick: no exponential overflows), from the same exponentials; else 0.
+    With ``total`` (not NULL), total := total * sum_j exp(z_j - max z), so that a caller
+    can take lse(z) = max z + log sum_j exp(z_j - max z) (the log-sum-exp trick: no
+    exponential overflows) for many rows with one logarithm of the product.
     """
     cdef Py_ssize_t j
     cdef floating zmax = z[0]
@@ -452,7 +453,9 @@ cdef inline double _softmax_row(floating* z, Py_ssize_t k, bint lse) noexcept no
     inv = 1 / s  # one division per row, not k
     for j in range(k):
         z[j] = z[j] * inv
-    return zmax + log(s) if lse else 0
+    if total != NULL:
+        total[0] *= s
+    return zmax
 
 
 # ---------------------------------------------------------------- per layer ---
@@ -539,7 +542,7 @@ cdef void _bias_act(floating* z, const floating* bias, Py_ssize_t m, Py_ssize_t 
         if act == ACT_SOFTMAX:
             for j in range(n):
                 row[j] = row[j] + bias[j]
-            _softmax_row(row, n, False)
+            _softmax_row(row, n, NULL)
         elif act == ACT_SIGMOID:
             for j in range(n):
                 row[j] = _sigmoid(row[j] + bias[j])
@@ -606,7 +609,7 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
     cdef floating* dr
     cdef const floating* yr = NULL
     cdef floating a, g, yv, zv, scale, dot, w, eps, q
-    cdef double total = 0, yz, row_total
+    cdef double total = 0, yz, row_total, sums = 1
     if loss >= LOSS_SK_SQUARED:
         # Terms in float64 whatever the dtype; probabilities clipped to [eps, 1 - eps]
         # in their own dtype first: both as scikit-learn does.
@@ -617,7 +620,7 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
             yr = y + i * k
             w = sw[i] if sw != NULL else 1
             if output == ACT_SOFTMAX:
-                _softmax_row(zr, k, False)
+                _softmax_row(zr, k, NULL)
             else:
                 for j in range(k):
                     zr[j] = _act(zr[j], output)
@@ -659,7 +662,12 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
                 for j in range(k):
                     yz += yr[j] * zr[j]
                 total -= yz
-            total += _softmax_row(zr, k, True)
+            # sum_i lse(z_i) = sum_i max z_i + log prod_i s_i, each s_i in [1, k]; the
+            # product's logarithm is taken before it could overflow
+            total += _softmax_row(zr, k, &sums)
+            if sums > 1e280:
+                total += log(sums)
+                sums = 1
             for j in range(k):
                 dr[j] = zr[j] * scale
             if labels != NULL:
@@ -677,7 +685,7 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
                 dr[j] = (a - yv) * scale
         else:
             if output == ACT_SOFTMAX:
-                _softmax_row(zr, k, False)
+                _softmax_row(zr, k, NULL)
             for j in range(k):
                 if output == ACT_SIGMOID:
                     zr[j] = _sigmoid(zr[j])
@@ -694,7 +702,7 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
                 for j in range(k):
                     dr[j] = zr[j] * (dr[j] - dot)
     if loss == LOSS_CROSS_ENTROPY:
-        return total / m_norm
+        return (total + log(sums)) / m_norm
     return total / (m_norm * k)
 
 
@@ -1182,7 +1190,7 @@ def activate(const floating[:, ::1] Z, floating[:, ::1] A, int act):
             if act == ACT_SOFTMAX:
                 for j in range(n):
                     A[i, j] = Z[i, j]
-                _softmax_row(&A[i, 0], n, False)
+                _softmax_row(&A[i, 0], n, NULL)
             else:
                 for j in range(n):
                     A[i, j] = _act(Z[i, j], act)
