@@ -1242,22 +1242,78 @@ def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev
 # scikit-learn's MLP: one epoch of its stochastic solvers, and its L-BFGS objective.
 # Weights are stored transposed (n_in, n_out) and packed as scikit-learn packs them.
 
+cdef struct _SkSolver:
+    # scikit-learn's solver settings for one step (float64; rounded to the parameters'
+    # dtype where used, as NumPy does with Python scalars)
+    int solver  # SK_NONE, SK_SGD or SK_ADAM
+    bint nesterov
+    double alpha, lr, mu, b1, b2, eps
+    double t_lr  # Adam's lr sqrt(1 - b2^t) / (1 - b1^t), the step size in float64
+
+
+cdef double _sk_update(floating* params, floating* grad, floating* moment1,
+                       floating* moment2, Py_ssize_t n, bint weights, floating wsum,
+                       const _SkSolver* s) noexcept nogil:
+    """One step of scikit-learn's solvers on n contiguous parameters, all weights or all
+    biases; returns sum W^2 over them (before the step; 0 for biases).
+
+    g_W := (g_W + alpha W) / wsum, g_b := g_b / wsum, left in grad, then
+    (SK_NONE: no step)
+    SK_SGD:  v := mu v - lr g;  params += v  (Nesterov: mu v - lr g)
+    SK_ADAM: m := b1 m + (1 - b1) g;  v := b2 v + (1 - b2) g^2;
+             params += -t_lr m / (sqrt(v) + eps)
+    with moment1 holding v (sgd) or m (adam), moment2 Adam's v.
+    """
+    cdef Py_ssize_t i
+    cdef floating g, v, den
+    cdef floating alpha = <floating>s.alpha, lr = <floating>s.lr, mu = <floating>s.mu
+    cdef floating b1 = <floating>s.b1, b2 = <floating>s.b2, eps = <floating>s.eps
+    cdef floating c1 = <floating>(1 - s.b1), c2 = <floating>(1 - s.b2)
+    cdef double sq = 0
+    # one branch-free loop per case, so that each vectorises
+    if weights:
+        sq = _sum_squares(params, n)
+        for i in range(n):
+            grad[i] = (grad[i] + alpha * params[i]) / wsum
+    else:
+        for i in range(n):
+            grad[i] = grad[i] / wsum
+    if s.solver == SK_ADAM:
+        for i in range(n):
+            g = grad[i]
+            moment1[i] = b1 * moment1[i] + c1 * g
+            moment2[i] = b2 * moment2[i] + c2 * (g * g)
+            # sqrt(v) + eps in the dtype, the step in float64, rounded once when added:
+            # as scikit-learn forms them
+            den = <floating>sqrt(<double>moment2[i]) + eps
+            params[i] = <floating>(params[i] + -s.t_lr * moment1[i] / <double>den)
+    elif s.solver == SK_SGD and s.nesterov:
+        for i in range(n):
+            v = mu * moment1[i] - lr * grad[i]
+            moment1[i] = v
+            params[i] = params[i] + (mu * v - lr * grad[i])
+    elif s.solver == SK_SGD:
+        for i in range(n):
+            v = mu * moment1[i] - lr * grad[i]
+            moment1[i] = v
+            params[i] = params[i] + v
+    return sq
+
+
+cdef inline double _adam_lr(double lr, double beta_1, double beta_2, double t) noexcept nogil:
+    """Adam's step size at step t (from 1): lr sqrt(1 - beta_2^t) / (1 - beta_1^t)."""
+    return lr * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+
+
 cdef double _sk_step(Py_ssize_t lo, Py_ssize_t hi, floating* params, floating* grad,
                      const floating* other, floating* moment1, floating* moment2,
                      const Py_ssize_t* sizes, const Py_ssize_t* offsets, Py_ssize_t n_layers,
-                     floating alpha, floating wsum, int solver, floating lr, floating mu,
-                     bint nesterov, floating b1, floating b2, floating c1, floating c2,
-                     floating eps, double t_lr) noexcept nogil:
-    """Parameters lo .. hi - 1 of one step of scikit-learn's solvers; returns sum W^2 there.
-
-    g := grad (+ other, the second half's gradient, when not NULL), then
-    g_W := (g_W + alpha W) / wsum, g_b := g_b / wsum, left in grad, and the step
-    (SK_NONE: none; SK_SGD, SK_ADAM: as ``sk_epoch``, with c1 = 1 - b1, c2 = 1 - b2
-    rounded from float64) on params, moment1, moment2.
-    """
+                     floating wsum, const _SkSolver* s) noexcept nogil:
+    """``_sk_update`` on parameters lo .. hi - 1 (any mix of layers' weights and biases)
+    after g := grad + other (the second half's gradient) when other is not NULL;
+    returns sum W^2 there."""
     cdef Py_ssize_t l, i, first, end
     cdef int part_b
-    cdef floating g, v, den
     cdef double sq = 0
     for l in range(n_layers):
         for part_b in range(2):  # the weights, then the biases (not always adjacent)
@@ -1266,45 +1322,18 @@ cdef double _sk_step(Py_ssize_t lo, Py_ssize_t hi, floating* params, floating* g
                                                       sizes[l] * sizes[l + 1]))
             if first >= end:
                 continue
-            # one branch-free loop per case, so that each vectorises
             if other != NULL:
                 for i in range(first, end):
                     grad[i] = grad[i] + other[i]
-            if part_b == 0:
-                sq += _sum_squares(&params[first], end - first)
-                for i in range(first, end):
-                    grad[i] = (grad[i] + alpha * params[i]) / wsum
-            else:
-                for i in range(first, end):
-                    grad[i] = grad[i] / wsum
-            if solver == SK_ADAM:
-                for i in range(first, end):
-                    g = grad[i]
-                    moment1[i] = b1 * moment1[i] + c1 * g
-                    moment2[i] = b2 * moment2[i] + c2 * (g * g)
-                    # sqrt(v) + eps in the dtype, the step in float64, rounded once when
-                    # added: as scikit-learn forms them
-                    den = <floating>sqrt(<double>moment2[i]) + eps
-                    params[i] = <floating>(params[i] + -t_lr * moment1[i] / <double>den)
-            elif solver == SK_SGD and nesterov:
-                for i in range(first, end):
-                    v = mu * moment1[i] - lr * grad[i]
-                    moment1[i] = v
-                    params[i] = params[i] + (mu * v - lr * grad[i])
-            elif solver == SK_SGD:
-                for i in range(first, end):
-                    v = mu * moment1[i] - lr * grad[i]
-                    moment1[i] = v
-                    params[i] = params[i] + v
+            sq += _sk_update(&params[first], &grad[first], &moment1[first], &moment2[first],
+                             end - first, part_b == 0, wsum, s)
     return sq
 
 
 cdef double _sk_steps(floating* params, floating* grad, const floating* other,
                       floating* moment1, floating* moment2, const Py_ssize_t* sizes,
-                      const Py_ssize_t* offsets, Py_ssize_t n_layers, floating alpha,
-                      floating wsum, int solver, floating lr, floating mu, bint nesterov,
-                      floating b1, floating b2, floating c1, floating c2, floating eps,
-                      double t_lr, bint parallel) noexcept nogil:
+                      const Py_ssize_t* offsets, Py_ssize_t n_layers, floating wsum,
+                      const _SkSolver* s, bint parallel) noexcept nogil:
     """``_sk_step`` on all parameters, in two fixed halves (on two threads if
     ``parallel`` and OpenMP allows two): sum W^2 = half 1's + half 2's either way."""
     cdef Py_ssize_t n_params = offsets[2 * n_layers - 1] + sizes[n_layers]
@@ -1314,8 +1343,7 @@ cdef double _sk_steps(floating* params, floating* grad, const floating* other,
     threads = 2 if parallel and _running <= 1 and omp_get_max_threads() >= 2 else 1
     for t in prange(2, num_threads=threads, schedule="static", chunksize=1):
         sq[t] = _sk_step(0 if t == 0 else h, h if t == 0 else n_params, params, grad,
-                         other, moment1, moment2, sizes, offsets, n_layers, alpha, wsum,
-                         solver, lr, mu, nesterov, b1, b2, c1, c2, eps, t_lr)
+                         other, moment1, moment2, sizes, offsets, n_layers, wsum, s)
     return sq[0] + sq[1]
 
 
@@ -1345,13 +1373,16 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
     cdef Py_ssize_t n_in = X.shape[1], k = sizes[n_layers], n_params = params.shape[0]
     cdef Py_ssize_t start = 0, m, i, row, b = 0
     cdef bint weighted = sample_weight.shape[0] > 0
-    cdef floating a = alpha, lr = learning_rate, mu = momentum
-    cdef floating b1 = beta_1, b2 = beta_2, eps = epsilon, wsum
-    cdef floating c1 = 1 - beta_1, c2 = 1 - beta_2
+    cdef floating wsum
+    cdef _SkSolver solver
     cdef const floating* swb = NULL
     cdef floating* hv = NULL
     cdef bint split = False
     cdef double value, total = 0, t, t_lr, sq
+    solver.solver = SK_ADAM if adam else SK_SGD
+    solver.nesterov = nesterov
+    solver.alpha, solver.lr, solver.mu = alpha, learning_rate, momentum
+    solver.b1, solver.b2, solver.eps, solver.t_lr = beta_1, beta_2, epsilon, 0
     if halves is not None:
         hv = &halves[0]
     _calls_enter()
@@ -1375,15 +1406,12 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
                                      &y_batch[0, 0], NULL, swb, wsum, m, &acts[0], &deltas[0],
                                      &deltas[deltas.shape[0] // 2], 0, 0, MODE_GRADIENTS, 0,
                                      NULL, NULL, &split)
-                t_lr = 0
                 if adam:
-                    t = step + b + 1
-                    t_lr = learning_rate * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+                    solver.t_lr = _adam_lr(learning_rate, beta_1, beta_2, step + b + 1)
                 # a split batch has both threads awake: they share the step as well
                 sq = _sk_steps(&params[0], &grad[0], hv if split else NULL, &moment1[0],
-                               &moment2[0], &sizes[0], &offsets[0], n_layers, a, wsum,
-                               SK_ADAM if adam else SK_SGD, lr, mu, nesterov, b1, b2, c1, c2,
-                               eps, t_lr, split)
+                               &moment2[0], &sizes[0], &offsets[0], n_layers, wsum, &solver,
+                               split)
                 value += 0.5 * alpha * sq / wsum
                 total += value * m
                 b += 1
@@ -1409,6 +1437,9 @@ def sk_loss_grad(const floating[::1] params, floating[::1] grad, const Py_ssize_
     cdef const floating* sw = NULL
     cdef floating wsum = m
     cdef double value
+    cdef _SkSolver solver
+    solver.solver, solver.nesterov, solver.alpha = SK_NONE, False, alpha
+    solver.lr = solver.mu = solver.b1 = solver.b2 = solver.eps = solver.t_lr = 0
     if sample_weight.shape[0] > 0:
         sw = &sample_weight[0]
         wsum = 0
@@ -1421,10 +1452,10 @@ def sk_loss_grad(const floating[::1] params, floating[::1] grad, const Py_ssize_
                            hidden, output, loss, &X[0, 0], &Y[0, 0], NULL, sw, wsum, m, m,
                            &acts[0], &deltas[0], &deltas[deltas.shape[0] // 2], 0, 0,
                            MODE_GRADIENTS, 0, NULL, NULL)
-            value += 0.5 * alpha * _sk_steps(<floating*>&params[0], &grad[0], NULL, NULL, NULL,
-                                             &sizes[0],
-                                             &offsets[0], n_layers, <floating>alpha, wsum,
-                                             SK_NONE, 0, 0, False, 0, 0, 0, 0, 0, 0,
+            # SK_NONE: the moments are not touched (params stands in for them)
+            value += 0.5 * alpha * _sk_steps(<floating*>&params[0], &grad[0], NULL,
+                                             <floating*>&params[0], <floating*>&params[0],
+                                             &sizes[0], &offsets[0], n_layers, wsum, &solver,
                                              False) / wsum
     finally:
         _calls_exit()
