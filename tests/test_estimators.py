@@ -284,6 +284,42 @@ def test_parity_sample_weight(solver, early_stopping, batch_path):
     assert_same_fit(ours, theirs)
 
 
+# One hidden layer of 32 units or more: on two cores its units are cut in two
+# (``_core._units_epoch``); 40 units cut 16 + 24, 100 units 48 + 52.
+@pytest.mark.parametrize("units", [40, 100])
+@pytest.mark.parametrize(
+    "name, data, activation, solver, extra",
+    [
+        ("MLPClassifier", "multiclass", "relu", "sgd", {}),
+        ("MLPClassifier", "multiclass", "tanh", "sgd", dict(nesterovs_momentum=False)),
+        ("MLPClassifier", "multiclass", "logistic", "adam", {}),
+        ("MLPClassifier", "binary", "relu", "adam", dict(batch_size=7)),
+        ("MLPClassifier", "multilabel", "tanh", "sgd", dict(alpha=0.1)),
+        ("MLPRegressor", "multioutput", "relu", "adam", dict(batch_size=33)),
+        ("MLPRegressor", "poisson", "tanh", "sgd", dict(loss="poisson", momentum=0)),
+    ],
+)
+def test_parity_one_hidden_layer(units, name, data, activation, solver, extra, batch_path):
+    params = dict(BASE, hidden_layer_sizes=(units,), activation=activation, solver=solver,
+                  max_iter=8, **extra)  # fmt: skip
+    if extra.get("loss") == "poisson":
+        params["learning_rate_init"] = 0.001
+    ours, theirs, X, y = _fit_both(name, data, params)
+    assert_same_fit(ours, theirs)
+    assert_same_predictions(ours, theirs, X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_parity_one_hidden_layer_weighted(solver, dtype, batch_path):
+    X, y = _classification(3)
+    sample_weight = np.random.RandomState(0).uniform(0.2, 2.0, size=y.shape[0])
+    params = dict(BASE, hidden_layer_sizes=(64,), solver=solver, max_iter=6)
+    ours = bp.MLPClassifier(**params, dtype=dtype).fit(X, y, sample_weight=sample_weight)
+    theirs = sk.MLPClassifier(**params).fit(X.astype(dtype), y, sample_weight=sample_weight)
+    assert_same_fit(ours, theirs, F64 if dtype == np.float64 else F32)
+
+
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
 def test_parity_sparse_input(solver):
     X, y = _classification(3)
@@ -734,16 +770,21 @@ def test_dense_input_trains_in_the_compiled_kernels(solver, monkeypatch):
     assert_same_fit(sparse, expected, dict(rtol=1e-7, atol=1e-9))
 
 
+# small batches give the two threads many chances to race
+@pytest.mark.parametrize("hidden, batch_size", [((12, 6), "auto"), ((40,), "auto"), ((40,), 3)])
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_halves_do_not_depend_on_the_number_of_threads(solver):
-    """Batches split in two halves fit bit-identical models on one thread or two."""
+def test_halves_do_not_depend_on_the_number_of_threads(solver, hidden, batch_size):
+    """Batches split in two halves, or one hidden layer's units cut in two, fit
+    bit-identical models on one thread or two."""
     X, y = DATASETS["multiclass"]()
     fitted = []
+    params = dict(BASE, solver=solver, hidden_layer_sizes=hidden, batch_size=batch_size,
+                  max_iter=15 if batch_size == "auto" else 80)  # fmt: skip
     previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0)
     try:
         for threads in (1, 2):
             with threadpool_limits(threads, user_api="openmp"):
-                fitted.append(_pair("MLPClassifier", **dict(BASE, solver=solver))[0].fit(X, y))
+                fitted.append(_pair("MLPClassifier", **params)[0].fit(X, y))
     finally:
         _core.set_thresholds(*previous)
     one, two = fitted

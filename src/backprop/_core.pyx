@@ -37,8 +37,8 @@ from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from cpython.exc cimport PyErr_CheckSignals
-from cython.parallel cimport prange
-from openmp cimport omp_get_max_threads
+from cython.parallel cimport parallel, prange, threadid
+from openmp cimport omp_get_max_threads, omp_get_num_threads
 
 ctypedef unsigned long long u64
 
@@ -334,6 +334,26 @@ cdef void _calls_exit() noexcept:
         _saved_blas_threads = 0
 
 
+cdef extern from *:
+    """
+    /* An orphaned barrier: binds to the team of the parallel region it runs in (a team
+       of one, or no region, makes it a no-op; without OpenMP it is not compiled in). */
+    static inline void bp_barrier(void) { _Pragma("omp barrier") }
+    """
+    void _barrier "bp_barrier"() noexcept nogil
+
+
+cdef extern from "Python.h":
+    # PyErr_CheckSignals as a plain int: inside a parallel region the error it sets is
+    # raised only after every thread has left the region
+    int _check_signals "PyErr_CheckSignals"() noexcept
+
+
+cdef int _raise_pending() except -1:
+    """Raises the exception a signal handler left set (see ``_check_signals``)."""
+    return -1
+
+
 # ---------------------------------------------------------------- per element ---
 
 cdef inline double _sum_squares(const floating* x, Py_ssize_t n) noexcept nogil:
@@ -433,29 +453,46 @@ cdef inline floating _act_prime(floating a, int act) noexcept nogil:
     return 1
 
 
-cdef inline double _softmax_row(floating* z, Py_ssize_t k, double* total) noexcept nogil:
-    """z := exp(z - max z) / sum_j exp(z_j - max z), in place; returns max z.
+cdef void _softmax_rows(floating* z, Py_ssize_t m, Py_ssize_t k, double* lse) noexcept nogil:
+    """z_i := exp(z_i - max z_i) / sum_j exp(z_ij - max z_i) for each row i of the m x k
+    block z, in place. With ``lse`` (not NULL), lse := lse + sum_i lse(z_i), where
+    lse(z_i) = max z_i + log sum_j exp(z_ij - max z_i) (the log-sum-exp trick: no
+    exponential overflows).
 
-    With ``total`` (not NULL), total := total * sum_j exp(z_j - max z), so that a caller
-    can take lse(z) = max z + log sum_j exp(z_j - max z) (the log-sum-exp trick: no
-    exponential overflows) for many rows with one logarithm of the product.
+    The shifted exponentials run as one loop over the whole block, which vectorises
+    however few columns there are; the logarithms are one per batch, of the product of
+    the rows' sums (each in [1, k]), taken before the product could overflow.
     """
-    cdef Py_ssize_t j
-    cdef floating zmax = z[0]
-    cdef double s = 0, inv
-    for j in range(1, k):
-        if z[j] > zmax:
-            zmax = z[j]
-    for j in range(k):
-        z[j] = _exp_neg(z[j] - zmax)
-    for j in range(k):
-        s += z[j]
-    inv = 1 / s  # one division per row, not k
-    for j in range(k):
-        z[j] = z[j] * inv
-    if total != NULL:
-        total[0] *= s
-    return zmax
+    cdef Py_ssize_t i, j
+    cdef floating* row
+    cdef floating zmax
+    cdef double s, inv, maxima = 0, sums = 1
+    for i in range(m):
+        row = z + i * k
+        zmax = row[0]
+        for j in range(1, k):
+            if row[j] > zmax:
+                zmax = row[j]
+        for j in range(k):
+            row[j] = row[j] - zmax
+        maxima += zmax
+    for i in range(m * k):
+        z[i] = _exp_neg(z[i])
+    for i in range(m):
+        row = z + i * k
+        s = 0
+        for j in range(k):
+            s += row[j]
+        inv = 1 / s  # one division per row, not k
+        for j in range(k):
+            row[j] = row[j] * inv
+        if lse != NULL:
+            sums *= s
+            if sums > 1e280:
+                maxima += log(sums)
+                sums = 1
+    if lse != NULL:
+        lse[0] += maxima + log(sums)
 
 
 # ---------------------------------------------------------------- per layer ---
@@ -537,13 +574,16 @@ cdef void _bias_act(floating* z, const floating* bias, Py_ssize_t m, Py_ssize_t 
     """Z := act(Z + b), row by row, in place (softmax acts on whole rows)."""
     cdef Py_ssize_t i, j
     cdef floating* row
-    for i in range(m):
-        row = z + i * n
-        if act == ACT_SOFTMAX:
+    if act == ACT_SOFTMAX:
+        for i in range(m):
+            row = z + i * n
             for j in range(n):
                 row[j] = row[j] + bias[j]
-            _softmax_row(row, n, NULL)
-        elif act == ACT_SIGMOID:
+        _softmax_rows(z, m, n, NULL)
+        return
+    for i in range(m):
+        row = z + i * n
+        if act == ACT_SIGMOID:
             for j in range(n):
                 row[j] = _sigmoid(row[j] + bias[j])
         elif act == ACT_TANH:
@@ -609,7 +649,9 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
     cdef floating* dr
     cdef const floating* yr = NULL
     cdef floating a, g, yv, zv, scale, dot, w, eps, q
-    cdef double total = 0, yz, row_total, sums = 1
+    cdef double total = 0, yz, row_total, chosen = 1
+    if output == ACT_SOFTMAX and loss != LOSS_CROSS_ENTROPY:
+        _softmax_rows(z, m, k, NULL)
     if loss >= LOSS_SK_SQUARED:
         # Terms in float64 whatever the dtype; probabilities clipped to [eps, 1 - eps]
         # in their own dtype first: both as scikit-learn does.
@@ -619,9 +661,7 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
             dr = delta + i * k
             yr = y + i * k
             w = sw[i] if sw != NULL else 1
-            if output == ACT_SOFTMAX:
-                _softmax_row(zr, k, NULL)
-            else:
+            if output != ACT_SOFTMAX:
                 for j in range(k):
                     zr[j] = _act(zr[j], output)
             row_total = 0
@@ -637,16 +677,39 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
                     row_total += <double>a - yv
                 else:
                     q = min(max(a, eps), 1 - eps)
-                    if yv != 0:
-                        row_total -= yv * log(<double>q)
-                    if loss == LOSS_SK_BINARY_LOG and yv != 1:
-                        row_total -= (1 - yv) * log(<double>(1 - q))
+                    if w == 1 and yv == 1:
+                        # log q, gathered into one product and one logarithm (each
+                        # factor is >= eps, so it is flushed long before underflow)
+                        chosen *= q
+                    elif w == 1 and yv == 0:
+                        if loss == LOSS_SK_BINARY_LOG:
+                            chosen *= 1 - q
+                    else:
+                        if yv != 0:
+                            row_total -= yv * log(<double>q)
+                        if loss == LOSS_SK_BINARY_LOG and yv != 1:
+                            row_total -= (1 - yv) * log(<double>(1 - q))
+                    if chosen < 1e-280:
+                        total -= log(chosen)
+                        chosen = 1
             total += w * row_total
         if loss == LOSS_SK_SQUARED:
             return total / (2 * wsum * k)
-        return total / wsum
+        return (total - log(chosen)) / wsum
     if loss == LOSS_CROSS_ENTROPY:
         scale = <floating>1 / m_norm
+        # L = sum_i (lse(z_i) - sum_j y_ij z_ij) / m, the z_iy taken before the softmax
+        for i in range(m):
+            zr = z + i * k
+            if labels != NULL:
+                total -= zr[labels[i]]
+            else:
+                yr = y + i * k
+                yz = 0
+                for j in range(k):
+                    yz += yr[j] * zr[j]
+                total -= yz
+        _softmax_rows(z, m, k, &total)
     else:
         scale = <floating>1 / (m_norm * k)
     for i in range(m):
@@ -655,19 +718,6 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
         if y != NULL:
             yr = y + i * k
         if loss == LOSS_CROSS_ENTROPY:
-            if labels != NULL:
-                total -= zr[labels[i]]
-            else:
-                yz = 0
-                for j in range(k):
-                    yz += yr[j] * zr[j]
-                total -= yz
-            # sum_i lse(z_i) = sum_i max z_i + log prod_i s_i, each s_i in [1, k]; the
-            # product's logarithm is taken before it could overflow
-            total += _softmax_row(zr, k, &sums)
-            if sums > 1e280:
-                total += log(sums)
-                sums = 1
             for j in range(k):
                 dr[j] = zr[j] * scale
             if labels != NULL:
@@ -684,8 +734,6 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
                 zr[j] = a
                 dr[j] = (a - yv) * scale
         else:
-            if output == ACT_SOFTMAX:
-                _softmax_row(zr, k, NULL)
             for j in range(k):
                 if output == ACT_SIGMOID:
                     zr[j] = _sigmoid(zr[j])
@@ -702,7 +750,7 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
                 for j in range(k):
                     dr[j] = zr[j] * (dr[j] - dot)
     if loss == LOSS_CROSS_ENTROPY:
-        return (total + log(sums)) / m_norm
+        return total / m_norm
     return total / (m_norm * k)
 
 
@@ -1187,13 +1235,10 @@ def activate(const floating[:, ::1] Z, floating[:, ::1] A, int act):
     cdef Py_ssize_t i, j, m = Z.shape[0], n = Z.shape[1]
     with nogil:
         for i in range(m):
-            if act == ACT_SOFTMAX:
-                for j in range(n):
-                    A[i, j] = Z[i, j]
-                _softmax_row(&A[i, 0], n, NULL)
-            else:
-                for j in range(n):
-                    A[i, j] = _act(Z[i, j], act)
+            for j in range(n):
+                A[i, j] = Z[i, j] if act == ACT_SOFTMAX else _act(Z[i, j], act)
+        if act == ACT_SOFTMAX and m > 0:
+            _softmax_rows(&A[0, 0], m, n, NULL)
 
 
 def activation_prime(const floating[:, ::1] A, floating[:, ::1] out, int act):
@@ -1333,18 +1378,228 @@ cdef double _sk_step(Py_ssize_t lo, Py_ssize_t hi, floating* params, floating* g
 cdef double _sk_steps(floating* params, floating* grad, const floating* other,
                       floating* moment1, floating* moment2, const Py_ssize_t* sizes,
                       const Py_ssize_t* offsets, Py_ssize_t n_layers, floating wsum,
-                      const _SkSolver* s, bint parallel) noexcept nogil:
+                      const _SkSolver* s, bint two_threads) noexcept nogil:
     """``_sk_step`` on all parameters, in two fixed halves (on two threads if
-    ``parallel`` and OpenMP allows two): sum W^2 = half 1's + half 2's either way."""
+    ``two_threads`` and OpenMP allows two): sum W^2 = half 1's + half 2's either way."""
     cdef Py_ssize_t n_params = offsets[2 * n_layers - 1] + sizes[n_layers]
     cdef Py_ssize_t h = n_params // 2
     cdef double sq[2]
     cdef int t, threads
-    threads = 2 if parallel and _running <= 1 and omp_get_max_threads() >= 2 else 1
+    threads = 2 if two_threads and _running <= 1 and omp_get_max_threads() >= 2 else 1
     for t in prange(2, num_threads=threads, schedule="static", chunksize=1):
         sq[t] = _sk_step(0 if t == 0 else h, h if t == 0 else n_params, params, grad,
                          other, moment1, moment2, sizes, offsets, n_layers, wsum, s)
     return sq[0] + sq[1]
+
+
+cdef Py_ssize_t _units_cut(const Py_ssize_t* sizes, Py_ssize_t n_layers) noexcept nogil:
+    """Where ``_units_epoch`` cuts the hidden layer's units between two threads (a
+    multiple of 16: whole vectors in either dtype), or 0 when it does not apply: one
+    hidden layer of at least 32 units."""
+    if n_layers != 2 or sizes[1] < 32:
+        return 0
+    return sizes[1] // 2 // 16 * 16
+
+
+cdef Py_ssize_t _units_size(const Py_ssize_t* sizes, Py_ssize_t n_layers,
+                            Py_ssize_t m) noexcept nogil:
+    """Length of ``_units_epoch``'s workspace for batches of up to m rows (0: no cut)."""
+    cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[n_layers]
+    if _units_cut(sizes, n_layers) == 0:
+        return 0
+    # per thread a gathered batch (X, Y, weights) and the output layer's Z and delta;
+    # A and delta of the hidden layer, the partial outputs and the output biases (two
+    # of each, by batch parity), and the hidden weights' gradient in two column blocks
+    return 2 * m * (n_in + 3 * k + 1) + 2 * m * h + 4 * m * k + 2 * k + n_in * h
+
+
+cdef double _units_forward(int t, Py_ssize_t cut, const floating* params,
+                           const Py_ssize_t* sizes, const Py_ssize_t* offsets, int hidden,
+                           const floating* x, Py_ssize_t m, floating* a1,
+                           floating* partial) noexcept nogil:
+    """Thread t's part of the forward pass: its units J (0 .. cut - 1 or cut .. h - 1)
+    of the hidden layer, A_J := act(X W1[:, J] + b1[J]) (m x |J|, in a1), and their
+    share of the output, partial := A_J W2[J, :] (m x k)."""
+    cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[2]
+    cdef Py_ssize_t j0 = 0 if t == 0 else cut, width = cut if t == 0 else h - cut
+    _gemm(c'N', c'N', m, width, n_in, <floating>1, x, n_in, params + offsets[0] + j0, h,
+          <floating>0, a1, width)
+    _bias_act(a1, params + offsets[1] + j0, m, width, hidden)
+    _gemm(c'N', c'N', m, k, width, <floating>1, a1, width, params + offsets[2] + j0 * k, k,
+          <floating>0, partial, k)
+    return 0
+
+
+cdef double _units_backward(int t, Py_ssize_t cut, floating* params, floating* grad,
+                            floating* moment1, floating* moment2, const Py_ssize_t* sizes,
+                            const Py_ssize_t* offsets, int hidden, const floating* x,
+                            const floating* delta, Py_ssize_t m, floating* a1, floating* d1,
+                            floating* g1, floating wsum, const _SkSolver* s) noexcept nogil:
+    """Thread t's part of the backward pass and the step, on its units J only:
+        grad W2[J, :] := A_J^T delta,  delta_J := (delta W2[J, :]^T) * act'(A_J),
+        G := X^T delta_J (m x |J| into g1), grad b1[J] := sum_rows delta_J,
+        thread 0 also grad b2 := sum_rows delta,
+    then ``_sk_update`` on W1[:, J] (row by row, with g1), b1[J], W2[J, :] (and b2).
+    delta (the output layer's, m x k) is read, not changed. Returns sum W^2 over the
+    weights it stepped."""
+    cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[2], i, j, r
+    cdef Py_ssize_t j0 = 0 if t == 0 else cut, width = cut if t == 0 else h - cut
+    cdef floating* w1 = params + offsets[0] + j0
+    cdef floating* w2 = params + offsets[2] + j0 * k
+    cdef floating* gb2 = grad + offsets[3]
+    cdef double sq = 0
+    _gemm(c'T', c'N', width, k, m, <floating>1, a1, width, delta, k, <floating>0,
+          grad + offsets[2] + j0 * k, k)
+    _hidden_delta(delta, w2, a1, d1, m, width, k, hidden, True, NULL)
+    _backward(d1, x, g1, grad + offsets[1] + j0, m, n_in, width, 1, 0, 0, True)
+    if t == 0:
+        for j in range(k):  # the column sums in _backward's order
+            gb2[j] = delta[j]
+        for i in range(1, m):
+            for j in range(k):
+                gb2[j] = gb2[j] + delta[i * k + j]
+    for r in range(n_in):
+        sq += _sk_update(w1 + r * h, g1 + r * width, moment1 + offsets[0] + j0 + r * h,
+                         moment2 + offsets[0] + j0 + r * h, width, True, wsum, s)
+    sq += _sk_update(params + offsets[1] + j0, grad + offsets[1] + j0,
+                     moment1 + offsets[1] + j0, moment2 + offsets[1] + j0, width, False,
+                     wsum, s)
+    sq += _sk_update(w2, grad + offsets[2] + j0 * k, moment1 + offsets[2] + j0 * k,
+                     moment2 + offsets[2] + j0 * k, width * k, True, wsum, s)
+    if t == 0:
+        sq += _sk_update(params + offsets[3], gb2, moment1 + offsets[3],
+                         moment2 + offsets[3], k, False, wsum, s)
+    return sq
+
+
+cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
+                         floating* moment2, const Py_ssize_t* sizes, const Py_ssize_t* offsets,
+                         int hidden, int output, int loss, const floating* X,
+                         const floating* Y, const floating* sample_weight,
+                         const Py_ssize_t* order, Py_ssize_t n, Py_ssize_t batch_size,
+                         _SkSolver solver, Py_ssize_t step, floating* work,
+                         Py_ssize_t check_every, bint* interrupted) noexcept nogil:
+    """``sk_epoch`` for one hidden layer, on two cores with the hidden units cut in two.
+
+    Thread t owns units J_t and the parameters that touch only them (W1[:, J_t], b1[J_t],
+    W2[J_t, :]; thread 0 also b2), so parameters never cross between the cores. Per
+    batch: each thread gathers the batch (X, Y, weights) for itself and runs
+    ``_units_forward``; after one barrier, each forms Z2 = (P_0 + P_1) + b2 from both
+    partial outputs and takes the loss and delta of the whole output layer (the same
+    numbers on both: only the m x k partials and b2 cross between the cores); then
+    ``_units_backward`` and its step. The partial outputs, and the copy of b2 the batch
+    reads (thread 0 steps b2 while thread 1 may still be reading it), alternate between
+    two buffers by batch parity, so one barrier per batch suffices. With one thread (OpenMP allows
+    one, or another kernel call is running) that thread plays both parts in turn, with
+    the same arithmetic: the result does not depend on the number of threads.
+    Returns sum_B |B| L_B as ``sk_epoch``; a pending signal sets *interrupted and
+    stops the epoch after the batch it came in.
+    """
+    cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[2]
+    cdef Py_ssize_t cut = _units_cut(sizes, 2), per = batch_size * (n_in + 3 * k + 1)
+    cdef floating* a1 = work + 2 * per
+    cdef floating* d1 = a1 + batch_size * h
+    cdef floating* partials = d1 + batch_size * h
+    cdef floating* biases = partials + 4 * batch_size * k
+    cdef floating* g1 = biases + 2 * k
+    cdef double totals[3]  # the losses (thread 0's), thread 0's and thread 1's L2 terms
+    cdef int stop[3]  # stop before batch b when stop[b % 2]; stop[2]: a signal came
+    cdef int threads, nth, p, t, halt
+    cdef Py_ssize_t start, m, i, j, row, b, part
+    cdef floating* xb
+    cdef floating* yb
+    cdef floating* swb
+    cdef floating* zb
+    cdef floating* db
+    cdef floating* pb
+    cdef floating* bb
+    cdef floating wsum
+    cdef double value, sq
+    cdef _SkSolver s
+    totals[0] = totals[1] = totals[2] = 0
+    stop[0] = stop[1] = stop[2] = 0
+    # Cython makes these firstprivate: give them values to copy
+    p = nth = t = halt = 0
+    start = m = i = j = row = b = part = 0
+    xb = yb = swb = zb = db = pb = bb = NULL
+    wsum = 0
+    value = sq = 0
+    s = solver
+    threads = 2 if _running <= 1 and omp_get_max_threads() >= 2 else 1
+    with parallel(num_threads=threads):
+        p = threadid()
+        nth = omp_get_num_threads()
+        s = solver
+        xb = work + p * per
+        yb = xb + batch_size * n_in
+        swb = yb + batch_size * k
+        zb = swb + batch_size
+        db = zb + batch_size * k
+        start = 0
+        b = 0
+        while start < n:
+            m = min(batch_size, n - start)
+            wsum = m
+            for i in range(m):
+                row = order[start + i]
+                memcpy(xb + i * n_in, X + row * n_in, n_in * sizeof(floating))
+                memcpy(yb + i * k, Y + row * k, k * sizeof(floating))
+            if sample_weight != NULL:
+                wsum = 0
+                for i in range(m):
+                    swb[i] = sample_weight[order[start + i]]
+                    wsum = wsum + swb[i]
+            if s.solver == SK_ADAM:
+                s.t_lr = _adam_lr(s.lr, s.b1, s.b2, step + b + 1)
+            pb = partials + (b % 2) * 2 * batch_size * k
+            bb = biases + (b % 2) * k
+            t = p
+            while t < 2:  # thread p's part(s): p, or with one thread 0 then 1
+                _units_forward(t, cut, params, sizes, offsets, hidden, xb, m,
+                               a1 + (0 if t == 0 else batch_size * cut),
+                               pb + t * batch_size * k)
+                if t == 0:
+                    # b2 as this batch sees it: part 0 steps b2 while the other thread
+                    # may still be forming Z2
+                    memcpy(bb, params + offsets[3], k * sizeof(floating))
+                t = t + nth
+            _barrier()
+            if stop[b % 2]:
+                break
+            for i in range(m):
+                for j in range(k):
+                    zb[i * k + j] = (pb[i * k + j] + pb[batch_size * k + i * k + j]) + bb[j]
+            value = _output_delta(zb, yb, NULL, swb if sample_weight != NULL else NULL,
+                                  wsum, db, m, m, k, output, loss)
+            if p == 0:
+                totals[0] += value * m
+            t = p
+            while t < 2:
+                part = 0 if t == 0 else batch_size * cut
+                sq = _units_backward(t, cut, params, grad, moment1, moment2, sizes,
+                                     offsets, hidden, xb, db, m, a1 + part, d1 + part,
+                                     g1 + (0 if t == 0 else n_in * cut), wsum, &s)
+                totals[1 + t] += 0.5 * s.alpha * sq / wsum * m
+                t = t + nth
+            b = b + 1
+            start = start + m
+            if p == 0:
+                halt = 0
+                if b % check_every == 0:
+                    with gil:
+                        if _check_signals() < 0:
+                            halt = 1
+                            stop[2] = 1
+                # read by both threads after the next barrier; the slot is not written
+                # again until both have passed it
+                stop[b % 2] = halt
+    # grad holds the last batch's gradient in the flat layout: W1's two column blocks
+    for i in range(n_in):
+        memcpy(grad + offsets[0] + i * h, g1 + i * cut, cut * sizeof(floating))
+        memcpy(grad + offsets[0] + i * h + cut, g1 + n_in * cut + i * (h - cut),
+               (h - cut) * sizeof(floating))
+    interrupted[0] = stop[2]
+    return totals[0] + totals[1] + totals[2]
 
 
 def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
@@ -1367,7 +1622,10 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
                                           * m / (sqrt(v) + epsilon)
     moment1 holds v (sgd) or m (adam), moment2 Adam's v. Hyper-parameters are rounded
     to the parameters' dtype before use, as NumPy does with Python scalars.
-    ``grad`` is left holding the last batch's gradient. ``halves`` as in ``train``.
+    ``grad`` is left holding the last batch's gradient. ``halves``: for mid-size
+    batches (``splits``), room for ``split_size(sizes, batch_size)`` numbers; one hidden
+    layer then runs on two cores with its units cut in two (``_units_epoch``), other
+    networks as two halves of each batch as in ``train``.
     """
     cdef Py_ssize_t n = order.shape[0], n_layers = sizes.shape[0] - 1
     cdef Py_ssize_t n_in = X.shape[1], k = sizes[n_layers], n_params = params.shape[0]
@@ -1378,13 +1636,29 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
     cdef const floating* swb = NULL
     cdef floating* hv = NULL
     cdef bint split = False
-    cdef double value, total = 0, t, t_lr, sq
+    cdef double value, total = 0, sq
+    cdef bint interrupted = False
     solver.solver = SK_ADAM if adam else SK_SGD
     solver.nesterov = nesterov
     solver.alpha, solver.lr, solver.mu = alpha, learning_rate, momentum
     solver.b1, solver.b2, solver.eps, solver.t_lr = beta_1, beta_2, epsilon, 0
     if halves is not None:
         hv = &halves[0]
+    if (hv != NULL and n > 0
+            and halves.shape[0] >= _units_size(&sizes[0], n_layers, batch_size) > 0):
+        _calls_enter()
+        try:
+            with nogil:
+                total = _units_epoch(&params[0], &grad[0], &moment1[0], &moment2[0],
+                                     &sizes[0], &offsets[0], hidden, output, loss, &X[0, 0],
+                                     &Y[0, 0], &sample_weight[0] if weighted else NULL,
+                                     &order[0], n, batch_size, solver, step, hv,
+                                     check_every, &interrupted)
+        finally:
+            _calls_exit()
+        if interrupted:
+            _raise_pending()
+        return total
     _calls_enter()
     try:
         with nogil:
@@ -1460,6 +1734,15 @@ def sk_loss_grad(const floating[::1] params, floating[::1] grad, const Py_ssize_
     finally:
         _calls_exit()
     return value
+
+
+def split_size(const Py_ssize_t[::1] sizes, Py_ssize_t m):
+    """Length of the ``halves`` workspace that ``sk_epoch`` takes for batches of up to m
+    rows: its hidden units cut in two, or (other networks) a second gradient."""
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1, l, n_params = 0
+    for l in range(n_layers):
+        n_params += (sizes[l] + 1) * sizes[l + 1]
+    return max(_units_size(&sizes[0], n_layers, m), n_params)
 
 
 def splits(const Py_ssize_t[::1] sizes, Py_ssize_t m):

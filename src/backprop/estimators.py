@@ -133,7 +133,7 @@ def _body_size(units: list, rows: int) -> int:
 
     The NumPy path (``_carve``) takes activations, deltas, a temporary and two parameter
     vectors; the compiled one (``_core_workspace``) activations and deltas of rows + 1
-    and one parameter vector, for the two halves of a batch (``_core.sk_epoch``).
+    and the workspace for batches on two cores (``_core.sk_epoch``).
     """
     widths, n_params = units[1:], _n_params(units)
     numpy_path = 2 * rows * sum(widths) + rows * max(widths) + 2 * n_params
@@ -141,8 +141,10 @@ def _body_size(units: list, rows: int) -> int:
 
 
 def _core_sizes(units: list, rows: int) -> tuple[int, int, int]:
-    """Lengths of the compiled path's activations, deltas and second-half gradient."""
-    return (rows + 1) * sum(units[1:]), 2 * (rows + 1) * max(units[1:]), _n_params(units)
+    """Lengths of the compiled path's activations, deltas and the workspace for batches
+    on two cores (``_core.split_size``)."""
+    split = _core.split_size(np.asarray(units, dtype=np.intp), rows)
+    return (rows + 1) * sum(units[1:]), 2 * (rows + 1) * max(units[1:]), split
 
 
 @dataclass
