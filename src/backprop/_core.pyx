@@ -465,14 +465,26 @@ cdef void _softmax_rows(floating* z, Py_ssize_t m, Py_ssize_t k, double* lse) no
     """
     cdef Py_ssize_t i, j
     cdef floating* row
-    cdef floating zmax
-    cdef double s, inv, maxima = 0, sums = 1
+    cdef floating zmax, m0, m1, m2, m3
+    cdef double s, s0, s1, s2, s3, inv, maxima = 0, sums = 1
     for i in range(m):
         row = z + i * k
-        zmax = row[0]
-        for j in range(1, k):
-            if row[j] > zmax:
-                zmax = row[j]
+        # the maximum and (below) the sum in four interleaved chains: a row of a few
+        # columns is otherwise one chain of dependent operations
+        m0 = m1 = m2 = m3 = row[0]
+        j = 1
+        while j + 4 <= k:
+            m0 = row[j] if row[j] > m0 else m0
+            m1 = row[j + 1] if row[j + 1] > m1 else m1
+            m2 = row[j + 2] if row[j + 2] > m2 else m2
+            m3 = row[j + 3] if row[j + 3] > m3 else m3
+            j += 4
+        while j < k:
+            m0 = row[j] if row[j] > m0 else m0
+            j += 1
+        m0 = m1 if m1 > m0 else m0
+        m2 = m3 if m3 > m2 else m2
+        zmax = m2 if m2 > m0 else m0
         for j in range(k):
             row[j] = row[j] - zmax
         maxima += zmax
@@ -480,9 +492,18 @@ cdef void _softmax_rows(floating* z, Py_ssize_t m, Py_ssize_t k, double* lse) no
         z[i] = _exp_neg(z[i])
     for i in range(m):
         row = z + i * k
-        s = 0
-        for j in range(k):
-            s += row[j]
+        s0 = s1 = s2 = s3 = 0
+        j = 0
+        while j + 4 <= k:
+            s0 += row[j]
+            s1 += row[j + 1]
+            s2 += row[j + 2]
+            s3 += row[j + 3]
+            j += 4
+        while j < k:
+            s0 += row[j]
+            j += 1
+        s = (s0 + s1) + (s2 + s3)
         inv = 1 / s  # one division per row, not k
         for j in range(k):
             row[j] = row[j] * inv
@@ -664,34 +685,37 @@ cdef double _output_delta(floating* z, const floating* y, const Py_ssize_t* labe
             if output != ACT_SOFTMAX:
                 for j in range(k):
                     zr[j] = _act(zr[j], output)
-            row_total = 0
             for j in range(k):
-                a = zr[j]
-                yv = yr[j]
-                dr[j] = (a - yv) * w
-                if loss == LOSS_SK_SQUARED:
-                    row_total += (<double>yv - a) * (<double>yv - a)
-                elif loss == LOSS_SK_POISSON:
+                dr[j] = (zr[j] - yr[j]) * w
+            row_total = 0
+            if loss == LOSS_SK_SQUARED:
+                for j in range(k):
+                    row_total += (<double>yr[j] - zr[j]) * (<double>yr[j] - zr[j])
+            elif loss == LOSS_SK_POISSON:
+                for j in range(k):
+                    yv = yr[j]
                     if yv != 0:
-                        row_total += yv * log(yv / <double>a)
-                    row_total += <double>a - yv
-                else:
-                    q = min(max(a, eps), 1 - eps)
-                    if w == 1 and yv == 1:
-                        # log q, gathered into one product and one logarithm (each
-                        # factor is >= eps, so it is flushed long before underflow)
-                        chosen *= q
-                    elif w == 1 and yv == 0:
-                        if loss == LOSS_SK_BINARY_LOG:
-                            chosen *= 1 - q
+                        row_total += yv * log(yv / <double>zr[j])
+                    row_total += <double>zr[j] - yv
+            else:
+                for j in range(k):
+                    yv = yr[j]
+                    if yv == 0 and loss == LOSS_SK_LOG:
+                        continue
+                    q = min(max(zr[j], eps), 1 - eps)
+                    if w == 1 and (yv == 1 or yv == 0):
+                        # log q (or log(1 - q)) gathered into one product and one
+                        # logarithm; each factor is >= eps, so the product is flushed
+                        # into the total long before it could underflow
+                        chosen *= q if yv == 1 else 1 - q
+                        if chosen < 1e-280:
+                            total -= log(chosen)
+                            chosen = 1
                     else:
                         if yv != 0:
                             row_total -= yv * log(<double>q)
                         if loss == LOSS_SK_BINARY_LOG and yv != 1:
                             row_total -= (1 - yv) * log(<double>(1 - q))
-                    if chosen < 1e-280:
-                        total -= log(chosen)
-                        chosen = 1
             total += w * row_total
         if loss == LOSS_SK_SQUARED:
             return total / (2 * wsum * k)

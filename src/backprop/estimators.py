@@ -521,39 +521,55 @@ def _dense_inputs(X, Y, sample_weight, dtype):
 
 
 def _run_epoch(params, grad, moment1, moment2, work, X, Y, sample_weight, order, *,
-               layer_units, batch_size, activation, out_activation, loss, alpha, solver,
-               learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step):  # fmt: skip
+               learning_rate, step, **fixed):  # fmt: skip
     """One epoch of mini-batch training: ``_run_epoch_numpy``'s contract, compiled.
 
     Dense X runs in ``_core.sk_epoch``, one call for every batch of the epoch, without
     the GIL; sparse X falls back to ``_run_epoch_numpy``.
     """
+    run = _epoch_runner(params, grad, moment1, moment2, work, X, Y, sample_weight, **fixed)
+    return run(order, learning_rate, step)
+
+
+def _epoch_runner(params, grad, moment1, moment2, work, X, Y, sample_weight, *,
+                  layer_units, batch_size, activation, out_activation, loss, alpha, solver,
+                  momentum, nesterov, beta_1, beta_2, epsilon):  # fmt: skip
+    """``_run_epoch`` with everything that stays the same from epoch to epoch bound
+    once: returns ``run(order, learning_rate, step)`` -> the epoch's summed loss."""
     dense = _dense_inputs(X, Y, sample_weight, params.dtype)
     if dense is None:
-        return _run_epoch_numpy(
-            params, grad, moment1, moment2, work, X, Y, sample_weight, order,
-            layer_units=layer_units, batch_size=batch_size, activation=activation,
-            out_activation=out_activation, loss=loss, alpha=alpha, solver=solver,
-            learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
-            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, step=step,
-        )  # fmt: skip
+
+        def run_numpy(order, learning_rate, step):
+            return _run_epoch_numpy(
+                params, grad, moment1, moment2, work, X, Y, sample_weight, order,
+                layer_units=layer_units, batch_size=batch_size, activation=activation,
+                out_activation=out_activation, loss=loss, alpha=alpha, solver=solver,
+                learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, step=step,
+            )  # fmt: skip
+
+        return run_numpy
     X, Y, sw = dense
     sizes, offsets = _core_layout(layer_units)
     acts, deltas, x_batch, y_batch, sw_batch, halves = _core_workspace(
         work, layer_units, batch_size, True
     )
-    if moment2.size == 0:
-        moment2 = moment1
     work_per_batch = batch_size * sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
-    return _core.sk_epoch(
-        params, grad, moment1, moment2, sizes, offsets,
-        *_core_codes(activation, out_activation, loss),
-        X, Y, sw, np.ascontiguousarray(order, dtype=np.intp), batch_size, alpha,
-        solver == "adam", learning_rate, momentum, bool(nesterov), beta_1, beta_2, epsilon,
-        step, acts, deltas, x_batch, y_batch, sw_batch,
-        max(1, _SIGNAL_CHECK_WORK // max(1, work_per_batch)),
-        halves if _core.splits(sizes, batch_size) else None,
-    )  # fmt: skip
+    head = (params, grad, moment1, moment1 if moment2.size == 0 else moment2, sizes, offsets,
+            *_core_codes(activation, out_activation, loss), X, Y, sw)  # fmt: skip
+    tail = (acts, deltas, x_batch, y_batch, sw_batch,
+            max(1, _SIGNAL_CHECK_WORK // max(1, work_per_batch)),
+            halves if _core.splits(sizes, batch_size) else None)  # fmt: skip
+    adam = solver == "adam"
+    nesterov = bool(nesterov)
+
+    def run(order, learning_rate, step):
+        return _core.sk_epoch(
+            *head, np.ascontiguousarray(order, dtype=np.intp), batch_size, alpha, adam,
+            learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step, *tail
+        )  # fmt: skip
+
+    return run
 
 
 def _loss_grad(params, grad, work, X, Y, sample_weight, *, layer_units, activation,
@@ -991,7 +1007,13 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
 
         grad = np.zeros_like(self._params)
         work = np.empty(_workspace_size(layer_units, batch_size, gather=True), dtype=dtype)
-        kernel_args = self._kernel_args(layer_units)
+        run_epoch = _epoch_runner(
+            self._params, grad, optimizer.moment1, optimizer.moment2, work, X, Y,
+            sample_weight, batch_size=batch_size, solver=optimizer.solver,
+            momentum=optimizer.momentum, nesterov=optimizer.nesterov,
+            beta_1=optimizer.beta_1, beta_2=optimizer.beta_2, epsilon=optimizer.epsilon,
+            **self._kernel_args(layer_units),
+        )  # fmt: skip
         sample_idx = np.arange(n_samples, dtype=np.intp)
 
         self.n_iter_ = 0
@@ -1003,30 +1025,12 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                     permutation = np.arange(n_samples)
                     self._random_state.shuffle(permutation)
                     sample_idx = sample_idx[permutation]
-                accumulated_loss = _run_epoch(
-                    self._params,
-                    grad,
-                    optimizer.moment1,
-                    optimizer.moment2,
-                    work,
-                    X,
-                    Y,
-                    sample_weight,
+                accumulated_loss = run_epoch(
                     sample_idx,
-                    batch_size=batch_size,
-                    solver=optimizer.solver,
-                    learning_rate=(
-                        optimizer.learning_rate_init
-                        if optimizer.solver == "adam"
-                        else optimizer.learning_rate
-                    ),
-                    momentum=optimizer.momentum,
-                    nesterov=optimizer.nesterov,
-                    beta_1=optimizer.beta_1,
-                    beta_2=optimizer.beta_2,
-                    epsilon=optimizer.epsilon,
-                    step=optimizer.t,
-                    **kernel_args,
+                    optimizer.learning_rate_init
+                    if optimizer.solver == "adam"
+                    else optimizer.learning_rate,
+                    optimizer.t,
                 )
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples
