@@ -149,7 +149,7 @@ def batch_path(request):
     if request.param == "batches":
         yield request.param
         return
-    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0)
+    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0, 2)
     yield request.param
     _core.set_thresholds(*previous)
 
@@ -780,7 +780,7 @@ def test_halves_do_not_depend_on_the_number_of_threads(solver, hidden, batch_siz
     fitted = []
     params = dict(BASE, solver=solver, hidden_layer_sizes=hidden, batch_size=batch_size,
                   max_iter=15 if batch_size == "auto" else 80)  # fmt: skip
-    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0)
+    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0, 2)
     try:
         for threads in (1, 2):
             with threadpool_limits(threads, user_api="openmp"):

@@ -17,12 +17,13 @@ TOL = {"float64": dict(rtol=1e-12, atol=1e-13), "float32": dict(rtol=1e-5, atol=
 FIT_TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=2e-5)}
 
 
-# _core.set_thresholds(tiles, blas, narrow blas, halves) for each way of computing a batch
+# _core.set_thresholds(tiles, blas, narrow blas, two cores[, halves' rows]) for each way of
+# computing a batch
 KERNEL_PATHS = {
     "loops": (1 << 62, 1 << 62, 1 << 62, 1 << 62),  # every product in plain loops
     "tiles": (0, 1 << 62, 1 << 62, 1 << 62),  # every product in the register tiles
     "blas": (0, 0, 0, 1 << 62),  # every product in BLAS gemm
-    "halves": (0, 1 << 62, 1 << 62, 0),  # every batch of 2 rows or more in two halves
+    "halves": (0, 1 << 62, 1 << 62, 0, 2),  # every batch of 2 rows or more in two halves
 }
 
 
@@ -288,7 +289,7 @@ def test_halves_do_not_depend_on_the_number_of_threads(dtype, momentum):
     rng = np.random.default_rng(1)
     X, Yt = rng.normal(size=(101, 20)), rng.integers(0, 4, size=101)
     results = []
-    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0)
+    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0, 2)
     try:
         for threads in (1, 2):
             with threadpool_limits(threads, user_api="openmp"):

@@ -81,7 +81,7 @@ def test_fit_finds_a_bad_row_anywhere_and_keeps_the_weights(value, row, shuffle,
     y = rng.integers(0, 3, size=200)
     net = ce_net(seed=0)
     weights = [w.copy() for w in net.weights] + [b.copy() for b in net.biases]
-    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0) if halves else None
+    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0, 2) if halves else None
     try:
         with pytest.raises(ValueError, match="X contains NaN or infinity"):
             net.fit(X, y, epochs=3, batch_size=16, shuffle=shuffle, seed=0, momentum=momentum)

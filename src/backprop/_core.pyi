@@ -11,9 +11,15 @@ ACTIVATIONS: dict[str, int]
 LOSSES: dict[str, int]
 
 def set_thresholds(
-    tile_min_work: int, blas_min_work: int, narrow_blas_min_work: int, split_min_work: int
-) -> tuple[int, int, int, int]: ...
+    tile_min_work: int,
+    blas_min_work: int,
+    narrow_blas_min_work: int,
+    split_min_work: int,
+    split_min_rows: int | None = ...,
+) -> tuple[int, int, int, int, int]: ...
 def splits(sizes: Index, m: int) -> bool: ...
+def two_cores(sizes: Index, m: int) -> bool: ...
+def split_size(sizes: Index, m: int) -> int: ...
 def train(
     theta: Float,
     sizes: Index,

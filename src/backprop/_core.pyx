@@ -110,32 +110,38 @@ LOSSES = {
 cdef Py_ssize_t TILE_MIN_WORK = 512
 cdef Py_ssize_t BLAS_MIN_WORK = 1 << 22
 cdef Py_ssize_t NARROW_BLAS_MIN_WORK = 4096
-# Batches with at least this many multiply-adds (forward) whose products all run on one
-# thread are split in two halves, one per core (see _split_batch). Off by default: on
-# idle cores it makes load_digits' fit ~20 % faster (0.20 -> 0.16 s), but while another
-# library's threads still spin on a core (OpenBLAS's do for a while after each of its
-# calls: NumPy's after a scikit-learn fit) the halves wait for them, and the same fit
-# took 0.21 -> 0.23-0.27 s. set_thresholds(..., split_min_work=1 << 20) turns it on.
-cdef Py_ssize_t SPLIT_MIN_WORK = 1 << 62
+# Batches with at least SPLIT_MIN_WORK multiply-adds (forward) whose products all run
+# on one thread use both cores: one hidden layer of 32 units or more in the estimators'
+# epochs has its units cut in two (_units_epoch); other batches of at least
+# SPLIT_MIN_ROWS rows are split in two halves of rows (_split_batch). Measured (README
+# "Two cores"): units 1.2-1.8x faster from 2^18 multiply-adds a batch, about even
+# below; halves 1.3-1.5x faster on batches of 200 rows, 0.9x on 64 and 0.5x on 32,
+# where the gradient that crosses between the cores costs more than half a batch.
+cdef Py_ssize_t SPLIT_MIN_WORK = 1 << 18
+cdef Py_ssize_t SPLIT_MIN_ROWS = 128
 # OpenBLAS runs a product of fewer multiply-adds than this on the calling thread alone
 # (its GEMM_MULTITHREAD_THRESHOLD, 4 x 65536).
 cdef Py_ssize_t BLAS_ONE_THREAD_WORK = 1 << 18
 
 
 def set_thresholds(Py_ssize_t tile_min_work, Py_ssize_t blas_min_work,
-                   Py_ssize_t narrow_blas_min_work, Py_ssize_t split_min_work):
+                   Py_ssize_t narrow_blas_min_work, Py_ssize_t split_min_work,
+                   split_min_rows=None):
     """Set the sizes (multiply-adds) from which products use the tiles, BLAS gemm and,
-    for narrow ones, BLAS gemm, and from which a batch is split in two halves; returns
-    the previous four.
+    for narrow ones, BLAS gemm, and from which a batch uses both cores (halves also
+    need ``split_min_rows`` rows; None keeps it); returns the previous five.
 
     (0, 0, 0, .) sends every product to BLAS; (0, huge, huge, .) every one to the tiles;
-    (huge, huge, huge, .) every one to the plain loops. (., huge, huge, 0) splits every
-    batch of two rows or more; (., ., ., huge) none.
+    (huge, huge, huge, .) every one to the plain loops. (., huge, huge, 0, 2) takes
+    both cores for every batch of two rows or more; (., ., ., huge) for none.
     """
-    global TILE_MIN_WORK, BLAS_MIN_WORK, NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK
-    previous = TILE_MIN_WORK, BLAS_MIN_WORK, NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK
+    global TILE_MIN_WORK, BLAS_MIN_WORK, NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK, SPLIT_MIN_ROWS
+    previous = (TILE_MIN_WORK, BLAS_MIN_WORK, NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK,
+                SPLIT_MIN_ROWS)
     TILE_MIN_WORK, BLAS_MIN_WORK = tile_min_work, blas_min_work
     NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK = narrow_blas_min_work, split_min_work
+    if split_min_rows is not None:
+        SPLIT_MIN_ROWS = max(2, <Py_ssize_t>split_min_rows)
     return previous
 
 
@@ -907,7 +913,14 @@ cdef double _batch(floating* theta, floating* grad, const Py_ssize_t* sizes,
 
 cdef bint _splits(const Py_ssize_t* sizes, Py_ssize_t n_layers, Py_ssize_t m) noexcept nogil:
     """Whether a batch of m rows is trained as two halves (see ``_split_batch``)."""
-    cdef Py_ssize_t l, h = (m + 1) // 2, work = 0, product
+    return m >= SPLIT_MIN_ROWS and _two_cores(sizes, n_layers, m, (m + 1) // 2)
+
+
+cdef bint _two_cores(const Py_ssize_t* sizes, Py_ssize_t n_layers, Py_ssize_t m,
+                     Py_ssize_t h) noexcept nogil:
+    """Whether a batch of m rows is worth both cores when each runs products of h rows
+    (of the whole layer's width at most)."""
+    cdef Py_ssize_t l, work = 0, product
     if m < 2:
         return False
     for l in range(n_layers):
@@ -1425,6 +1438,12 @@ cdef Py_ssize_t _units_cut(const Py_ssize_t* sizes, Py_ssize_t n_layers) noexcep
     return sizes[1] // 2 // 16 * 16
 
 
+cdef bint _units(const Py_ssize_t* sizes, Py_ssize_t n_layers, Py_ssize_t m) noexcept nogil:
+    """Whether ``sk_epoch`` runs batches of m rows with the units cut in two: one hidden
+    layer of 32 units or more, mid-size products (each thread's are m x half the units)."""
+    return _units_cut(sizes, n_layers) > 0 and _two_cores(sizes, n_layers, m, (m + 1) // 2)
+
+
 cdef Py_ssize_t _units_size(const Py_ssize_t* sizes, Py_ssize_t n_layers,
                             Py_ssize_t m) noexcept nogil:
     """Length of ``_units_epoch``'s workspace for batches of up to m rows (0: no cut)."""
@@ -1668,8 +1687,8 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
     solver.b1, solver.b2, solver.eps, solver.t_lr = beta_1, beta_2, epsilon, 0
     if halves is not None:
         hv = &halves[0]
-    if (hv != NULL and n > 0
-            and halves.shape[0] >= _units_size(&sizes[0], n_layers, batch_size) > 0):
+    if (hv != NULL and n > 0 and _units(&sizes[0], n_layers, batch_size)
+            and halves.shape[0] >= _units_size(&sizes[0], n_layers, batch_size)):
         _calls_enter()
         try:
             with nogil:
@@ -1770,9 +1789,16 @@ def split_size(const Py_ssize_t[::1] sizes, Py_ssize_t m):
 
 
 def splits(const Py_ssize_t[::1] sizes, Py_ssize_t m):
-    """Whether ``train`` and ``sk_epoch`` run a batch of m rows as two halves (given
-    ``halves``): its products are mid-size (see ``_split_batch``)."""
+    """Whether ``train`` runs a batch of m rows as two halves (given ``halves``): its
+    products are mid-size and it has rows enough (see ``_split_batch``)."""
     return _splits(&sizes[0], sizes.shape[0] - 1, m)
+
+
+def two_cores(const Py_ssize_t[::1] sizes, Py_ssize_t m):
+    """Whether ``sk_epoch`` runs batches of m rows on both cores (given ``halves``):
+    with the hidden units cut in two, or as two halves of rows."""
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1
+    return _units(&sizes[0], n_layers, m) or _splits(&sizes[0], n_layers, m)
 
 
 def all_finite(const floating[::1] values):

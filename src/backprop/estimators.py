@@ -559,7 +559,7 @@ def _epoch_runner(params, grad, moment1, moment2, work, X, Y, sample_weight, *,
             *_core_codes(activation, out_activation, loss), X, Y, sw)  # fmt: skip
     tail = (acts, deltas, x_batch, y_batch, sw_batch,
             max(1, _SIGNAL_CHECK_WORK // max(1, work_per_batch)),
-            halves if _core.splits(sizes, batch_size) else None)  # fmt: skip
+            halves if _core.two_cores(sizes, batch_size) else None)  # fmt: skip
     adam = solver == "adam"
     nesterov = bool(nesterov)
 
