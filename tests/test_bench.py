@@ -24,6 +24,12 @@ W3_SMALL = dataclasses.replace(
 )
 
 
+@pytest.fixture(autouse=True)
+def brief_settle(monkeypatch):
+    """The pause before each timed run (``bench.settle``), shortened for the tests."""
+    monkeypatch.setattr(bench, "SETTLE_SECONDS", 0.001)
+
+
 def _backprop_network_reason() -> str | None:
     try:
         from backprop import Network  # noqa: F401
@@ -92,6 +98,16 @@ def test_data_and_params():
             assert W.shape == (n_out, n_in) and W.dtype == w.dtype
             assert np.abs(W).max() <= np.sqrt(6 / (n_in + n_out))
             assert not b.any()
+
+
+def test_every_timed_run_starts_after_a_pause(monkeypatch):
+    trainer = train("numpy", W2)
+    events = []
+    monkeypatch.setattr(bench, "settle", lambda: events.append("settle"))
+    run = trainer.run
+    monkeypatch.setattr(trainer, "run", lambda: (events.append("run"), run())[1])
+    bench.measure(trainer, repeats=3)
+    assert events == ["settle", "run"] * 3
 
 
 def test_prepare_restarts_from_the_initial_weights():
