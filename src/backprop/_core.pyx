@@ -1452,48 +1452,72 @@ cdef Py_ssize_t _units_size(const Py_ssize_t* sizes, Py_ssize_t n_layers,
         return 0
     # per thread a gathered batch (X, Y, weights) and the output layer's Z and delta;
     # A and delta of the hidden layer, the partial outputs and the output biases (two
-    # of each, by batch parity), and the hidden weights' gradient in two column blocks
-    return 2 * m * (n_in + 3 * k + 1) + 2 * m * h + 4 * m * k + 2 * k + n_in * h
+    # of each, by batch parity), the hidden weights' gradient in two column blocks, and
+    # both threads' parameters and moments as _units_pack lays them out
+    return 2 * m * (n_in + 3 * k + 1) + 2 * m * h + 4 * m * k + 2 * k + n_in * h + 3 * (
+        n_in + 1 + k) * h
 
 
-cdef double _units_forward(int t, Py_ssize_t cut, const floating* params,
-                           const Py_ssize_t* sizes, const Py_ssize_t* offsets, int hidden,
-                           const floating* x, Py_ssize_t m, floating* a1,
-                           floating* partial) noexcept nogil:
-    """Thread t's part of the forward pass: its units J (0 .. cut - 1 or cut .. h - 1)
-    of the hidden layer, A_J := act(X W1[:, J] + b1[J]) (m x |J|, in a1), and their
-    share of the output, partial := A_J W2[J, :] (m x k)."""
-    cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[2]
+cdef void _units_pack(int t, Py_ssize_t cut, const Py_ssize_t* sizes,
+                      const Py_ssize_t* offsets, floating* flat, floating* part,
+                      bint unpack) noexcept nogil:
+    """part := thread t's parameters in ``flat`` (the layout of params), contiguous:
+    W1[:, J] row by row (n_in x |J|), b1[J], W2[J, :] (|J| x k); or the reverse with
+    ``unpack``. Each thread then writes only its own cache lines (rows of W1 are shared
+    by both threads' units) and steps its parameters in three contiguous runs."""
+    cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[2], r
     cdef Py_ssize_t j0 = 0 if t == 0 else cut, width = cut if t == 0 else h - cut
-    _gemm(c'N', c'N', m, width, n_in, <floating>1, x, n_in, params + offsets[0] + j0, h,
-          <floating>0, a1, width)
-    _bias_act(a1, params + offsets[1] + j0, m, width, hidden)
-    _gemm(c'N', c'N', m, k, width, <floating>1, a1, width, params + offsets[2] + j0 * k, k,
+    cdef Py_ssize_t row = width * sizeof(floating)
+    if unpack:
+        for r in range(n_in):
+            memcpy(flat + offsets[0] + r * h + j0, part + r * width, row)
+        memcpy(flat + offsets[1] + j0, part + n_in * width, row)
+        memcpy(flat + offsets[2] + j0 * k, part + (n_in + 1) * width, k * row)
+    else:
+        for r in range(n_in):
+            memcpy(part + r * width, flat + offsets[0] + r * h + j0, row)
+        memcpy(part + n_in * width, flat + offsets[1] + j0, row)
+        memcpy(part + (n_in + 1) * width, flat + offsets[2] + j0 * k, k * row)
+
+
+cdef double _units_forward(const floating* part, Py_ssize_t width, const Py_ssize_t* sizes,
+                           int hidden, const floating* x, Py_ssize_t m, floating* a1,
+                           floating* partial) noexcept nogil:
+    """A thread's part of the forward pass, for its |J| = width units of the hidden
+    layer (parameters ``part`` as ``_units_pack`` lays them out):
+    A_J := act(X W1[:, J] + b1[J]) (m x |J|, into a1) and the units' share of the
+    output, partial := A_J W2[J, :] (m x k)."""
+    cdef Py_ssize_t n_in = sizes[0], k = sizes[2]
+    _gemm(c'N', c'N', m, width, n_in, <floating>1, x, n_in, part, width, <floating>0, a1,
+          width)
+    _bias_act(a1, part + n_in * width, m, width, hidden)
+    _gemm(c'N', c'N', m, k, width, <floating>1, a1, width, part + (n_in + 1) * width, k,
           <floating>0, partial, k)
     return 0
 
 
-cdef double _units_backward(int t, Py_ssize_t cut, floating* params, floating* grad,
+cdef double _units_backward(int t, Py_ssize_t cut, floating* part, floating* part_m1,
+                            floating* part_m2, floating* params, floating* grad,
                             floating* moment1, floating* moment2, const Py_ssize_t* sizes,
                             const Py_ssize_t* offsets, int hidden, const floating* x,
                             const floating* delta, Py_ssize_t m, floating* a1, floating* d1,
                             floating* g1, floating wsum, const _SkSolver* s) noexcept nogil:
-    """Thread t's part of the backward pass and the step, on its units J only:
+    """Thread t's part of the backward pass and the step, on its units J only
+    (parameters and moments in ``part``, ``part_m1``, ``part_m2``, see ``_units_pack``):
         grad W2[J, :] := A_J^T delta,  delta_J := (delta W2[J, :]^T) * act'(A_J),
-        G := X^T delta_J (m x |J| into g1), grad b1[J] := sum_rows delta_J,
-        thread 0 also grad b2 := sum_rows delta,
-    then ``_sk_update`` on W1[:, J] (row by row, with g1), b1[J], W2[J, :] (and b2).
+        G := X^T delta_J (n_in x |J|, into g1), grad b1[J] := sum_rows delta_J,
+        thread 0 also grad b2 := sum_rows delta (b2 stays in params),
+    then ``_sk_update`` on W1[:, J] (with g1), b1[J], W2[J, :] and, thread 0, b2.
     delta (the output layer's, m x k) is read, not changed. Returns sum W^2 over the
     weights it stepped."""
-    cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[2], i, j, r
+    cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[2], i, j
     cdef Py_ssize_t j0 = 0 if t == 0 else cut, width = cut if t == 0 else h - cut
-    cdef floating* w1 = params + offsets[0] + j0
-    cdef floating* w2 = params + offsets[2] + j0 * k
+    cdef Py_ssize_t b_at = n_in * width, w2_at = (n_in + 1) * width
     cdef floating* gb2 = grad + offsets[3]
     cdef double sq = 0
     _gemm(c'T', c'N', width, k, m, <floating>1, a1, width, delta, k, <floating>0,
           grad + offsets[2] + j0 * k, k)
-    _hidden_delta(delta, w2, a1, d1, m, width, k, hidden, True, NULL)
+    _hidden_delta(delta, part + w2_at, a1, d1, m, width, k, hidden, True, NULL)
     _backward(d1, x, g1, grad + offsets[1] + j0, m, n_in, width, 1, 0, 0, True)
     if t == 0:
         for j in range(k):  # the column sums in _backward's order
@@ -1501,14 +1525,11 @@ cdef double _units_backward(int t, Py_ssize_t cut, floating* params, floating* g
         for i in range(1, m):
             for j in range(k):
                 gb2[j] = gb2[j] + delta[i * k + j]
-    for r in range(n_in):
-        sq += _sk_update(w1 + r * h, g1 + r * width, moment1 + offsets[0] + j0 + r * h,
-                         moment2 + offsets[0] + j0 + r * h, width, True, wsum, s)
-    sq += _sk_update(params + offsets[1] + j0, grad + offsets[1] + j0,
-                     moment1 + offsets[1] + j0, moment2 + offsets[1] + j0, width, False,
-                     wsum, s)
-    sq += _sk_update(w2, grad + offsets[2] + j0 * k, moment1 + offsets[2] + j0 * k,
-                     moment2 + offsets[2] + j0 * k, width * k, True, wsum, s)
+    sq += _sk_update(part, g1, part_m1, part_m2, n_in * width, True, wsum, s)
+    sq += _sk_update(part + b_at, grad + offsets[1] + j0, part_m1 + b_at, part_m2 + b_at,
+                     width, False, wsum, s)
+    sq += _sk_update(part + w2_at, grad + offsets[2] + j0 * k, part_m1 + w2_at,
+                     part_m2 + w2_at, width * k, True, wsum, s)
     if t == 0:
         sq += _sk_update(params + offsets[3], gb2, moment1 + offsets[3],
                          moment2 + offsets[3], k, False, wsum, s)
@@ -1525,7 +1546,8 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
     """``sk_epoch`` for one hidden layer, on two cores with the hidden units cut in two.
 
     Thread t owns units J_t and the parameters that touch only them (W1[:, J_t], b1[J_t],
-    W2[J_t, :]; thread 0 also b2), so parameters never cross between the cores. Per
+    W2[J_t, :]; thread 0 also b2), so parameters never cross between the cores; for the
+    epoch it keeps them, and their moments, in a contiguous copy (``_units_pack``). Per
     batch: each thread gathers the batch (X, Y, weights) for itself and runs
     ``_units_forward``; after one barrier, each forms Z2 = (P_0 + P_1) + b2 from both
     partial outputs and takes the loss and delta of the whole output layer (the same
@@ -1545,6 +1567,11 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
     cdef floating* partials = d1 + batch_size * h
     cdef floating* biases = partials + 4 * batch_size * k
     cdef floating* g1 = biases + 2 * k
+    cdef Py_ssize_t packed = (n_in + 1 + k) * h  # both parts
+    cdef floating* parts = g1 + n_in * h
+    cdef floating* parts_m1 = parts + packed
+    cdef floating* parts_m2 = parts_m1 + packed if moment2 != moment1 else parts_m1
+    cdef Py_ssize_t part0 = (n_in + 1 + k) * cut  # where part 1 starts
     cdef double totals[3]  # the losses (thread 0's), thread 0's and thread 1's L2 terms
     cdef int stop[3]  # stop before batch b when stop[b % 2]; stop[2]: a signal came
     cdef int threads, nth, p, t, halt
@@ -1578,6 +1605,13 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
         swb = yb + batch_size * k
         zb = swb + batch_size
         db = zb + batch_size * k
+        t = p
+        while t < 2:
+            _units_pack(t, cut, sizes, offsets, params, parts + t * part0, False)
+            _units_pack(t, cut, sizes, offsets, moment1, parts_m1 + t * part0, False)
+            if moment2 != moment1:
+                _units_pack(t, cut, sizes, offsets, moment2, parts_m2 + t * part0, False)
+            t = t + nth
         start = 0
         b = 0
         while start < n:
@@ -1598,8 +1632,8 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
             bb = biases + (b % 2) * k
             t = p
             while t < 2:  # thread p's part(s): p, or with one thread 0 then 1
-                _units_forward(t, cut, params, sizes, offsets, hidden, xb, m,
-                               a1 + (0 if t == 0 else batch_size * cut),
+                _units_forward(parts + t * part0, cut if t == 0 else h - cut, sizes, hidden,
+                               xb, m, a1 + (0 if t == 0 else batch_size * cut),
                                pb + t * batch_size * k)
                 if t == 0:
                     # b2 as this batch sees it: part 0 steps b2 while the other thread
@@ -1619,8 +1653,9 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
             t = p
             while t < 2:
                 part = 0 if t == 0 else batch_size * cut
-                sq = _units_backward(t, cut, params, grad, moment1, moment2, sizes,
-                                     offsets, hidden, xb, db, m, a1 + part, d1 + part,
+                sq = _units_backward(t, cut, parts + t * part0, parts_m1 + t * part0,
+                                     parts_m2 + t * part0, params, grad, moment1, moment2,
+                                     sizes, offsets, hidden, xb, db, m, a1 + part, d1 + part,
                                      g1 + (0 if t == 0 else n_in * cut), wsum, &s)
                 totals[1 + t] += 0.5 * s.alpha * sq / wsum * m
                 t = t + nth
@@ -1636,6 +1671,13 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
                 # read by both threads after the next barrier; the slot is not written
                 # again until both have passed it
                 stop[b % 2] = halt
+        t = p
+        while t < 2:
+            _units_pack(t, cut, sizes, offsets, params, parts + t * part0, True)
+            _units_pack(t, cut, sizes, offsets, moment1, parts_m1 + t * part0, True)
+            if moment2 != moment1:
+                _units_pack(t, cut, sizes, offsets, moment2, parts_m2 + t * part0, True)
+            t = t + nth
     # grad holds the last batch's gradient in the flat layout: W1's two column blocks
     for i in range(n_in):
         memcpy(grad + offsets[0] + i * h, g1 + i * cut, cut * sizeof(floating))
