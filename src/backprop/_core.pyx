@@ -32,7 +32,7 @@ BACKPROP_DEBUG_CYTHON=1 turns the checks back on.
 """
 
 from cython cimport floating
-from libc.math cimport exp, expf, log, log1p, tanh, tanhf, fabs, isfinite, sqrt
+from libc.math cimport exp, expf, fma, fmaf, log, log1p, tanh, tanhf, fabs, isfinite, sqrt
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -375,6 +375,23 @@ cdef inline floating _exp(floating x) noexcept nogil:
         return expf(x)
     else:
         return exp(x)
+
+
+cdef inline floating _fma(floating a, floating b, floating c) noexcept nogil:
+    """a b + c rounded once."""
+    if floating is float:
+        return fmaf(a, b, c)
+    else:
+        return fma(a, b, c)
+
+
+cdef inline floating _divide(floating a, floating b, floating inv) noexcept nogil:
+    """a / b, correctly rounded, from inv = 1 / b (correctly rounded) without a division:
+    q = a inv, then q + (a - q b) inv with the remainder a - q b exact in a fused
+    multiply-add (Markstein, IBM J. Res. Dev. 34(1), 1990). Equal to a / b whenever
+    neither a nor the quotient overflows; an infinite a gives NaN."""
+    cdef floating q = a * inv
+    return _fma(_fma(-q, b, a), inv, q)
 
 
 cdef inline floating _tanh(floating x) noexcept nogil:
@@ -1351,15 +1368,18 @@ cdef double _sk_update(floating* params, floating* grad, floating* moment1,
     cdef floating alpha = <floating>s.alpha, lr = <floating>s.lr, mu = <floating>s.mu
     cdef floating b1 = <floating>s.b1, b2 = <floating>s.b2, eps = <floating>s.eps
     cdef floating c1 = <floating>(1 - s.b1), c2 = <floating>(1 - s.b2)
+    cdef floating inv = 1 / wsum
     cdef double sq = 0
     # one branch-free loop per case, so that each vectorises
+    # the division by wsum without a divider (see _divide): 16 cycles for 8 doubles
+    # otherwise, as much as the rest of an SGD step
     if weights:
         sq = _sum_squares(params, n)
         for i in range(n):
-            grad[i] = (grad[i] + alpha * params[i]) / wsum
+            grad[i] = _divide(grad[i] + alpha * params[i], wsum, inv)
     else:
         for i in range(n):
-            grad[i] = grad[i] / wsum
+            grad[i] = _divide(grad[i], wsum, inv)
     if s.solver == SK_ADAM:
         for i in range(n):
             g = grad[i]
