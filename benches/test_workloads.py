@@ -5,9 +5,8 @@
     BACKPROP_BENCH_ROUNDS=10 pytest benches/ --benchmark-columns=min,median,max
 
 Each round starts from the shared initial weights: ``prepare`` runs as pedantic's untimed
-setup, followed by ``bench.settle``; ``run`` (exactly one epoch of training, or one forward
-pass) is what is timed. The GFLOP/s of the median round is stored in each benchmark's
-extra_info.
+setup, ``run`` (exactly one epoch of training, or one forward pass) is what is timed. The
+GFLOP/s of the median round is stored in each benchmark's extra_info.
 """
 
 import os
@@ -37,10 +36,8 @@ def test_workload(benchmark, problem, name):
         pytest.skip(f"{name} has no {workload.task} benchmark")
     benchmark.group = workload.label
     benchmark.extra_info.update(samples=workload.n_samples, flops=workload.flops)
-    def setup():
-        trainer.prepare(*problem)
-        bench.settle()  # the thread pools of the previous run go idle (see bench.settle)
-
-    benchmark.pedantic(trainer.run, setup=setup, rounds=ROUNDS, iterations=1)
+    benchmark.pedantic(
+        trainer.run, setup=lambda: trainer.prepare(*problem), rounds=ROUNDS, iterations=1
+    )
     if benchmark.stats is not None:
         benchmark.extra_info["GFLOP/s"] = workload.flops / benchmark.stats.stats.median / 1e9

@@ -309,12 +309,14 @@ def test_parity_one_hidden_layer(units, name, data, activation, solver, extra, b
     assert_same_predictions(ours, theirs, X, y)
 
 
+# 70 units: 32 + 38, the second part padded with zero units to whole vectors
+@pytest.mark.parametrize("units", [64, 70])
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_parity_one_hidden_layer_weighted(solver, dtype, batch_path):
+def test_parity_one_hidden_layer_weighted(units, solver, dtype, batch_path):
     X, y = _classification(3)
     sample_weight = np.random.RandomState(0).uniform(0.2, 2.0, size=y.shape[0])
-    params = dict(BASE, hidden_layer_sizes=(64,), solver=solver, max_iter=6)
+    params = dict(BASE, hidden_layer_sizes=(units,), solver=solver, max_iter=6)
     ours = bp.MLPClassifier(**params, dtype=dtype).fit(X, y, sample_weight=sample_weight)
     theirs = sk.MLPClassifier(**params).fit(X.astype(dtype), y, sample_weight=sample_weight)
     assert_same_fit(ours, theirs, F64 if dtype == np.float64 else F32)
@@ -554,10 +556,11 @@ def test_tiny_network_by_hand():
     assert_allclose(grad, expected)
 
 
-def test_run_epoch_leaves_the_last_batch_gradient():
+@pytest.mark.parametrize("hidden", [4, 40])  # 40: on two cores, the units cut in two
+def test_run_epoch_leaves_the_last_batch_gradient(hidden, batch_path):
     X, y = _regression(1)
     Y = y.reshape(-1, 1)
-    layer_units = [X.shape[1], 4, 1]
+    layer_units = [X.shape[1], hidden, 1]
     params = np.random.RandomState(0).uniform(-0.5, 0.5, bp._n_params(layer_units))
     kw = dict(
         layer_units=layer_units,
@@ -771,7 +774,9 @@ def test_dense_input_trains_in_the_compiled_kernels(solver, monkeypatch):
 
 
 # small batches give the two threads many chances to race
-@pytest.mark.parametrize("hidden, batch_size", [((12, 6), "auto"), ((40,), "auto"), ((40,), 3)])
+@pytest.mark.parametrize(
+    "hidden, batch_size", [((12, 6), "auto"), ((40,), "auto"), ((40,), 3), ((70,), 5)]
+)
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_halves_do_not_depend_on_the_number_of_threads(solver, hidden, batch_size):
     """Batches split in two halves, or one hidden layer's units cut in two, fit

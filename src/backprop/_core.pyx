@@ -33,7 +33,7 @@ BACKPROP_DEBUG_CYTHON=1 turns the checks back on.
 
 from cython cimport floating
 from libc.math cimport exp, expf, fma, fmaf, log, log1p, tanh, tanhf, fabs, isfinite, sqrt
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from cpython.exc cimport PyErr_CheckSignals
@@ -156,8 +156,9 @@ def set_thresholds(Py_ssize_t tile_min_work, Py_ssize_t blas_min_work,
 # copied into an aligned KC x NR buffer on the stack, zero-padded past n. Against it,
 # tiles of MR = 8 rows of op(A) are multiplied with MR x 2 vector accumulators held in
 # registers (16 of AVX-512's 32): per depth step 2 vector loads, 8 broadcasts and 16
-# fused multiply-adds. A strip of at most one vector uses a 1-vector tile. A last
-# partial tile of rows repeats its last row and keeps only the rows that exist.
+# fused multiply-adds. A strip of at most one vector uses a 1-vector tile (reading B
+# in place too when it is exactly one vector wide). A last partial tile of rows
+# repeats its last row and keeps only the rows that exist.
 # (The classic register-blocked micro-kernel: Goto and van de Geijn, "Anatomy of
 # high-performance matrix multiplication", ACM TOMS 34(3), 2008.)
 cdef extern from *:
@@ -235,7 +236,7 @@ cdef extern from *:
             nr = n - j0 < NR ? n - j0 : NR;                                                   \\
             for (p0 = 0; p0 < k; p0 += BP_KC) {                                               \\
                 kc = k - p0 < BP_KC ? k - p0 : BP_KC;                                         \\
-                if (tb == 'N' && nr == NR) {                                                  \\
+                if (tb == 'N' && (nr == NR || nr == W)) {                                     \\
                     bp = b + p0 * ldb + j0;                                                   \\
                     ld = ldb;                                                                 \\
                 } else {                                                                      \\
@@ -1464,96 +1465,125 @@ cdef bint _units(const Py_ssize_t* sizes, Py_ssize_t n_layers, Py_ssize_t m) noe
     return _units_cut(sizes, n_layers) > 0 and _two_cores(sizes, n_layers, m, (m + 1) // 2)
 
 
+cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t v) noexcept nogil:
+    return (n + v - 1) // v * v
+
+
+cdef inline Py_ssize_t _part_size(Py_ssize_t n_in, Py_ssize_t wp, Py_ssize_t k) noexcept nogil:
+    """Numbers in a packed part (see ``_units_pack``) of wp (padded) units."""
+    return _round_up((n_in + 1 + k) * wp, 16)
+
+
 cdef Py_ssize_t _units_size(const Py_ssize_t* sizes, Py_ssize_t n_layers,
                             Py_ssize_t m) noexcept nogil:
-    """Length of ``_units_epoch``'s workspace for batches of up to m rows (0: no cut)."""
+    """Length of ``_units_epoch``'s workspace for batches of up to m rows (0: no cut);
+    every block padded to 16 numbers (64 bytes in float32, 128 in float64) and the parts
+    to whole vectors of 16, enough for either dtype."""
     cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[n_layers]
-    if _units_cut(sizes, n_layers) == 0:
+    cdef Py_ssize_t cut = _units_cut(sizes, n_layers), w0, w1
+    if cut == 0:
         return 0
+    w0, w1 = _round_up(cut, 16), _round_up(h - cut, 16)
     # per thread a gathered batch (X, Y, weights) and the output layer's Z and delta;
-    # A and delta of the hidden layer, the partial outputs and the output biases (two
-    # of each, by batch parity), the hidden weights' gradient in two column blocks, and
-    # both threads' parameters and moments as _units_pack lays them out
-    return 2 * m * (n_in + 3 * k + 1) + 2 * m * h + 4 * m * k + 2 * k + n_in * h + 3 * (
-        n_in + 1 + k) * h
+    # per part A and delta of its units; the partial outputs and the output biases (two
+    # of each, by batch parity); parameters, moments and gradients of both parts
+    return (16 + 2 * (_round_up(m * n_in, 16) + 3 * _round_up(m * k, 16) + _round_up(m, 16))
+            + 2 * (_round_up(m * w0, 16) + _round_up(m * w1, 16)) + 4 * _round_up(m * k, 16)
+            + 2 * _round_up(k, 16) + 4 * (_part_size(n_in, w0, k) + _part_size(n_in, w1, k)))
 
 
-cdef void _units_pack(int t, Py_ssize_t cut, const Py_ssize_t* sizes,
+cdef void _units_pack(Py_ssize_t j0, Py_ssize_t width, Py_ssize_t wp, const Py_ssize_t* sizes,
                       const Py_ssize_t* offsets, floating* flat, floating* part,
                       bint unpack) noexcept nogil:
-    """part := thread t's parameters in ``flat`` (the layout of params), contiguous:
-    W1[:, J] row by row (n_in x |J|), b1[J], W2[J, :] (|J| x k); or the reverse with
-    ``unpack``. Each thread then writes only its own cache lines (rows of W1 are shared
-    by both threads' units) and steps its parameters in three contiguous runs."""
+    """part := the parameters of units j0 .. j0 + width - 1 in ``flat`` (the layout of
+    params), contiguous and padded to wp units: W1[:, J] row by row (n_in x wp), b1[J]
+    (wp), W2[J, :] (wp x k), the padding zero; or, with ``unpack``, the reverse (the
+    padding dropped). Each thread then writes only its own cache lines (rows of W1 hold
+    both threads' units), its rows start on vector boundaries, and its parameters are
+    stepped in three contiguous runs.
+
+    A padding unit has zero weights in and out and a zero bias: it adds exact zeros to
+    the output, gets a zero gradient (its row of grad W2 is never written), and every
+    solver's step leaves a parameter with zero value, gradient and moments at zero.
+    """
     cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[2], r
-    cdef Py_ssize_t j0 = 0 if t == 0 else cut, width = cut if t == 0 else h - cut
     cdef Py_ssize_t row = width * sizeof(floating)
     if unpack:
         for r in range(n_in):
-            memcpy(flat + offsets[0] + r * h + j0, part + r * width, row)
-        memcpy(flat + offsets[1] + j0, part + n_in * width, row)
-        memcpy(flat + offsets[2] + j0 * k, part + (n_in + 1) * width, k * row)
-    else:
-        for r in range(n_in):
-            memcpy(part + r * width, flat + offsets[0] + r * h + j0, row)
-        memcpy(part + n_in * width, flat + offsets[1] + j0, row)
-        memcpy(part + (n_in + 1) * width, flat + offsets[2] + j0 * k, k * row)
+            memcpy(flat + offsets[0] + r * h + j0, part + r * wp, row)
+        memcpy(flat + offsets[1] + j0, part + n_in * wp, row)
+        memcpy(flat + offsets[2] + j0 * k, part + (n_in + 1) * wp, k * row)
+        return
+    memset(part, 0, (n_in + 1 + k) * wp * sizeof(floating))
+    for r in range(n_in):
+        memcpy(part + r * wp, flat + offsets[0] + r * h + j0, row)
+    memcpy(part + n_in * wp, flat + offsets[1] + j0, row)
+    memcpy(part + (n_in + 1) * wp, flat + offsets[2] + j0 * k, k * row)
 
 
-cdef double _units_forward(const floating* part, Py_ssize_t width, const Py_ssize_t* sizes,
+cdef double _units_forward(const floating* part, Py_ssize_t wp, const Py_ssize_t* sizes,
                            int hidden, const floating* x, Py_ssize_t m, floating* a1,
                            floating* partial) noexcept nogil:
-    """A thread's part of the forward pass, for its |J| = width units of the hidden
-    layer (parameters ``part`` as ``_units_pack`` lays them out):
-    A_J := act(X W1[:, J] + b1[J]) (m x |J|, into a1) and the units' share of the
-    output, partial := A_J W2[J, :] (m x k)."""
+    """A thread's part of the forward pass, for its units J (wp of them with the
+    padding; parameters ``part`` as ``_units_pack`` lays them out):
+    A_J := act(X W1[:, J] + b1[J]) (m x wp, into a1) and the units' share of the output,
+    partial := A_J W2[J, :] (m x k)."""
     cdef Py_ssize_t n_in = sizes[0], k = sizes[2]
-    _gemm(c'N', c'N', m, width, n_in, <floating>1, x, n_in, part, width, <floating>0, a1,
-          width)
-    _bias_act(a1, part + n_in * width, m, width, hidden)
-    _gemm(c'N', c'N', m, k, width, <floating>1, a1, width, part + (n_in + 1) * width, k,
+    _gemm(c'N', c'N', m, wp, n_in, <floating>1, x, n_in, part, wp, <floating>0, a1, wp)
+    _bias_act(a1, part + n_in * wp, m, wp, hidden)
+    _gemm(c'N', c'N', m, k, wp, <floating>1, a1, wp, part + (n_in + 1) * wp, k,
           <floating>0, partial, k)
     return 0
 
 
-cdef double _units_backward(int t, Py_ssize_t cut, floating* part, floating* part_m1,
-                            floating* part_m2, floating* params, floating* grad,
-                            floating* moment1, floating* moment2, const Py_ssize_t* sizes,
+cdef double _units_backward(bint first, Py_ssize_t width, Py_ssize_t wp, floating* part,
+                            floating* part_m1, floating* part_m2, floating* part_g,
+                            floating* params, floating* grad, floating* moment1,
+                            floating* moment2, const Py_ssize_t* sizes,
                             const Py_ssize_t* offsets, int hidden, const floating* x,
                             const floating* delta, Py_ssize_t m, floating* a1, floating* d1,
-                            floating* g1, floating wsum, const _SkSolver* s) noexcept nogil:
-    """Thread t's part of the backward pass and the step, on its units J only
-    (parameters and moments in ``part``, ``part_m1``, ``part_m2``, see ``_units_pack``):
+                            floating wsum, const _SkSolver* s) noexcept nogil:
+    """A thread's part of the backward pass and the step, on its units J only
+    (parameters, moments and gradients in ``part``, ``part_m1``, ``part_m2``, ``part_g``,
+    laid out by ``_units_pack``):
         grad W2[J, :] := A_J^T delta,  delta_J := (delta W2[J, :]^T) * act'(A_J),
-        G := X^T delta_J (n_in x |J|, into g1), grad b1[J] := sum_rows delta_J,
-        thread 0 also grad b2 := sum_rows delta (b2 stays in params),
-    then ``_sk_update`` on W1[:, J] (with g1), b1[J], W2[J, :] and, thread 0, b2.
+        grad W1[:, J] := X^T delta_J,  grad b1[J] := sum_rows delta_J,
+        the ``first`` part also grad b2 := sum_rows delta (b2 stays in params, its
+        gradient in grad),
+    then ``_sk_update`` on W1[:, J], b1[J], W2[J, :] and (first part) b2.
     delta (the output layer's, m x k) is read, not changed. Returns sum W^2 over the
     weights it stepped."""
-    cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[2], i, j
-    cdef Py_ssize_t j0 = 0 if t == 0 else cut, width = cut if t == 0 else h - cut
-    cdef Py_ssize_t b_at = n_in * width, w2_at = (n_in + 1) * width
+    cdef Py_ssize_t n_in = sizes[0], k = sizes[2], i, j
+    cdef Py_ssize_t b_at = n_in * wp, w2_at = (n_in + 1) * wp
     cdef floating* gb2 = grad + offsets[3]
     cdef double sq = 0
-    _gemm(c'T', c'N', width, k, m, <floating>1, a1, width, delta, k, <floating>0,
-          grad + offsets[2] + j0 * k, k)
-    _hidden_delta(delta, part + w2_at, a1, d1, m, width, k, hidden, True, NULL)
-    _backward(d1, x, g1, grad + offsets[1] + j0, m, n_in, width, 1, 0, 0, True)
-    if t == 0:
+    # the padding's rows of grad W2 stay zero
+    _gemm(c'T', c'N', width, k, m, <floating>1, a1, wp, delta, k, <floating>0,
+          part_g + w2_at, k)
+    _hidden_delta(delta, part + w2_at, a1, d1, m, wp, k, hidden, True, NULL)
+    _backward(d1, x, part_g, part_g + b_at, m, n_in, wp, 1, 0, 0, True)
+    if first:
         for j in range(k):  # the column sums in _backward's order
             gb2[j] = delta[j]
         for i in range(1, m):
             for j in range(k):
                 gb2[j] = gb2[j] + delta[i * k + j]
-    sq += _sk_update(part, g1, part_m1, part_m2, n_in * width, True, wsum, s)
-    sq += _sk_update(part + b_at, grad + offsets[1] + j0, part_m1 + b_at, part_m2 + b_at,
-                     width, False, wsum, s)
-    sq += _sk_update(part + w2_at, grad + offsets[2] + j0 * k, part_m1 + w2_at,
-                     part_m2 + w2_at, width * k, True, wsum, s)
-    if t == 0:
+    sq += _sk_update(part, part_g, part_m1, part_m2, b_at, True, wsum, s)
+    sq += _sk_update(part + b_at, part_g + b_at, part_m1 + b_at, part_m2 + b_at, wp, False,
+                     wsum, s)
+    sq += _sk_update(part + w2_at, part_g + w2_at, part_m1 + w2_at, part_m2 + w2_at,
+                     wp * k, True, wsum, s)
+    if first:
         sq += _sk_update(params + offsets[3], gb2, moment1 + offsets[3],
                          moment2 + offsets[3], k, False, wsum, s)
     return sq
+
+
+cdef inline floating* _take(floating** cursor, Py_ssize_t n) noexcept nogil:
+    """The next block of n numbers (rounded up to 16) from a workspace cursor."""
+    cdef floating* block = cursor[0]
+    cursor[0] = block + _round_up(n, 16)
+    return block
 
 
 cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
@@ -1567,35 +1597,36 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
 
     Thread t owns units J_t and the parameters that touch only them (W1[:, J_t], b1[J_t],
     W2[J_t, :]; thread 0 also b2), so parameters never cross between the cores; for the
-    epoch it keeps them, and their moments, in a contiguous copy (``_units_pack``). Per
-    batch: each thread gathers the batch (X, Y, weights) for itself and runs
-    ``_units_forward``; after one barrier, each forms Z2 = (P_0 + P_1) + b2 from both
-    partial outputs and takes the loss and delta of the whole output layer (the same
-    numbers on both: only the m x k partials and b2 cross between the cores); then
-    ``_units_backward`` and its step. The partial outputs, and the copy of b2 the batch
-    reads (thread 0 steps b2 while thread 1 may still be reading it), alternate between
-    two buffers by batch parity, so one barrier per batch suffices. With one thread (OpenMP allows
-    one, or another kernel call is running) that thread plays both parts in turn, with
-    the same arithmetic: the result does not depend on the number of threads.
-    Returns sum_B |B| L_B as ``sk_epoch``; a pending signal sets *interrupted and
-    stops the epoch after the batch it came in.
+    epoch it keeps them, their moments and their gradient in contiguous copies padded to
+    whole vectors (``_units_pack``). Per batch: each thread gathers the batch (X, Y,
+    weights) for itself and runs ``_units_forward``; after one barrier, each forms
+    Z2 = (P_0 + P_1) + b2 from both partial outputs and takes the loss and delta of the
+    whole output layer (the same numbers on both: only the m x k partials and b2 cross
+    between the cores); then ``_units_backward`` and its step. The partial outputs, and
+    the copy of b2 the batch reads (thread 0 steps b2 while thread 1 may still be
+    reading it), alternate between two buffers by batch parity, so one barrier per batch
+    suffices. With one thread (OpenMP allows one, or another kernel call is running)
+    that thread plays both parts in turn, with the same arithmetic: the result does not
+    depend on the number of threads. Returns sum_B |B| L_B as ``sk_epoch``; a pending
+    signal sets *interrupted and stops the epoch after the batch it came in.
     """
     cdef Py_ssize_t n_in = sizes[0], h = sizes[1], k = sizes[2]
-    cdef Py_ssize_t cut = _units_cut(sizes, 2), per = batch_size * (n_in + 3 * k + 1)
-    cdef floating* a1 = work + 2 * per
-    cdef floating* d1 = a1 + batch_size * h
-    cdef floating* partials = d1 + batch_size * h
-    cdef floating* biases = partials + 4 * batch_size * k
-    cdef floating* g1 = biases + 2 * k
-    cdef Py_ssize_t packed = (n_in + 1 + k) * h  # both parts
-    cdef floating* parts = g1 + n_in * h
-    cdef floating* parts_m1 = parts + packed
-    cdef floating* parts_m2 = parts_m1 + packed if moment2 != moment1 else parts_m1
-    cdef Py_ssize_t part0 = (n_in + 1 + k) * cut  # where part 1 starts
+    cdef Py_ssize_t cut = _units_cut(sizes, 2)
+    cdef Py_ssize_t vec = 64 // sizeof(floating)
+    cdef Py_ssize_t j0s[2]
+    cdef Py_ssize_t widths[2]
+    cdef Py_ssize_t wps[2]
+    cdef floating* bufs[2][5]  # per thread: X, Y, weights, Z and delta of the batch
+    cdef floating* a1s[2]
+    cdef floating* d1s[2]
+    cdef floating* partials[2][2]  # by batch parity, by part
+    cdef floating* biases[2]  # by batch parity
+    cdef floating* parts[4][2]  # params, moment1, moment2, gradient; by part
+    cdef floating* cursor = <floating*>_round_up(<Py_ssize_t>work, 64)
     cdef double totals[3]  # the losses (thread 0's), thread 0's and thread 1's L2 terms
     cdef int stop[3]  # stop before batch b when stop[b % 2]; stop[2]: a signal came
-    cdef int threads, nth, p, t, halt
-    cdef Py_ssize_t start, m, i, j, row, b, part
+    cdef int threads, nth, p, t, halt, a
+    cdef Py_ssize_t start, m, i, j, row, b
     cdef floating* xb
     cdef floating* yb
     cdef floating* swb
@@ -1606,11 +1637,30 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
     cdef floating wsum
     cdef double value, sq
     cdef _SkSolver s
+    j0s[0], j0s[1], widths[0], widths[1] = 0, cut, cut, h - cut
+    for t in range(2):
+        wps[t] = _round_up(widths[t], vec)
+    for p in range(2):
+        bufs[p][0] = _take(&cursor, batch_size * n_in)
+        bufs[p][1] = _take(&cursor, batch_size * k)
+        bufs[p][2] = _take(&cursor, batch_size)
+        bufs[p][3] = _take(&cursor, batch_size * k)
+        bufs[p][4] = _take(&cursor, batch_size * k)
+    for t in range(2):
+        a1s[t] = _take(&cursor, batch_size * wps[t])
+        d1s[t] = _take(&cursor, batch_size * wps[t])
+        partials[0][t] = _take(&cursor, batch_size * k)
+        partials[1][t] = _take(&cursor, batch_size * k)
+    biases[0] = _take(&cursor, k)
+    biases[1] = _take(&cursor, k)
+    for a in range(4):
+        for t in range(2):
+            parts[a][t] = _take(&cursor, _part_size(n_in, wps[t], k))
     totals[0] = totals[1] = totals[2] = 0
     stop[0] = stop[1] = stop[2] = 0
     # Cython makes these firstprivate: give them values to copy
-    p = nth = t = halt = 0
-    start = m = i = j = row = b = part = 0
+    p = nth = t = halt = a = 0
+    start = m = i = j = row = b = 0
     xb = yb = swb = zb = db = pb = bb = NULL
     wsum = 0
     value = sq = 0
@@ -1620,17 +1670,15 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
         p = threadid()
         nth = omp_get_num_threads()
         s = solver
-        xb = work + p * per
-        yb = xb + batch_size * n_in
-        swb = yb + batch_size * k
-        zb = swb + batch_size
-        db = zb + batch_size * k
+        xb, yb, swb, zb, db = bufs[p][0], bufs[p][1], bufs[p][2], bufs[p][3], bufs[p][4]
         t = p
         while t < 2:
-            _units_pack(t, cut, sizes, offsets, params, parts + t * part0, False)
-            _units_pack(t, cut, sizes, offsets, moment1, parts_m1 + t * part0, False)
-            if moment2 != moment1:
-                _units_pack(t, cut, sizes, offsets, moment2, parts_m2 + t * part0, False)
+            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, params, parts[0][t], False)
+            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, moment1, parts[1][t],
+                        False)
+            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, moment2, parts[2][t],
+                        False)
+            memset(parts[3][t], 0, (n_in + 1 + k) * wps[t] * sizeof(floating))
             t = t + nth
         start = 0
         b = 0
@@ -1648,13 +1696,11 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
                     wsum = wsum + swb[i]
             if s.solver == SK_ADAM:
                 s.t_lr = _adam_lr(s.lr, s.b1, s.b2, step + b + 1)
-            pb = partials + (b % 2) * 2 * batch_size * k
-            bb = biases + (b % 2) * k
+            bb = biases[b % 2]
             t = p
             while t < 2:  # thread p's part(s): p, or with one thread 0 then 1
-                _units_forward(parts + t * part0, cut if t == 0 else h - cut, sizes, hidden,
-                               xb, m, a1 + (0 if t == 0 else batch_size * cut),
-                               pb + t * batch_size * k)
+                _units_forward(parts[0][t], wps[t], sizes, hidden, xb, m, a1s[t],
+                               partials[b % 2][t])
                 if t == 0:
                     # b2 as this batch sees it: part 0 steps b2 while the other thread
                     # may still be forming Z2
@@ -1663,20 +1709,22 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
             _barrier()
             if stop[b % 2]:
                 break
+            pb = partials[b % 2][0]
+            for i in range(m * k):
+                zb[i] = pb[i] + partials[b % 2][1][i]
             for i in range(m):
                 for j in range(k):
-                    zb[i * k + j] = (pb[i * k + j] + pb[batch_size * k + i * k + j]) + bb[j]
+                    zb[i * k + j] = zb[i * k + j] + bb[j]
             value = _output_delta(zb, yb, NULL, swb if sample_weight != NULL else NULL,
                                   wsum, db, m, m, k, output, loss)
             if p == 0:
                 totals[0] += value * m
             t = p
             while t < 2:
-                part = 0 if t == 0 else batch_size * cut
-                sq = _units_backward(t, cut, parts + t * part0, parts_m1 + t * part0,
-                                     parts_m2 + t * part0, params, grad, moment1, moment2,
-                                     sizes, offsets, hidden, xb, db, m, a1 + part, d1 + part,
-                                     g1 + (0 if t == 0 else n_in * cut), wsum, &s)
+                sq = _units_backward(t == 0, widths[t], wps[t], parts[0][t], parts[1][t],
+                                     parts[2][t], parts[3][t], params, grad, moment1,
+                                     moment2, sizes, offsets, hidden, xb, db, m, a1s[t],
+                                     d1s[t], wsum, &s)
                 totals[1 + t] += 0.5 * s.alpha * sq / wsum * m
                 t = t + nth
             b = b + 1
@@ -1693,16 +1741,16 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
                 stop[b % 2] = halt
         t = p
         while t < 2:
-            _units_pack(t, cut, sizes, offsets, params, parts + t * part0, True)
-            _units_pack(t, cut, sizes, offsets, moment1, parts_m1 + t * part0, True)
+            # moment2 is moment1 for SGD: unpacked once, from the copy that was stepped
+            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, params, parts[0][t], True)
             if moment2 != moment1:
-                _units_pack(t, cut, sizes, offsets, moment2, parts_m2 + t * part0, True)
+                _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, moment2, parts[2][t],
+                            True)
+            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, moment1, parts[1][t],
+                        True)
+            # grad holds the last batch's gradient in the flat layout
+            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, grad, parts[3][t], True)
             t = t + nth
-    # grad holds the last batch's gradient in the flat layout: W1's two column blocks
-    for i in range(n_in):
-        memcpy(grad + offsets[0] + i * h, g1 + i * cut, cut * sizeof(floating))
-        memcpy(grad + offsets[0] + i * h + cut, g1 + n_in * cut + i * (h - cut),
-               (h - cut) * sizeof(floating))
     interrupted[0] = stop[2]
     return totals[0] + totals[1] + totals[2]
 

@@ -63,12 +63,13 @@ __all__ = [
     "settle",
 ]
 
-# Seconds of idle before each timed run. Thread pools keep their threads spinning on a
-# core for a while after their last job (OpenBLAS's for ~0.1 s on this machine, OpenMP's
-# briefly): without a pause, each run would be timed while the previous run's library
-# still held a core, which penalises whoever uses both cores next (measured on load_digits:
-# backprop's fit took 0.26 s right after scikit-learn's, 0.15 s from 0.1 s later on).
-# BACKPROP_BENCH_SETTLE=0 turns the pause off.
+# Seconds of idle before each timed fit of the digits benchmark, where the two libraries
+# alternate. Thread pools keep their threads spinning on a core for a while after their
+# last job (OpenBLAS's for ~0.1 s on this machine, OpenMP's briefly): without a pause,
+# each fit would be timed while the previous fit's library still held a core, which
+# penalises whoever uses both cores next (measured on load_digits: backprop's fit took
+# 0.26 s right after scikit-learn's, 0.15 s from 0.1 s later on). BACKPROP_BENCH_SETTLE=0
+# turns the pause off.
 SETTLE_SECONDS = float(os.environ.get("BACKPROP_BENCH_SETTLE", "0.2"))
 
 
@@ -532,13 +533,14 @@ def final_weights(trainer: Trainer) -> Params:
 def measure(trainer: Trainer, repeats: int = 5) -> list[float]:
     """Seconds of ``trainer.run()`` for each of ``repeats`` runs, each run preceded (untimed)
     by ``prepare`` with the problem the trainer was last prepared with, so every run starts
-    from the initial weights, and by ``settle``."""
+    from the initial weights. The repeats of one trainer run back to back: no pause
+    (``settle``) before them, as a core left idle clocks down and a run of milliseconds
+    (W1, W2) would then be timed partly at the lower clock."""
     if trainer.problem is None:
         raise ValueError("measure needs a trainer that has been prepared once")
     seconds = []
     for _ in range(repeats):
         trainer.prepare(*trainer.problem)
-        settle()
         start = time.perf_counter()
         trainer.run()
         seconds.append(time.perf_counter() - start)
@@ -740,17 +742,16 @@ def _environment() -> str:
 
 NOTES = """\
 Measured: median wall time of `run` over the repeats, each repeat prepared afresh (model built,
-data converted, shared initial weights loaded: not timed) and started after a pause that lets
-the thread pools of what ran before go idle (SETTLE_SECONDS, 0.2 s). Training = one epoch of
-plain SGD (no momentum, no weight decay) in fixed order, every trainer from the same Glorot
-weights on the same Gaussian data; forward = outputs (softmax included) for all samples in one
-call. GFLOP/s counts 2 flops per weight and sample forward, 6 for training. ratio = median time
-of the fastest peer / this median (peers exclude backprop; > 1 is faster than every peer). Every
-trainer computes the loss of each batch (backprop's fit returns the epoch loss). sklearn:
-MLP*.partial_fit, which also validates its input and binarizes labels on each call and computes
-an (alpha = 0) L2 term per batch. On W1 it is MLPRegressor: identity output and loss (1/2) mean
-squared error instead of a sigmoid output and mean squared error, so it does not compute the
-same function there."""
+data converted, shared initial weights loaded: not timed), one trainer's repeats back to back.
+Training = one epoch of plain SGD (no momentum, no weight decay) in fixed order, every trainer
+from the same Glorot weights on the same Gaussian data; forward = outputs (softmax included) for
+all samples in one call. GFLOP/s counts 2 flops per weight and sample forward, 6 for training.
+ratio = median time of the fastest peer / this median (peers exclude backprop; > 1 is faster
+than every peer). Every trainer computes the loss of each batch (backprop's fit returns the
+epoch loss). sklearn: MLP*.partial_fit, which also validates its input and binarizes labels on
+each call and computes an (alpha = 0) L2 term per batch. On W1 it is MLPRegressor: identity
+output and loss (1/2) mean squared error instead of a sigmoid output and mean squared error, so
+it does not compute the same function there."""
 
 
 def _print_table(rows: list[Row], file: TextIO) -> None:
@@ -769,13 +770,14 @@ def _print_table(rows: list[Row], file: TextIO) -> None:
 DIGITS_NOTES = """\
 Measured: median wall time of `fit` on a fresh estimator, and the median CPU time of the process
 over the same fits (all its threads: scikit-learn's products run in NumPy's BLAS, backprop's in
-its own kernels, on both cores at this size). backprop.MLPClassifier and sklearn.neural_network.MLPClassifier alternate in one process, their
-order flipping every repeat, after one untimed fit of each, each fit after the same 0.2 s pause
-(without it, NumPy's OpenBLAS threads, still spinning after a scikit-learn fit, take a core from
-the fit that follows); both get the same float64 arrays and the same parameters, so they should
-fit the same model: accuracy (on the held-out 25 %), n_iter_ and loss_ come from that first fit
-and show whether they did. ConvergenceWarning (max_iter reached) is silenced. ratio = sklearn's
-median time / this median (> 1: faster than sklearn)."""
+its own kernels, on both cores at this size). backprop.MLPClassifier and
+sklearn.neural_network.MLPClassifier alternate in one process, their order flipping every
+repeat, after one untimed fit of each, each fit after the same 0.2 s pause (without it, NumPy's
+OpenBLAS threads, still spinning after a scikit-learn fit, take a core from the fit that
+follows); both get the same float64 arrays and the same parameters, so they should fit the same
+model: accuracy (on the held-out 25 %), n_iter_ and loss_ come from that first fit and show
+whether they did. ConvergenceWarning (max_iter reached) is silenced. ratio = sklearn's median
+time / this median (> 1: faster than sklearn)."""
 
 
 def _print_digits_table(rows: list[DigitsRow], file: TextIO) -> None:
