@@ -5,7 +5,7 @@ Design
 Three levels, each calling only the one below it:
 
 1. Per-element and per-row helpers (``_exp_neg``, ``_sigmoid``, ``_act_prime``,
-   ``_softmax_row``): ``cdef inline ... noexcept nogil``, written once for
+   ``_softmax_rows``, ``_divide``): ``cdef inline ... noexcept nogil``, written once for
    ``cython.floating`` so float32 and float64 share one source.
 2. Per-layer kernels on raw row-major pointers: ``_gemm`` (row-major
    C := alpha op(A) op(B) + beta C; hand loops for tiny products, a register-tiled C
@@ -15,9 +15,12 @@ Three levels, each calling only the one below it:
    ``_backward`` (gradients, or the gradient-descent update fused into the
    gradient product). ``_batch`` chains them: the forward pass, the loss and the
    backward pass of one mini-batch; ``_split_batch`` runs a batch as two halves of
-   rows on two cores (off by default).
+   rows on two cores. scikit-learn's solvers step with ``_sk_update``;
+   ``_units_epoch`` runs their epoch of a one-hidden-layer network on two cores with
+   the hidden units cut in two.
 3. Python-callable entry points: ``train`` (every epoch and batch of ``fit`` in one
-   call, without the GIL), ``batch`` (loss / gradients / one step on a whole batch),
+   call, without the GIL), ``sk_epoch`` and ``sk_loss_grad`` (the estimators'),
+   ``batch`` (loss / gradients / one step on a whole batch),
    ``forward`` (inference in chunks), and thin per-layer wrappers (``dense``,
    ``activate``, ...) used by ``Network.trace`` and by the kernel tests.
 
@@ -98,7 +101,7 @@ LOSSES = {
 }
 
 # Products are computed one of three ways, chosen by their number of multiply-adds
-# (measured on this kind of machine; see README "Kernel paths"):
+# (measured on this kind of machine; see README "How it is built"):
 #   fewer than TILE_MIN_WORK: plain loops; a product this small costs less than setting
 #     up a tile (the [2, 2, 1] network of the tutorial lives here);
 #   fewer than BLAS_MIN_WORK: the register-tiled kernel below, on the calling thread;
