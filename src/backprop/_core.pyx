@@ -553,20 +553,13 @@ cdef inline bint _narrow(Py_ssize_t n, char tb, floating dtype) noexcept nogil:
     return n < <Py_ssize_t>(128 // sizeof(floating)) and tb == c'N'
 
 
-cdef void _gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                floating alpha, const floating* a, Py_ssize_t lda,
-                const floating* b, Py_ssize_t ldb,
-                floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
-    """C := alpha op(A) op(B) + beta C for row-major matrices; C is m x n.
-
-    Paths by size (see TILE_MIN_WORK). Only the three forms backpropagation needs are
-    hand-written in the loops:
-    (N, T) Z = X W^T, (N, N) D W, (T, N) D^T A. BLAS is column-major, so a
-    row-major product C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T,
-    which is the same call with A and B swapped.
-    """
-    cdef Py_ssize_t i, j, p
-    cdef floating s, aip
+cdef void _gemm_blocked(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                        floating alpha, const floating* a, Py_ssize_t lda,
+                        const floating* b, Py_ssize_t ldb,
+                        floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """``_gemm`` from TILE_MIN_WORK multiply-adds: the tiles or BLAS. BLAS is
+    column-major, so a row-major product C = op(A) op(B) is computed as
+    C^T = op(B)^T op(A)^T, which is the same call with A and B swapped."""
     cdef int im, in_, ik, ilda, ildb, ildc
     cdef Py_ssize_t work = m * n * k
     if work >= BLAS_MIN_WORK or (_narrow(n, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK):
@@ -578,11 +571,27 @@ cdef void _gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
             dgemm(&tb, &ta, &in_, &im, &ik, &alpha, <double*>b, &ildb, <double*>a, &ilda,
                   &beta, c, &ildc)
         return
-    if work >= TILE_MIN_WORK:
-        if floating is float:
-            _tile_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        else:
-            _tile_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    if floating is float:
+        _tile_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    else:
+        _tile_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef inline void _gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       floating alpha, const floating* a, Py_ssize_t lda,
+                       const floating* b, Py_ssize_t ldb,
+                       floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C := alpha op(A) op(B) + beta C for row-major matrices; C is m x n.
+
+    Paths by size (see TILE_MIN_WORK). Products under TILE_MIN_WORK run in loops
+    written into the caller (a call costs as much as such a product: the tutorial's
+    network makes five a sample); only the three forms backpropagation needs are
+    hand-written: (N, T) Z = X W^T, (N, N) D W, (T, N) D^T A.
+    """
+    cdef Py_ssize_t i, j, p
+    cdef floating s, aip
+    if m * n * k >= TILE_MIN_WORK:
+        _gemm_blocked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     if ta == c'N' and tb == c'T':
         for i in range(m):
