@@ -591,6 +591,42 @@ def test_run_epoch_leaves_the_last_batch_gradient(hidden, batch_path):
     assert_allclose(grad, expected_grad, rtol=1e-12)
 
 
+@pytest.mark.parametrize("hidden", [(12, 6), (100,)])  # (100,): the units cut in two
+def test_run_epoch_raises_an_interrupt_between_batches(hidden):
+    """A signal that arrives during one long epoch is raised from inside it, between two
+    batches, with the parameters written back (on two cores, both threads' parts)."""
+    import _thread
+    import threading
+    import time
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200_000, 64))
+    Y = np.eye(10)[rng.randint(0, 10, 200_000)]
+    layer_units = [64, *hidden, 10]
+    params = rng.uniform(-0.1, 0.1, bp._n_params(layer_units))
+    kw = dict(layer_units=layer_units, activation="relu", out_activation="softmax",
+              loss="log_loss", alpha=1e-4, batch_size=200, solver="adam", momentum=0.0,
+              nesterov=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8)  # fmt: skip
+    moments = np.zeros_like(params), np.zeros_like(params)
+    work = np.empty(bp._workspace_size(layer_units, 200, gather=True))
+    run = bp._epoch_runner(params, np.empty_like(params), *moments, work, X, Y, None, **kw)
+    order = np.arange(X.shape[0])
+    start = time.perf_counter()
+    run(order, 1e-3, 0)
+    whole = time.perf_counter() - start
+    before = params.copy()
+    timer = threading.Timer(whole / 4, _thread.interrupt_main)
+    start = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(order, 1e-3, 1000)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - start < 0.75 * whole
+    assert np.isfinite(params).all() and not np.array_equal(params, before)
+
+
 # --------------------------------------------------------------------------------------
 # scikit-learn API
 # --------------------------------------------------------------------------------------
@@ -771,6 +807,33 @@ def test_dense_input_trains_in_the_compiled_kernels(solver, monkeypatch):
     monkeypatch.undo()
     sparse = bp.MLPClassifier(**params).fit(sp.csr_matrix(X), y)
     assert_same_fit(sparse, expected, dict(rtol=1e-7, atol=1e-9))
+
+
+@pytest.mark.parametrize("hidden", [(12, 6), (100,)])  # (100,): the units cut in two
+def test_interrupt_main_during_fit_keeps_a_whole_model(hidden):
+    """Ctrl-C in the compiled epoch ends fit as scikit-learn's does (a warning, the model
+    of the last whole step), and on two cores it leaves both threads' parts written back."""
+    import _thread
+    import threading
+    import time
+
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(2000, 64)), rng.randint(0, 10, 2000)
+    est = bp.MLPClassifier(hidden_layer_sizes=hidden, max_iter=100_000, tol=0,
+                           n_iter_no_change=100_000, random_state=0)  # fmt: skip
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    start = time.monotonic()
+    timer.start()
+    try:
+        with pytest.warns(UserWarning, match="Training interrupted by the user"):
+            est.fit(X, y)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 30  # ~an hour if the interrupt were ignored
+    assert 0 < est.n_iter_ < 100_000
+    assert all(np.isfinite(w).all() for w in est.coefs_ + est.intercepts_)
+    assert est.predict(X).shape == (2000,)
+    assert est.score(X, y) > 0.1
 
 
 # small batches give the two threads many chances to race
