@@ -94,6 +94,19 @@ def test_fit_finds_a_bad_row_anywhere_and_keeps_the_weights(value, row, shuffle,
     assert all(np.array_equal(a, b) for a, b in zip(after, weights))
 
 
+@pytest.mark.parametrize("on_divergence", ["raise", "warn"])
+def test_a_bad_late_row_is_reported_even_when_training_diverges_first(on_divergence):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(1000, 32))
+    X[-1, 0] = np.nan
+    net = Network([32, 16, 4], activation="relu", output="identity", loss="mse", seed=0)
+    weights = [w.copy() for w in net.weights]
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(X, rng.normal(size=(1000, 4)), batch_size=16, lr=10.0,
+                on_divergence=on_divergence)  # fmt: skip
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, weights))
+
+
 def test_fit_with_float32_overflow_in_a_late_row_keeps_the_weights():
     net = Network([1, 1], dtype="float32", seed=0)
     weights = net.weights[0].copy()

@@ -393,7 +393,8 @@ cdef inline floating _divide(floating a, floating b, floating inv) noexcept nogi
     """a / b, correctly rounded, from inv = 1 / b (correctly rounded) without a division:
     q = a inv, then q + (a - q b) inv with the remainder a - q b exact in a fused
     multiply-add (Markstein, IBM J. Res. Dev. 34(1), 1990). Equal to a / b whenever
-    neither a nor the quotient overflows; an infinite a gives NaN."""
+    the quotient is a normal number and a is finite (a subnormal quotient can be an ulp
+    off; an infinite a gives NaN)."""
     cdef floating q = a * inv
     return _fma(_fma(-q, b, a), inv, q)
 
@@ -1462,23 +1463,45 @@ cdef double _sk_steps(floating* params, floating* grad, const floating* other,
     return sq[0] + sq[1]
 
 
+cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t v) noexcept nogil:
+    return (n + v - 1) // v * v
+
+
 cdef Py_ssize_t _units_cut(const Py_ssize_t* sizes, Py_ssize_t n_layers) noexcept nogil:
-    """Where ``_units_epoch`` cuts the hidden layer's units between two threads (a
-    multiple of 16: whole vectors in either dtype), or 0 when it does not apply: one
-    hidden layer of at least 32 units."""
+    """Where ``_units_epoch`` cuts the hidden layer's units between two threads: the
+    multiple of 16 (whole vectors in either dtype) nearest half of them, so that each
+    part has at least 16; or 0 when it does not apply: one hidden layer of at least 32
+    units."""
     if n_layers != 2 or sizes[1] < 32:
         return 0
-    return sizes[1] // 2 // 16 * 16
+    return (sizes[1] + 16) // 32 * 16
+
+
+cdef bint _one_thread_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                              char tb) noexcept nogil:
+    """Whether ``_gemm`` runs this product on the calling thread alone: below the BLAS
+    size, and if narrow (as float32 counts it, the stricter), below OpenBLAS's threads."""
+    cdef Py_ssize_t work = m * n * k
+    return work < BLAS_MIN_WORK and not (n < 32 and tb == c'N' and
+                                         work >= BLAS_ONE_THREAD_WORK)
 
 
 cdef bint _units(const Py_ssize_t* sizes, Py_ssize_t n_layers, Py_ssize_t m) noexcept nogil:
     """Whether ``sk_epoch`` runs batches of m rows with the units cut in two: one hidden
-    layer of 32 units or more, mid-size products (each thread's are m x half the units)."""
-    return _units_cut(sizes, n_layers) > 0 and _two_cores(sizes, n_layers, m, (m + 1) // 2)
-
-
-cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t v) noexcept nogil:
-    return (n + v - 1) // v * v
+    layer of 32 units or more, at least SPLIT_MIN_WORK multiply-adds a batch, and every
+    product a part makes (``_units_forward``, ``_units_backward``; its width padded to
+    16) on its own thread: two threaded BLAS calls at once would share the cores."""
+    cdef Py_ssize_t n_in, h, k, w, t, cut = _units_cut(sizes, n_layers)
+    if cut == 0 or m * (sizes[0] + sizes[2]) * sizes[1] < SPLIT_MIN_WORK:
+        return False
+    n_in, h, k = sizes[0], sizes[1], sizes[2]
+    for t in range(2):
+        w = _round_up(cut if t == 0 else h - cut, 16)
+        if not (_one_thread_product(m, w, n_in, c'N') and _one_thread_product(m, k, w, c'N')
+                and _one_thread_product(w, k, m, c'N') and _one_thread_product(m, w, k, c'T')
+                and _one_thread_product(n_in, w, m, c'N')):
+            return False
+    return True
 
 
 cdef inline Py_ssize_t _part_size(Py_ssize_t n_in, Py_ssize_t wp, Py_ssize_t k) noexcept nogil:
@@ -1809,8 +1832,10 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
     solver.b1, solver.b2, solver.eps, solver.t_lr = beta_1, beta_2, epsilon, 0
     if halves is not None:
         hv = &halves[0]
+    # (an epsilon that rounds to 0 would make Adam's step 0 / 0 on the padding units)
     if (hv != NULL and n > 0 and _units(&sizes[0], n_layers, batch_size)
-            and halves.shape[0] >= _units_size(&sizes[0], n_layers, batch_size)):
+            and halves.shape[0] >= _units_size(&sizes[0], n_layers, batch_size)
+            and (not adam or <floating>epsilon > 0)):
         _calls_enter()
         try:
             with nogil:

@@ -684,7 +684,11 @@ class Network:
                     order, count, losses[first : first + count],
                     check_input=in_kernel and first == 0,
                 )
-                if status == 3:  # a row of X is not finite: undo the call, say which error
+                if status == 3 or (
+                    # training diverged before the check reached every row: a bad row of
+                    # X must still be reported as such, not as a divergence
+                    status and in_kernel and first == 0 and not _core.all_finite(X.reshape(-1))
+                ):  # a row of X is not finite: undo the call, say which error
                     self._theta[...] = start
                     self._check_X(given)  # raises, naming the problem
                     raise ValueError("X contains NaN or infinity")  # X changed meanwhile
