@@ -838,6 +838,18 @@ cdef void _hidden_delta(const floating* delta, const floating* w, const floating
             delta_prev[i] = delta_prev[i] * _act_prime(a_prev[i], act)
 
 
+cdef inline void _column_sums(const floating* d, Py_ssize_t m, Py_ssize_t n,
+                              floating* out) noexcept nogil:
+    """out_j := sum_i d_ij over the m x n block d, row by row (so that the loop
+    vectorises); out may be d itself (its first row then takes the sums)."""
+    cdef Py_ssize_t i, j
+    for j in range(n):
+        out[j] = d[j]
+    for i in range(1, m):
+        for j in range(n):
+            out[j] = out[j] + d[i * n + j]
+
+
 cdef void _backward(floating* delta, const floating* a_prev, floating* gw, floating* gb,
                     Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out,
                     floating alpha, floating beta, floating beta_b, bint wt) noexcept nogil:
@@ -848,14 +860,12 @@ cdef void _backward(floating* delta, const floating* a_prev, floating* gw, float
     update with weight decay lambda, fused so that the gradient is never stored. The column sums are accumulated into delta's first row
     (row by row, so the loop vectorises): delta is consumed.
     """
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t j
     if wt:
         _gemm(c'T', c'N', n_in, n_out, m, alpha, a_prev, n_in, delta, n_out, beta, gw, n_out)
     else:
         _gemm(c'T', c'N', n_out, n_in, m, alpha, delta, n_out, a_prev, n_in, beta, gw, n_in)
-    for i in range(1, m):
-        for j in range(n_out):
-            delta[j] = delta[j] + delta[i * n_out + j]
+    _column_sums(delta, m, n_out, delta)
     for j in range(n_out):
         if beta_b == 0:
             gb[j] = alpha * delta[j]
@@ -1463,6 +1473,25 @@ cdef double _sk_steps(floating* params, floating* grad, const floating* other,
     return sq[0] + sq[1]
 
 
+cdef floating _sk_gather(const floating* X, const floating* Y, const floating* sample_weight,
+                         const Py_ssize_t* order, Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t k,
+                         floating* xb, floating* yb, floating* swb) noexcept nogil:
+    """Rows order[0 .. m-1] of X, Y (and of sample_weight when not NULL) copied into the
+    batch buffers; returns the batch's weight sum_i sw_i (m without weights)."""
+    cdef Py_ssize_t i, row
+    cdef floating wsum = m
+    for i in range(m):
+        row = order[i]
+        memcpy(xb + i * n_in, X + row * n_in, n_in * sizeof(floating))
+        memcpy(yb + i * k, Y + row * k, k * sizeof(floating))
+    if sample_weight != NULL:
+        wsum = 0
+        for i in range(m):
+            swb[i] = sample_weight[order[i]]
+            wsum = wsum + swb[i]
+    return wsum
+
+
 cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t v) noexcept nogil:
     return (n + v - 1) // v * v
 
@@ -1588,7 +1617,7 @@ cdef double _units_backward(bint first, Py_ssize_t width, Py_ssize_t wp, floatin
     then ``_sk_update`` on W1[:, J], b1[J], W2[J, :] and (first part) b2.
     delta (the output layer's, m x k) is read, not changed. Returns sum W^2 over the
     weights it stepped."""
-    cdef Py_ssize_t n_in = sizes[0], k = sizes[2], i, j
+    cdef Py_ssize_t n_in = sizes[0], k = sizes[2]
     cdef Py_ssize_t b_at = n_in * wp, w2_at = (n_in + 1) * wp
     cdef floating* gb2 = grad + offsets[3]
     cdef double sq = 0
@@ -1598,11 +1627,7 @@ cdef double _units_backward(bint first, Py_ssize_t width, Py_ssize_t wp, floatin
     _hidden_delta(delta, part + w2_at, a1, d1, m, wp, k, hidden, True, NULL)
     _backward(d1, x, part_g, part_g + b_at, m, n_in, wp, 1, 0, 0, True)
     if first:
-        for j in range(k):  # the column sums in _backward's order
-            gb2[j] = delta[j]
-        for i in range(1, m):
-            for j in range(k):
-                gb2[j] = gb2[j] + delta[i * k + j]
+        _column_sums(delta, m, k, gb2)
     sq += _sk_update(part, part_g, part_m1, part_m2, b_at, True, wsum, s)
     sq += _sk_update(part + b_at, part_g + b_at, part_m1 + b_at, part_m2 + b_at, wp, False,
                      wsum, s)
@@ -1656,12 +1681,13 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
     cdef floating* d1s[2]
     cdef floating* partials[2][2]  # by batch parity, by part
     cdef floating* biases[2]  # by batch parity
-    cdef floating* parts[4][2]  # params, moment1, moment2, gradient; by part
+    cdef floating* flats[4]  # params, moment1, moment2, gradient
+    cdef floating* parts[4][2]  # the same, as each part's packed copy
     cdef floating* cursor = <floating*>_round_up(<Py_ssize_t>work, 64)
     cdef double totals[3]  # the losses (thread 0's), thread 0's and thread 1's L2 terms
     cdef int stop[3]  # stop before batch b when stop[b % 2]; stop[2]: a signal came
     cdef int threads, nth, p, t, halt, a
-    cdef Py_ssize_t start, m, i, j, row, b
+    cdef Py_ssize_t start, m, i, j, b
     cdef floating* xb
     cdef floating* yb
     cdef floating* swb
@@ -1672,6 +1698,7 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
     cdef floating wsum
     cdef double value, sq
     cdef _SkSolver s
+    flats[0], flats[1], flats[2], flats[3] = params, moment1, moment2, grad
     j0s[0], j0s[1], widths[0], widths[1] = 0, cut, cut, h - cut
     for t in range(2):
         wps[t] = _round_up(widths[t], vec)
@@ -1695,7 +1722,7 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
     stop[0] = stop[1] = stop[2] = 0
     # Cython makes these firstprivate: give them values to copy
     p = nth = t = halt = a = 0
-    start = m = i = j = row = b = 0
+    start = m = i = j = b = 0
     xb = yb = swb = zb = db = pb = bb = NULL
     wsum = 0
     value = sq = 0
@@ -1708,27 +1735,16 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
         xb, yb, swb, zb, db = bufs[p][0], bufs[p][1], bufs[p][2], bufs[p][3], bufs[p][4]
         t = p
         while t < 2:
-            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, params, parts[0][t], False)
-            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, moment1, parts[1][t],
-                        False)
-            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, moment2, parts[2][t],
-                        False)
+            for a in range(3):
+                _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, flats[a], parts[a][t],
+                            False)
             memset(parts[3][t], 0, (n_in + 1 + k) * wps[t] * sizeof(floating))
             t = t + nth
         start = 0
         b = 0
         while start < n:
             m = min(batch_size, n - start)
-            wsum = m
-            for i in range(m):
-                row = order[start + i]
-                memcpy(xb + i * n_in, X + row * n_in, n_in * sizeof(floating))
-                memcpy(yb + i * k, Y + row * k, k * sizeof(floating))
-            if sample_weight != NULL:
-                wsum = 0
-                for i in range(m):
-                    swb[i] = sample_weight[order[start + i]]
-                    wsum = wsum + swb[i]
+            wsum = _sk_gather(X, Y, sample_weight, order + start, m, n_in, k, xb, yb, swb)
             if s.solver == SK_ADAM:
                 s.t_lr = _adam_lr(s.lr, s.b1, s.b2, step + b + 1)
             bb = biases[b % 2]
@@ -1776,15 +1792,12 @@ cdef double _units_epoch(floating* params, floating* grad, floating* moment1,
                 stop[b % 2] = halt
         t = p
         while t < 2:
+            # params, moments and grad (the last batch's gradient) back in the flat layout;
             # moment2 is moment1 for SGD: unpacked once, from the copy that was stepped
-            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, params, parts[0][t], True)
-            if moment2 != moment1:
-                _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, moment2, parts[2][t],
-                            True)
-            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, moment1, parts[1][t],
-                        True)
-            # grad holds the last batch's gradient in the flat layout
-            _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, grad, parts[3][t], True)
+            for a in range(4):
+                if a != 2 or moment2 != moment1:
+                    _units_pack(j0s[t], widths[t], wps[t], sizes, offsets, flats[a],
+                                parts[a][t], True)
             t = t + nth
     interrupted[0] = stop[2]
     return totals[0] + totals[1] + totals[2]
@@ -1817,7 +1830,7 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
     """
     cdef Py_ssize_t n = order.shape[0], n_layers = sizes.shape[0] - 1
     cdef Py_ssize_t n_in = X.shape[1], k = sizes[n_layers], n_params = params.shape[0]
-    cdef Py_ssize_t start = 0, m, i, row, b = 0
+    cdef Py_ssize_t start = 0, m, b = 0
     cdef bint weighted = sample_weight.shape[0] > 0
     cdef floating wsum
     cdef _SkSolver solver
@@ -1854,16 +1867,10 @@ def sk_epoch(floating[::1] params, floating[::1] grad, floating[::1] moment1,
         with nogil:
             while start < n:
                 m = min(batch_size, n - start)
-                wsum = m
-                for i in range(m):
-                    row = order[start + i]
-                    memcpy(&x_batch[i, 0], &X[row, 0], n_in * sizeof(floating))
-                    memcpy(&y_batch[i, 0], &Y[row, 0], k * sizeof(floating))
+                wsum = _sk_gather(&X[0, 0], &Y[0, 0], &sample_weight[0] if weighted else NULL,
+                                  &order[start], m, n_in, k, &x_batch[0, 0], &y_batch[0, 0],
+                                  &sw_batch[0] if weighted else NULL)
                 if weighted:
-                    wsum = 0
-                    for i in range(m):
-                        sw_batch[i] = sample_weight[order[start + i]]
-                        wsum = wsum + sw_batch[i]
                     swb = &sw_batch[0]
                 value = _split_batch(&params[0], &grad[0], hv, &sizes[0], &offsets[0],
                                      n_layers, True, hidden, output, loss, &x_batch[0, 0],
