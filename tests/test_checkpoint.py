@@ -19,17 +19,10 @@ import zipfile
 
 import numpy as np
 import pytest
+from twins import OUTPUT_LOSSES
 
 import backprop
 from backprop import Network
-
-HEADS = [
-    ("sigmoid", "mse"),
-    ("identity", "mse"),
-    ("softmax", "mse"),
-    ("softmax", "cross_entropy"),
-    ("sigmoid", "binary_cross_entropy"),
-]
 
 
 def trained(sizes=(4, 6, 3), activation="tanh", output="softmax", loss="cross_entropy",
@@ -58,7 +51,9 @@ def saved(tmp_path, net, name="net.npz"):
     [
         (sizes, activation, head)
         for sizes, activation, head in itertools.product(
-            [(4, 6, 3), (3, 2), (5, 8, 7, 2)], ["sigmoid", "tanh", "relu", "identity"], HEADS
+            [(4, 6, 3), (3, 2), (5, 8, 7, 2)],
+            ["sigmoid", "tanh", "relu", "identity"],
+            OUTPUT_LOSSES,
         )
     ],
 )

@@ -26,6 +26,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from twins import OUTPUT_LOSSES
 
 import backprop
 
@@ -89,13 +90,6 @@ def main(examples: int, directory: str) -> None:
 
 
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity"]
-HEADS = [
-    ("sigmoid", "mse"),
-    ("identity", "mse"),
-    ("softmax", "mse"),
-    ("softmax", "cross_entropy"),
-    ("sigmoid", "binary_cross_entropy"),
-]
 # Training takes the most arguments and has the most ways to end: it is drawn most often.
 ACTIONS = ["forward", "loss", "gradients", "trace", "save", "load", "pickle"] + ["step", "fit"] * 3
 
@@ -109,7 +103,7 @@ def one_case(data, directory):
             return
     else:
         sizes = draw(st.lists(st.integers(1, 5), min_size=2, max_size=4))
-        output, loss = draw(st.sampled_from(HEADS))
+        output, loss = draw(st.sampled_from(OUTPUT_LOSSES))
         if output == "softmax" and sizes[-1] == 1:
             sizes[-1] = 2
         net = backprop.Network(
@@ -265,7 +259,7 @@ def fuzz_constructor(draw, pick):
     """A Network from arbitrary arguments, or None when they were rightly refused."""
     names = st.sampled_from(["softmax", "softplus", "", "RELU", 3, None, b"tanh"])
     dtypes = ["float32", "float64", np.float32, ">f8", "<f4", "d", None]
-    output, loss = draw(st.sampled_from(HEADS))
+    output, loss = draw(st.sampled_from(OUTPUT_LOSSES))
     kwargs = dict(
         activation=pick(st.sampled_from(ACTIVATIONS), names),
         output=pick(st.just(output), names),

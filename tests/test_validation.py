@@ -74,8 +74,9 @@ def test_non_numeric_X_is_a_type_error(X):
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("halves", [False, True])
 @pytest.mark.parametrize("batch_size", [16, 100])  # 48 numbers: checked before; 300: in the kernel
-def test_fit_finds_a_bad_row_anywhere_and_keeps_the_weights(value, row, shuffle, momentum,
-                                                            halves, batch_size):
+def test_fit_finds_a_bad_row_anywhere_and_keeps_the_weights(
+    value, row, shuffle, momentum, halves, batch_size
+):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(200, 3))
     X[row, 1] = value
@@ -85,8 +86,9 @@ def test_fit_finds_a_bad_row_anywhere_and_keeps_the_weights(value, row, shuffle,
     previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0, 2) if halves else None
     try:
         with pytest.raises(ValueError, match="X contains NaN or infinity"):
-            net.fit(X, y, epochs=3, batch_size=batch_size, shuffle=shuffle, seed=0,
-                    momentum=momentum)
+            net.fit(
+                X, y, epochs=3, batch_size=batch_size, shuffle=shuffle, seed=0, momentum=momentum
+            )
     finally:
         if previous is not None:
             _core.set_thresholds(*previous)

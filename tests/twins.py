@@ -13,6 +13,8 @@ HEADS = [
     ("softmax", "cross_entropy", "probabilities"),
     ("sigmoid", "binary_cross_entropy", "rows"),
 ]
+# Every (output, loss) pair, once.
+OUTPUT_LOSSES = list(dict.fromkeys((output, loss) for output, loss, _ in HEADS))
 
 
 def reference_twin(net):

@@ -681,7 +681,9 @@ class Network:
                 if velocity is not None:
                     velocity_start[...] = velocity
                 epoch, batch, status = train(
-                    order, count, losses[first : first + count],
+                    order,
+                    count,
+                    losses[first : first + count],
                     check_input=in_kernel and first == 0,
                 )
                 if status == 3 or (
