@@ -1,0 +1,61 @@
+/* Register-tiled matrix product, float and double:
+ *
+ *     C := alpha op(A) op(B) + beta C,    op(X) = X (ta/tb 'N') or X^T ('T'),
+ *
+ * row-major, op(A) m x k, op(B) k x n, C m x n with leading dimensions lda, ldb, ldc:
+ * BLAS gemm's arguments in row-major order. beta = 0 overwrites C without reading it.
+ *
+ * It is C, not Cython, because Cython has no way to name a SIMD register: GCC's (and
+ * Clang's) vector extensions give one portable source that compiles to the widest vectors
+ * -march allows (8 doubles / 16 floats with AVX-512), or to pairs or quadruples of narrower
+ * ones.
+ *
+ * The columns of C go in strips of NR = 2 vectors and the depth in panels of KC. A strip of
+ * B is read where it lies; a strip of B^T, or a last strip narrower than NR, is first copied
+ * into an aligned KC x NR buffer on the stack, zero-padded past n. Against it, tiles of
+ * MR = 8 rows of op(A) are multiplied with MR x 2 vector accumulators held in registers
+ * (16 of AVX-512's 32): per depth step 2 vector loads, 8 broadcasts and 16 fused
+ * multiply-adds. A strip of at most one vector uses a 1-vector tile (reading B in place too
+ * when it is exactly one vector wide). A last partial tile of rows repeats its last row and
+ * keeps only the rows that exist.
+ *
+ * The classic register-blocked micro-kernel: Goto and van de Geijn, "Anatomy of
+ * high-performance matrix multiplication", ACM TOMS 34(3), 2008.
+ *
+ * Written once for both types: tile_gemm_body.h (the strip and panel loops) and
+ * tile_gemm_tile.h (the register tile, once per width), included here once per type.
+ */
+#ifndef BACKPROP_TILE_GEMM_H
+#define BACKPROP_TILE_GEMM_H
+
+#if !defined(__GNUC__)
+#error "backprop's tiled kernel needs GCC or Clang (vector extensions)"
+#endif
+
+#include <stddef.h>
+#include <string.h>
+
+/* 64 bytes: one AVX-512 register, two AVX ones. Aligned only to the element, since strips
+   of B and rows of C start anywhere; may_alias, since they are read through T pointers. */
+typedef double bp_vd __attribute__((vector_size(64), aligned(8), may_alias));
+typedef float bp_vf __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* MR x 2 accumulators take 16 of AVX-512's 32 vector registers, leaving room for the two
+   vectors of B and the broadcasts. A KC x NR panel is 32 KiB of stack, float or double. */
+#define BP_MR 8
+#define BP_KC 256
+
+#define BP_CAT_(a, b) a##b
+#define BP_CAT(a, b) BP_CAT_(a, b)
+
+#define BP_T float
+#define BP_V bp_vf
+#define BP_GEMM bp_tile_sgemm
+#include "tile_gemm_body.h"
+
+#define BP_T double
+#define BP_V bp_vd
+#define BP_GEMM bp_tile_dgemm
+#include "tile_gemm_body.h"
+
+#endif /* BACKPROP_TILE_GEMM_H */

@@ -1,0 +1,83 @@
+/* The body of tile_gemm.h for one element type, included there once per type with
+ *
+ *     BP_T     the element type (float or double)
+ *     BP_V     a 64-byte vector of BP_T
+ *     BP_GEMM  the name of the product function
+ *
+ * defined; it undefines them at its end. No include guard: it is meant to be included
+ * more than once. See tile_gemm.h for what it computes and how.
+ */
+#ifndef BACKPROP_TILE_GEMM_H
+#error "include tile_gemm.h, not tile_gemm_body.h"
+#endif
+
+#define BP_TILE1 BP_CAT(BP_GEMM, _tile1)
+#define BP_TILE2 BP_CAT(BP_GEMM, _tile2)
+
+#define BP_NV 2
+#define BP_TILE BP_TILE2
+#include "tile_gemm_tile.h"
+
+#define BP_NV 1
+#define BP_TILE BP_TILE1
+#include "tile_gemm_tile.h"
+
+/* noinline: one copy of the loops and their inlined tiles per type, not one per call site. */
+__attribute__((noinline)) static void BP_GEMM(char ta, char tb, ptrdiff_t m, ptrdiff_t n,
+                                              ptrdiff_t k, BP_T alpha, const BP_T *a, ptrdiff_t lda,
+                                              const BP_T *b, ptrdiff_t ldb, BP_T beta, BP_T *c,
+                                              ptrdiff_t ldc) {
+  enum { W = sizeof(BP_V) / sizeof(BP_T), NR = 2 * W };
+  BP_T panel[BP_KC * NR] __attribute__((aligned(64)));
+  /* Strides of op(A) down a column (ai) and along a row (ap), and of op(B) likewise. */
+  const ptrdiff_t ai = ta == 'N' ? lda : 1, ap = ta == 'N' ? 1 : lda;
+  const ptrdiff_t bk = tb == 'N' ? ldb : 1, bj = tb == 'N' ? 1 : ldb;
+  ptrdiff_t i0, j0, p0, p, r, j, kc, nr, mr, ld;
+  const BP_T *row[BP_MR];
+  const BP_T *bp;
+  if (k == 0) {
+    for (i0 = 0; i0 < m; i0++)
+      for (j = 0; j < n; j++)
+        c[i0 * ldc + j] = beta != 0 ? beta * c[i0 * ldc + j] : (BP_T)0;
+    return;
+  }
+  for (j0 = 0; j0 < n; j0 += NR) {
+    nr = n - j0 < NR ? n - j0 : NR;
+    for (p0 = 0; p0 < k; p0 += BP_KC) {
+      kc = k - p0 < BP_KC ? k - p0 : BP_KC;
+      /* A strip of B exactly one or two vectors wide is loaded in place. B^T's strip is
+         strided and a narrower last strip would be over-read, so those are packed, with
+         zeros past n. */
+      if (tb == 'N' && (nr == NR || nr == W)) {
+        bp = b + p0 * ldb + j0;
+        ld = ldb;
+      } else {
+        const BP_T *bs = b + p0 * bk + j0 * bj;
+        for (p = 0; p < kc; p++)
+          for (j = 0; j < NR; j++)
+            panel[p * NR + j] = j < nr ? bs[p * bk + j * bj] : (BP_T)0;
+        bp = panel;
+        ld = NR;
+      }
+      /* beta scales C once, on the first panel; later panels add to it. */
+      const BP_T keep = p0 == 0 ? beta : (BP_T)1;
+      for (i0 = 0; i0 < m; i0 += BP_MR) {
+        mr = m - i0 < BP_MR ? m - i0 : BP_MR;
+        /* Rows past m repeat the last one: the tile always computes MR rows without reading
+           past A, and the extra rows are never stored. */
+        for (r = 0; r < BP_MR; r++)
+          row[r] = a + (i0 + (r < mr ? r : mr - 1)) * ai + p0 * ap;
+        if (nr <= W)
+          BP_TILE1(kc, row, ap, bp, ld, alpha, keep, c + i0 * ldc + j0, ldc, mr, nr);
+        else
+          BP_TILE2(kc, row, ap, bp, ld, alpha, keep, c + i0 * ldc + j0, ldc, mr, nr);
+      }
+    }
+  }
+}
+
+#undef BP_TILE1
+#undef BP_TILE2
+#undef BP_GEMM
+#undef BP_V
+#undef BP_T

@@ -1,0 +1,201 @@
+/* The C kernels in src/backprop/_kernels against naive loops in long double.
+ *
+ * bp_tile_sgemm / bp_tile_dgemm: every (ta, tb), alpha and beta including beta = 0 (C filled
+ * with NaN first: it must not be read) and beta = 1, k = 0, and m, n, k on either side of the
+ * tile edges (MR = 8 rows, one and two vectors of columns, KC = 256 of depth), with leading
+ * dimensions wider than the matrices; the gaps past each row must stay untouched. The bound
+ * is (k + 2) eps (|alpha| sum_p |a_ip b_pj| + |beta c_ij|), the classic one for a dot product
+ * of length k, with room for the scaling by alpha and beta.
+ *
+ * bp_sum_squares_d / _f: against sum_i x_i^2, relative (n + 2) eps of the input type.
+ *
+ * Prints each failure; exit status 0 when there are none.
+ */
+#include "parallel.h"
+#include "reductions.h"
+#include "tile_gemm.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const ptrdiff_t edges[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257};
+enum { NEDGES = sizeof edges / sizeof edges[0] };
+
+/* (alpha, beta) pairs, cycled through the shapes so every shape class meets each. */
+static const double scalings[][2] = {{1, 0}, {1, 1}, {-0.5, 0.25}, {2, 0}, {0.75, 1}, {-1, -2}};
+enum { NSCALINGS = sizeof scalings / sizeof scalings[0] };
+
+static long failures, checks;
+
+static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
+static double uniform(void) { /* in [-1, 1) */
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (double)(rng_state >> 11) * 0x1p-52 - 1.0;
+}
+
+#define SENTINEL 12345.0
+
+/* x rounded to the type under test, so that the reference sees exactly the kernel's input */
+static double in_type(double x, int single) { return single ? (double)(float)x : x; }
+
+/* Runs the kernel of the type under test on double arrays (copied to float and back for
+   bp_tile_sgemm: the copies are exact). */
+static void run_gemm(int single, char ta, char tb, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                     double alpha, const double *a, ptrdiff_t lda, size_t na, const double *b,
+                     ptrdiff_t ldb, size_t nb, double beta, double *c, ptrdiff_t ldc, size_t nc) {
+  size_t i;
+  if (!single) {
+    bp_tile_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  float *af = malloc(sizeof(float) * na), *bf = malloc(sizeof(float) * nb);
+  float *cf = malloc(sizeof(float) * nc);
+  for (i = 0; i < na; i++)
+    af[i] = (float)a[i];
+  for (i = 0; i < nb; i++)
+    bf[i] = (float)b[i];
+  for (i = 0; i < nc; i++)
+    cf[i] = (float)c[i];
+  bp_tile_sgemm(ta, tb, m, n, k, (float)alpha, af, lda, bf, ldb, (float)beta, cf, ldc);
+  for (i = 0; i < nc; i++)
+    c[i] = cf[i];
+  free(af);
+  free(bf);
+  free(cf);
+}
+
+static void check_gemm_type(int single, char ta, char tb, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                            double alpha, double beta) {
+  const char *name = single ? "bp_tile_sgemm" : "bp_tile_dgemm";
+  const long double eps = single ? FLT_EPSILON : DBL_EPSILON;
+  const ptrdiff_t ar = ta == 'N' ? m : k, ac = ta == 'N' ? k : m;
+  const ptrdiff_t br = tb == 'N' ? k : n, bc = tb == 'N' ? n : k;
+  const ptrdiff_t lda = ac + 3, ldb = bc + 5, ldc = n + 2;
+  const size_t na = (size_t)(ar * lda), nb = (size_t)(br * ldb), nc = (size_t)(m * ldc);
+  double *a = malloc(sizeof(double) * na), *b = malloc(sizeof(double) * nb);
+  double *c = malloc(sizeof(double) * nc), *c0 = malloc(sizeof(double) * nc);
+  ptrdiff_t i, j, p, bad = 0;
+  alpha = in_type(alpha, single);
+  beta = in_type(beta, single);
+  for (i = 0; i < ar * lda; i++)
+    a[i] = in_type(uniform(), single);
+  for (i = 0; i < br * ldb; i++)
+    b[i] = in_type(uniform(), single);
+  for (i = 0; i < m; i++)
+    for (j = 0; j < ldc; j++)
+      c[i * ldc + j] = c0[i * ldc + j] = j >= n      ? SENTINEL
+                                         : beta == 0 ? NAN
+                                                     : in_type(uniform(), single);
+  run_gemm(single, ta, tb, m, n, k, alpha, a, lda, na, b, ldb, nb, beta, c, ldc, nc);
+  for (i = 0; i < m; i++) {
+    for (j = 0; j < ldc; j++) {
+      const double got = c[i * ldc + j];
+      if (j >= n) { /* the gap past the row: never written */
+        bad += got != SENTINEL;
+        continue;
+      }
+      long double want = 0, mag = 0;
+      for (p = 0; p < k; p++) {
+        const long double x = ta == 'N' ? a[i * lda + p] : a[p * lda + i];
+        const long double y = tb == 'N' ? b[p * ldb + j] : b[j * ldb + p];
+        want += x * y;
+        mag += fabsl(x * y);
+      }
+      want *= alpha;
+      mag *= fabsl((long double)alpha);
+      if (beta != 0) {
+        want += (long double)beta * c0[i * ldc + j];
+        mag += fabsl((long double)beta * c0[i * ldc + j]);
+      }
+      if (!(fabsl(got - want) <= (k + 2) * eps * mag)) {
+        if (bad < 3)
+          printf("FAIL %s ta=%c tb=%c m=%td n=%td k=%td alpha=%g beta=%g: C[%td,%td] = %.17g, "
+                 "expected %.17Lg\n",
+                 name, ta, tb, m, n, k, alpha, beta, i, j, got, want);
+        bad++;
+      }
+    }
+  }
+  if (bad >= 3)
+    printf("FAIL %s ta=%c tb=%c m=%td n=%td k=%td: %td wrong elements\n", name, ta, tb, m, n, k,
+           bad);
+  failures += bad != 0;
+  checks++;
+  free(a);
+  free(b);
+  free(c);
+  free(c0);
+}
+
+static void check_gemm(char ta, char tb, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, int scaling) {
+  const double alpha = scalings[scaling % NSCALINGS][0], beta = scalings[scaling % NSCALINGS][1];
+  check_gemm_type(1, ta, tb, m, n, k, alpha, beta);
+  check_gemm_type(0, ta, tb, m, n, k, alpha, beta);
+}
+
+static void check_sum_squares(ptrdiff_t n) {
+  double *xd = malloc(sizeof(double) * (size_t)(n + 1));
+  float *xf = malloc(sizeof(float) * (size_t)(n + 1));
+  long double want_d = 0, want_f = 0;
+  ptrdiff_t i;
+  for (i = 0; i < n; i++) {
+    xd[i] = uniform() * 4;
+    xf[i] = (float)xd[i];
+    want_d += (long double)xd[i] * xd[i];
+    want_f += (long double)xf[i] * xf[i];
+  }
+  const double got_d = bp_sum_squares_d(xd, n), got_f = bp_sum_squares_f(xf, n);
+  if (!(fabsl(got_d - want_d) <= (n + 2) * (long double)DBL_EPSILON * want_d)) {
+    printf("FAIL bp_sum_squares_d n=%td: %.17g, expected %.17Lg\n", n, got_d, want_d);
+    failures++;
+  }
+  if (!(fabsl(got_f - want_f) <= (n + 2) * (long double)FLT_EPSILON * want_f)) {
+    printf("FAIL bp_sum_squares_f n=%td: %.17g, expected %.17Lg\n", n, got_f, want_f);
+    failures++;
+  }
+  checks += 2;
+  free(xd);
+  free(xf);
+}
+
+int main(void) {
+  static const char ops[] = {'N', 'T'};
+  int t, u, mi, ni, ki, s, scaling = 0;
+  ptrdiff_t n;
+
+  bp_barrier(); /* outside any parallel region: a no-op */
+
+  for (t = 0; t < 2; t++)
+    for (u = 0; u < 2; u++) {
+      const char ta = ops[t], tb = ops[u];
+      /* Every m x n edge pair with a short and a two-panel depth; every depth with a few
+         m x n. At most one dimension is 257, which keeps the naive loops fast. */
+      for (mi = 0; mi < NEDGES; mi++)
+        for (ni = 0; ni < NEDGES; ni++) {
+          check_gemm(ta, tb, edges[mi], edges[ni], 9, scaling++);
+          if (edges[mi] < 257 && edges[ni] < 257)
+            check_gemm(ta, tb, edges[mi], edges[ni], 257, scaling++);
+        }
+      for (ki = 0; ki < NEDGES; ki++) {
+        check_gemm(ta, tb, 9, 17, edges[ki], scaling++);
+        check_gemm(ta, tb, 16, 33, edges[ki], scaling++);
+        check_gemm(ta, tb, 1, 8, edges[ki], scaling++);
+      }
+      /* k = 0: C := beta C, and beta = 0 writes zeros over NaN */
+      for (s = 0; s < NSCALINGS; s++)
+        check_gemm(ta, tb, 9, 33, 0, s);
+    }
+
+  for (n = 0; n <= 40; n++)
+    check_sum_squares(n);
+  check_sum_squares(1000);
+  check_sum_squares(1001);
+
+  printf("%ld checks, %ld failures\n", checks, failures);
+  return failures != 0;
+}
