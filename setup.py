@@ -32,7 +32,7 @@ directives = {
 # on floating-point comparisons, which lets their loops vectorise; and nothing reads
 # errno, so sqrt needs no error path and vectorises too (Adam's step).
 flags = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math", "-fno-math-errno"]
-# OpenMP runs the two halves of a mid-size batch on two cores (_core._split_batch).
+# OpenMP runs mid-size batches on two cores (_kernels/_parallel.pxi).
 flags.append("-fopenmp")
 if MARCH and platform.machine().lower() in ("x86_64", "amd64", "i686"):
     flags.append(f"-march={MARCH}")
@@ -42,7 +42,8 @@ if MARCH and platform.machine().lower() in ("x86_64", "amd64", "i686"):
 
 extension = Extension(
     "backprop._core",
-    ["src/backprop/_core.pyx"],
+    ["src/backprop/_kernels/_core.pyx"],
+    include_dirs=["src/backprop/_kernels"],
     extra_compile_args=flags,
     extra_link_args=["-fopenmp"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

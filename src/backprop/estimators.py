@@ -11,25 +11,24 @@ Two parameters are added: ``dtype`` (the floating type of the network) and
 Design
 ------
 All parameters of a network live in one flat vector, laid out as scikit-learn packs
-them for L-BFGS::
+them for L-BFGS (``backprop._layout``, ``grouped``)::
 
     params = [W_0.ravel(), ..., W_{L-1}.ravel(), b_0, ..., b_{L-1}]
 
 with ``W_i`` of shape ``(units[i], units[i + 1])`` in C order and ``b_i`` of length
 ``units[i + 1]``. ``coefs_`` and ``intercepts_`` are views into it. Gradients and the
-optimizer state (SGD velocity, Adam moments) use the same layout.
+optimizer state (``backprop.optim``: SGD's velocity, Adam's moments) use the same layout.
 
-Training reduces to two functions over flat arrays:
+Training reduces to two functions over flat arrays, each bound once per fit:
 
-``_run_epoch``
+``_epoch_runner``
     every mini-batch step of one epoch: gather, forward, loss, backward, update;
-``_loss_grad``
+``_BaseMLP._objective``
     the full-batch loss and gradient, the objective handed to L-BFGS.
 
-The estimator owns every buffer and all bookkeeping (validation, schedules, stopping
-rules, early stopping, callbacks); the two functions trust their inputs and take every
-layer-sized buffer from the caller. Dense input runs in the compiled kernels
-(``_core.sk_epoch``, ``_core.sk_loss_grad``); sparse input in the NumPy versions
+The estimator owns the bookkeeping (validation, schedules, stopping rules, early
+stopping, callbacks). Dense input runs in a compiled plan (``_core.Plan.sk_epoch``,
+``sk_objective``, ``forward``); sparse input in the NumPy versions
 (``_run_epoch_numpy``, ``_loss_grad_numpy``).
 """
 
@@ -39,7 +38,7 @@ import math
 import warnings
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
@@ -71,11 +70,13 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _core
+from . import _layout, _names, optim
 
 __all__ = ["EpochInfo", "MLPClassifier", "MLPRegressor", "plot_loss_curve"]
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
+# Rows per block of a prediction: bounds the workspace.
+_FORWARD_CHUNK = 4096
 
 
 # --------------------------------------------------------------------------------------
@@ -83,73 +84,29 @@ _STOCHASTIC_SOLVERS = ("sgd", "adam")
 # --------------------------------------------------------------------------------------
 
 
-def _layout_offsets(layer_units: Sequence[int]) -> tuple[list[int], list[int]]:
-    """Start offsets of every W_i and b_i in the flat vector, each list closed by its end."""
-    coef_offsets = [0]
-    for n_in, n_out in zip(layer_units[:-1], layer_units[1:]):
-        coef_offsets.append(coef_offsets[-1] + n_in * n_out)
-    intercept_offsets = [coef_offsets[-1]]
-    for n_out in layer_units[1:]:
-        intercept_offsets.append(intercept_offsets[-1] + n_out)
-    return coef_offsets, intercept_offsets
-
-
-def _n_params(layer_units: Sequence[int]) -> int:
-    return _layout_offsets(layer_units)[1][-1]
+def _architecture(layer_units: Sequence[int], dtype, activation: str = "identity",
+                  out_activation: str = "identity", loss: str = "squared_error"):  # fmt: skip
+    """The network in scikit-learn's layout: W_i (n_in, n_out) packed before all b_i."""
+    return _layout.Architecture(
+        sizes=tuple(int(u) for u in layer_units),
+        hidden=int(_names.SK_ACTIVATIONS[activation]),
+        output=int(_names.SK_ACTIVATIONS[out_activation]),
+        loss=int(_names.SK_LOSSES[loss]),
+        dtype=np.dtype(dtype),
+        transposed=True,
+        grouped=True,
+    )
 
 
 def _unflatten(flat: np.ndarray, layer_units: Sequence[int]):
     """Views ``(coefs, intercepts)`` into ``flat``, in scikit-learn's shapes."""
-    coef_offsets, intercept_offsets = _layout_offsets(layer_units)
-    coefs, intercepts = [], []
-    for i in range(len(layer_units) - 1):
-        shape = (layer_units[i], layer_units[i + 1])
-        coefs.append(flat[coef_offsets[i] : coef_offsets[i + 1]].reshape(shape))
-        intercepts.append(flat[intercept_offsets[i] : intercept_offsets[i + 1]])
-    return coefs, intercepts
-
-
-def _flatten(coefs, intercepts, dtype) -> np.ndarray:
-    return np.concatenate([np.ravel(a) for a in list(coefs) + list(intercepts)]).astype(
-        dtype, copy=False
-    )
-
-
-def _workspace_size(layer_units: Sequence[int], rows: int, *, gather: bool) -> int:
-    """Length of the scratch vector ``work`` for batches of up to ``rows`` samples.
-
-    ``gather`` adds room for the gathered batch of X, Y and sample weights, which
-    ``_run_epoch`` needs and ``_loss_grad`` (which reads X in place) does not.
-    """
-    units = list(layer_units)
-    size = _body_size(units, rows)
-    if gather:
-        size += rows * (units[0] + units[-1] + 1)
-    return size
-
-
-def _body_size(units: list, rows: int) -> int:
-    """Length of ``work`` before the gathered batch: room for either path's buffers.
-
-    The NumPy path (``_carve``) takes activations, deltas, a temporary and two parameter
-    vectors; the compiled one (``_core_workspace``) activations and deltas of rows + 1
-    and the workspace for batches on two cores (``_core.sk_epoch``).
-    """
-    widths, n_params = units[1:], _n_params(units)
-    numpy_path = 2 * rows * sum(widths) + rows * max(widths) + 2 * n_params
-    return max(numpy_path, sum(_core_sizes(units, rows)))
-
-
-def _core_sizes(units: list, rows: int) -> tuple[int, int, int]:
-    """Lengths of the compiled path's activations, deltas and the workspace for batches
-    on two cores (``_core.split_size``)."""
-    split = _core.split_size(np.asarray(units, dtype=np.intp), rows)
-    return (rows + 1) * sum(units[1:]), 2 * (rows + 1) * max(units[1:]), split
+    arch = _architecture(layer_units, flat.dtype)
+    return arch.weights(flat), arch.biases(flat)
 
 
 @dataclass
 class _Scratch:
-    """Views carved from ``work``; see ``_workspace_size``."""
+    """The NumPy path's buffers for batches of up to ``rows`` samples."""
 
     activations: list  # activations[i + 1] is the output of layer i, (rows, units[i + 1])
     deltas: list  # deltas[i] is dLoss/dZ of layer i, (rows, units[i + 1])
@@ -160,33 +117,24 @@ class _Scratch:
     y: np.ndarray | None = None
     sample_weight: np.ndarray | None = None
 
-
-def _carve(work: np.ndarray, layer_units: Sequence[int], rows: int, gather: bool) -> _Scratch:
-    units = list(layer_units)
-    n_params = _n_params(units)
-    pos = 0
-
-    def take(n):
-        nonlocal pos
-        view = work[pos : pos + n]
-        pos += n
-        return view
-
-    activations = [None] + [take(rows * u).reshape(rows, u) for u in units[1:]]
-    deltas = [take(rows * u).reshape(rows, u) for u in units[1:]]
-    scratch = _Scratch(
-        activations=activations,
-        deltas=deltas,
-        tmp=take(rows * max(units[1:])),
-        update=take(n_params),
-        denom=take(n_params),
-    )
-    if gather:
-        pos = _body_size(units, rows)
-        scratch.x = take(rows * units[0]).reshape(rows, units[0])
-        scratch.y = take(rows * units[-1]).reshape(rows, units[-1])
-        scratch.sample_weight = take(rows)
-    return scratch
+    @classmethod
+    def allocate(cls, layer_units: Sequence[int], rows: int, dtype, gather: bool) -> _Scratch:
+        """``gather`` adds room for a gathered batch of X, Y and sample weights, which an
+        epoch needs and the full-batch objective (which reads X in place) does not."""
+        units = list(layer_units)
+        n_params = _architecture(units, dtype).n_params
+        scratch = cls(
+            activations=[None] + [np.empty((rows, u), dtype=dtype) for u in units[1:]],
+            deltas=[np.empty((rows, u), dtype=dtype) for u in units[1:]],
+            tmp=np.empty(rows * max(units[1:]), dtype=dtype),
+            update=np.empty(n_params, dtype=dtype),
+            denom=np.empty(n_params, dtype=dtype),
+        )
+        if gather:
+            scratch.x = np.empty((rows, units[0]), dtype=dtype)
+            scratch.y = np.empty((rows, units[-1]), dtype=dtype)
+            scratch.sample_weight = np.empty(rows, dtype=dtype)
+        return scratch
 
 
 # --------------------------------------------------------------------------------------
@@ -319,8 +267,8 @@ def _run_epoch_numpy(
     params: np.ndarray,
     grad: np.ndarray,
     moment1: np.ndarray,
-    moment2: np.ndarray,
-    work: np.ndarray,
+    moment2: np.ndarray | None,
+    scratch: _Scratch,
     X,
     Y: np.ndarray,
     sample_weight: np.ndarray | None,
@@ -359,8 +307,8 @@ def _run_epoch_numpy(
         params   IN/OUT (n_params,) flat weights, layout in the module docstring.
         grad     OUT (n_params,) the gradient of the epoch's last batch.
         moment1  IN/OUT (n_params,) sgd: the velocity v; adam: the first moment m.
-        moment2  IN/OUT (n_params,) adam: the second moment v; sgd: unused (may be empty).
-        work     scratch, at least ``_workspace_size(layer_units, batch_size, gather=True)``.
+        moment2  IN/OUT (n_params,) adam: the second moment v; sgd: unused (None).
+        scratch  ``_Scratch.allocate(layer_units, batch_size, dtype, gather=True)``.
         X        IN (n_samples, units[0]) C-contiguous, or a CSR matrix.
         Y        IN (n_samples, units[-1]) C-contiguous targets (0/1 indicators for
                  classifiers).
@@ -373,7 +321,6 @@ def _run_epoch_numpy(
     The caller advances Adam's counter by ceil(n_samples / batch_size).
     """
     n_samples = order.shape[0]
-    scratch = _carve(work, layer_units, batch_size, gather=True)
     if solver == "adam":
         # Adam's step is formed in float64 whatever the dtype (as scikit-learn does):
         # m * lr_t / (sqrt(v) + eps) is then rounded once, when added to params.
@@ -431,7 +378,7 @@ def _run_epoch_numpy(
 def _loss_grad_numpy(
     params: np.ndarray,
     grad: np.ndarray,
-    work: np.ndarray,
+    scratch: _Scratch,
     X,
     Y: np.ndarray,
     sample_weight: np.ndarray | None,
@@ -449,10 +396,9 @@ def _loss_grad_numpy(
 
         params  IN (n_params,) flat weights, layout in the module docstring.
         grad    OUT (n_params,) the gradient, same layout.
-        work    scratch, at least ``_workspace_size(layer_units, n_samples, gather=False)``.
-        X, Y, sample_weight  IN as in ``_run_epoch``.
+        scratch ``_Scratch.allocate(layer_units, n_samples, dtype, gather=False)``.
+        X, Y, sample_weight  IN as in ``_run_epoch_numpy``.
     """
-    scratch = _carve(work, layer_units, X.shape[0], gather=False)
     return _forward_backward(
         params,
         grad,
@@ -468,126 +414,52 @@ def _loss_grad_numpy(
     )
 
 
-# The compiled kernels' names for scikit-learn's activations and losses.
-_CORE_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
-                     "relu": "relu", "softmax": "softmax", "exp": "exp"}  # fmt: skip
-_CORE_LOSSES = {"squared_error": "sk_squared_error", "log_loss": "sk_log_loss",
-                "binary_log_loss": "sk_binary_log_loss", "poisson": "sk_poisson"}  # fmt: skip
-# Multiply-adds between two checks for Ctrl-C in the compiled epoch (~1 ms of work).
-_SIGNAL_CHECK_WORK = 2_000_000
-
-
-def _core_layout(layer_units: Sequence[int]):
-    """``sizes`` and ``offsets`` (W_l then b_l per layer) of the flat layout, for ``_core``."""
-    coef_offsets, intercept_offsets = _layout_offsets(layer_units)
-    offsets = [o for pair in zip(coef_offsets[:-1], intercept_offsets[:-1]) for o in pair]
-    return np.asarray(layer_units, dtype=np.intp), np.asarray(offsets, dtype=np.intp)
-
-
-def _core_codes(activation: str, out_activation: str, loss: str):
-    return (
-        _core.ACTIVATIONS[_CORE_ACTIVATIONS[activation]],
-        _core.ACTIVATIONS[_CORE_ACTIVATIONS[out_activation]],
-        _core.LOSSES[_CORE_LOSSES[loss]],
-    )
-
-
-def _core_workspace(work: np.ndarray, layer_units: Sequence[int], rows: int, gather: bool):
-    """The compiled kernels' buffers, carved from ``work`` (see ``_workspace_size``)."""
-    units = list(layer_units)
-    n_acts, n_deltas, n_halves = _core_sizes(units, rows)
-    acts, deltas = work[:n_acts], work[n_acts : n_acts + n_deltas]
-    if not gather:
-        return acts, deltas
-    halves = work[n_acts + n_deltas : n_acts + n_deltas + n_halves]
-    pos = _body_size(units, rows)
-    x = work[pos : pos + rows * units[0]].reshape(rows, units[0])
-    pos += rows * units[0]
-    y = work[pos : pos + rows * units[-1]].reshape(rows, units[-1])
-    sw = work[pos + rows * units[-1] : pos + rows * units[-1] + rows]
-    return acts, deltas, x, y, sw, halves
-
-
 def _dense_inputs(X, Y, sample_weight, dtype):
     """X, Y and sample weights as the compiled kernels take them, or None for sparse X."""
     if sp.issparse(X):
         return None
-    sw = np.empty(0, dtype=dtype) if sample_weight is None else sample_weight
     return (
         np.ascontiguousarray(X, dtype=dtype),
         np.ascontiguousarray(Y, dtype=dtype),
-        np.ascontiguousarray(sw, dtype=dtype),
+        None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype),
     )
 
 
-def _run_epoch(params, grad, moment1, moment2, work, X, Y, sample_weight, order, *,
-               learning_rate, step, **fixed):  # fmt: skip
-    """One epoch of mini-batch training: ``_run_epoch_numpy``'s contract, compiled.
+def _epoch_runner(params, state, X, Y, sample_weight, *, arch, batch_size, activation,
+                  out_activation, loss, alpha):  # fmt: skip
+    """One epoch of mini-batch training, with everything that stays the same from epoch
+    to epoch bound once: returns ``(run, grad)``, ``run(order)`` -> the epoch's summed
+    loss, ``grad`` the array that holds the last batch's gradient after it.
 
-    Dense X runs in ``_core.sk_epoch``, one call for every batch of the epoch, without
-    the GIL; sparse X falls back to ``_run_epoch_numpy``.
+    Dense X runs in the compiled plan (``_core.Plan.sk_epoch``: every batch of the epoch
+    in one call, without the GIL); sparse X in ``_run_epoch_numpy``. The step size,
+    moments and step count are ``state.optimizer``'s.
     """
-    run = _epoch_runner(params, grad, moment1, moment2, work, X, Y, sample_weight, **fixed)
-    return run(order, learning_rate, step)
-
-
-def _epoch_runner(params, grad, moment1, moment2, work, X, Y, sample_weight, *,
-                  layer_units, batch_size, activation, out_activation, loss, alpha, solver,
-                  momentum, nesterov, beta_1, beta_2, epsilon):  # fmt: skip
-    """``_run_epoch`` with everything that stays the same from epoch to epoch bound
-    once: returns ``run(order, learning_rate, step)`` -> the epoch's summed loss."""
+    optimizer = state.optimizer
     dense = _dense_inputs(X, Y, sample_weight, params.dtype)
     if dense is None:
+        grad = np.zeros_like(params)
+        scratch = _Scratch.allocate(arch.sizes, batch_size, params.dtype, gather=True)
 
-        def run_numpy(order, learning_rate, step):
+        def run_numpy(order):
             return _run_epoch_numpy(
-                params, grad, moment1, moment2, work, X, Y, sample_weight, order,
-                layer_units=layer_units, batch_size=batch_size, activation=activation,
-                out_activation=out_activation, loss=loss, alpha=alpha, solver=solver,
-                learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
-                beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, step=step,
+                params, grad, optimizer.moment1, optimizer.moment2, scratch, X, Y,
+                sample_weight, order, layer_units=arch.sizes, batch_size=batch_size,
+                activation=activation, out_activation=out_activation, loss=loss,
+                alpha=alpha, solver=state.solver, learning_rate=optimizer.lr,
+                momentum=optimizer.momentum, nesterov=optimizer.nesterov,
+                beta_1=optimizer.beta_1, beta_2=optimizer.beta_2,
+                epsilon=optimizer.epsilon, step=optimizer.t,
             )  # fmt: skip
 
-        return run_numpy
+        return run_numpy, grad
     X, Y, sw = dense
-    sizes, offsets = _core_layout(layer_units)
-    acts, deltas, x_batch, y_batch, sw_batch, halves = _core_workspace(
-        work, layer_units, batch_size, True
-    )
-    work_per_batch = batch_size * sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
-    head = (params, grad, moment1, moment1 if moment2.size == 0 else moment2, sizes, offsets,
-            *_core_codes(activation, out_activation, loss), X, Y, sw)  # fmt: skip
-    tail = (acts, deltas, x_batch, y_batch, sw_batch,
-            max(1, _SIGNAL_CHECK_WORK // max(1, work_per_batch)),
-            halves if _core.two_cores(sizes, batch_size) else None)  # fmt: skip
-    adam = solver == "adam"
-    nesterov = bool(nesterov)
+    plan = arch.plan(batch_size, optimizer=optimizer, gather=True)
 
-    def run(order, learning_rate, step):
-        return _core.sk_epoch(
-            *head, np.ascontiguousarray(order, dtype=np.intp), batch_size, alpha, adam,
-            learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step, *tail
-        )  # fmt: skip
+    def run(order):
+        return plan.sk_epoch(params, X, Y, sw, order, optimizer)
 
-    return run
-
-
-def _loss_grad(params, grad, work, X, Y, sample_weight, *, layer_units, activation,
-               out_activation, loss, alpha):  # fmt: skip
-    """Full-batch objective: ``_loss_grad_numpy``'s contract, compiled for dense X."""
-    dense = _dense_inputs(X, Y, sample_weight, params.dtype)
-    if dense is None:
-        return _loss_grad_numpy(
-            params, grad, work, X, Y, sample_weight, layer_units=layer_units,
-            activation=activation, out_activation=out_activation, loss=loss, alpha=alpha,
-        )  # fmt: skip
-    X, Y, sw = dense
-    sizes, offsets = _core_layout(layer_units)
-    acts, deltas = _core_workspace(work, layer_units, X.shape[0], False)
-    return _core.sk_loss_grad(
-        params, grad, sizes, offsets, *_core_codes(activation, out_activation, loss),
-        X, Y, sw, alpha, acts, deltas,
-    )  # fmt: skip
+    return run, plan.grad
 
 
 # --------------------------------------------------------------------------------------
@@ -597,7 +469,9 @@ def _loss_grad(params, grad, work, X, Y, sample_weight, *, layer_units, activati
 
 @dataclass
 class _OptimizerState:
-    """The stochastic solver's state: hyper-parameters fixed at creation, flat moments.
+    """The stochastic solver: a ``backprop.optim`` optimizer (its step size, moments and
+    step count, in the estimator's flat layout) and scikit-learn's learning-rate
+    schedule around it.
 
     ``fit`` creates a fresh state; ``partial_fit`` keeps the existing one, so the
     velocity, Adam's moments and step counter, and the current learning rate carry
@@ -605,60 +479,52 @@ class _OptimizerState:
     """
 
     solver: str
+    optimizer: optim.Optimizer
     learning_rate_init: float
     lr_schedule: str
-    momentum: float
-    nesterov: bool
     power_t: float
-    beta_1: float
-    beta_2: float
-    epsilon: float
-    moment1: np.ndarray
-    moment2: np.ndarray
-    learning_rate: float = field(init=False)
-    t: int = 0
-
-    def __post_init__(self):
-        self.learning_rate = float(self.learning_rate_init)
 
     @classmethod
     def create(cls, est, n_params, dtype):
-        adam = est.solver == "adam"
+        if est.solver == "adam":
+            optimizer = optim.Adam(est.learning_rate_init, est.beta_1, est.beta_2, est.epsilon)
+        else:
+            optimizer = optim.SGD(est.learning_rate_init, est.momentum, est.nesterovs_momentum,
+                                  convention="scikit-learn")  # fmt: skip
         return cls(
             solver=est.solver,
+            optimizer=optimizer.init_state(n_params, dtype),
             learning_rate_init=est.learning_rate_init,
             lr_schedule=est.learning_rate,
-            momentum=est.momentum,
-            nesterov=est.nesterovs_momentum,
             power_t=est.power_t,
-            beta_1=est.beta_1,
-            beta_2=est.beta_2,
-            epsilon=est.epsilon,
-            moment1=np.zeros(n_params, dtype=dtype),
-            moment2=np.zeros(n_params if adam else 0, dtype=dtype),
         )
+
+    @property
+    def t(self) -> int:
+        """Steps taken (Adam's bias correction counts them)."""
+        return self.optimizer.t
+
+    @property
+    def learning_rate(self) -> float:
+        """The step size the next epoch starts with (Adam's before its bias correction)."""
+        return self.optimizer.lr
 
     def epoch_ends(self, n_batches, samples_seen):
         if self.solver == "adam":
-            self.t += n_batches
-            self.learning_rate = (
-                self.learning_rate_init
-                * math.sqrt(1 - self.beta_2**self.t)
-                / (1 - self.beta_1**self.t)
-            )
+            self.optimizer.t += n_batches
         elif self.lr_schedule == "invscaling":
-            self.learning_rate = float(self.learning_rate_init) / (samples_seen + 1) ** self.power_t
+            self.optimizer.lr = float(self.learning_rate_init) / (samples_seen + 1) ** self.power_t
 
     def should_stop(self, reason, progress) -> bool:
         """Called when the loss stopped improving: stop, or (adaptive sgd) shrink the rate."""
         if self.solver == "adam" or self.lr_schedule != "adaptive":
             progress.message(f"{reason} Stopping.")
             return True
-        if self.learning_rate <= 1e-6:
+        if self.optimizer.lr <= 1e-6:
             progress.message(f"{reason} The learning rate is already small; stopping.")
             return True
-        self.learning_rate /= 5.0
-        progress.message(f"{reason} Learning rate lowered to {self.learning_rate:f}.")
+        self.optimizer.lr /= 5.0
+        progress.message(f"{reason} Learning rate lowered to {self.optimizer.lr:f}.")
         return False
 
 
@@ -782,13 +648,31 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         """Output of the network for X, without keeping hidden activations."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        a = X
-        last = len(self.coefs_) - 1
-        for i, (w, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            a = safe_sparse_dot(a, w)
-            a += b
-            _activate(self.out_activation_ if i == last else self.activation, a)
-        return a
+        if sp.issparse(X):
+            a = X
+            last = len(self.coefs_) - 1
+            for i, (w, b) in enumerate(zip(self.coefs_, self.intercepts_)):
+                a = safe_sparse_dot(a, w)
+                a += b
+                _activate(self.out_activation_ if i == last else self.activation, a)
+            return a
+        params = self._params
+        X = np.ascontiguousarray(X, dtype=params.dtype)
+        out = np.empty((X.shape[0], self.n_outputs_), dtype=params.dtype)
+        if X.shape[0]:
+            plan = self._architecture().plan(min(X.shape[0], _FORWARD_CHUNK), two_cores=False)
+            plan.forward(params, X, out)
+        return out
+
+    def _architecture(self, layer_units=None):
+        """The network as the compiled kernels see it (``backprop._layout``)."""
+        return _architecture(
+            self._layer_units() if layer_units is None else layer_units,
+            self._params.dtype,
+            self.activation,
+            self.out_activation_,
+            self._loss_name(),
+        )
 
     def _initialize(self, Y, layer_units, dtype):
         self.n_iter_ = 0
@@ -805,7 +689,7 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         # Glorot and Bengio's uniform initialisation, with the bound doubled in
         # variance for the logistic activation; W_i then b_i, layer by layer.
         factor = 2.0 if self.activation == "logistic" else 6.0
-        params = np.empty(_n_params(layer_units), dtype=dtype)
+        params = np.empty(_architecture(layer_units, dtype).n_params, dtype=dtype)
         coefs, intercepts = _unflatten(params, layer_units)
         for i, (fan_in, fan_out) in enumerate(zip(layer_units[:-1], layer_units[1:])):
             bound = np.sqrt(factor / (fan_in + fan_out))
@@ -874,7 +758,8 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                     f"The network has layers {self._layer_units()} but these data and "
                     f"hidden_layer_sizes need {layer_units}; set warm_start=False to start over."
                 )
-            self._bind(_flatten(self.coefs_, self.intercepts_, dtype), layer_units)
+            arch = _architecture(layer_units, dtype)
+            self._bind(arch.flatten(self.coefs_, self.intercepts_), layer_units)
 
         progress = _Progress(self.verbose, 1 if incremental else self.max_iter)
         try:
@@ -896,7 +781,6 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
 
     def _kernel_args(self, layer_units):
         return dict(
-            layer_units=layer_units,
             activation=self.activation,
             out_activation=self.out_activation_,
             loss=self._loss_name(),
@@ -908,13 +792,12 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         # dtype at the iterate rounded to it, as scipy hands it to scikit-learn.
         dtype = self._params.dtype
         grad = np.empty_like(self._params)
-        work = np.empty(_workspace_size(layer_units, X.shape[0], gather=False), dtype=dtype)
-        kernel_args = self._kernel_args(layer_units)
+        loss_grad = self._objective(X, Y, sample_weight, layer_units)
         last = {}
 
         def objective(x):
             params = x.astype(dtype, copy=False)
-            value = _loss_grad(params, grad, work, X, Y, sample_weight, **kernel_args)
+            value = loss_grad(params, grad)
             if callbacks:
                 # Callbacks report the gradient at the accepted iterate, usually the
                 # last point evaluated.
@@ -956,6 +839,31 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
             self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = result.fun
         self._params[...] = result.x
+
+    def _objective(self, X, Y, sample_weight, layer_units):
+        """L-BFGS's objective, bound once per fit: ``loss_grad(params, grad)`` -> the
+        full-batch loss plus the L2 term, grad := its gradient. Dense X runs in the
+        compiled plan (``_core.Plan.sk_objective``), sparse X in ``_loss_grad_numpy``."""
+        dtype = self._params.dtype
+        dense = _dense_inputs(X, Y, sample_weight, dtype)
+        if dense is None:
+            scratch = _Scratch.allocate(layer_units, X.shape[0], dtype, gather=False)
+            kernel_args = self._kernel_args(layer_units)
+
+            def loss_grad_numpy(params, grad):
+                return _loss_grad_numpy(params, grad, scratch, X, Y, sample_weight,
+                                        layer_units=layer_units, **kernel_args)  # fmt: skip
+
+            return loss_grad_numpy
+        X, Y, sw = dense
+        plan = self._architecture(layer_units).plan(
+            X.shape[0], optimizer=optim.GradientOnly(self.alpha), two_cores=False
+        )
+
+        def loss_grad(params, grad):
+            return plan.sk_objective(params, X, Y, sw, grad)
+
+        return loss_grad
 
     def _fit_stochastic(
         self, X, Y, y_target, sample_weight, layer_units, incremental, callbacks, progress
@@ -1005,13 +913,11 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         n_batches = -(-n_samples // batch_size)
 
-        grad = np.zeros_like(self._params)
-        work = np.empty(_workspace_size(layer_units, batch_size, gather=True), dtype=dtype)
-        run_epoch = _epoch_runner(
-            self._params, grad, optimizer.moment1, optimizer.moment2, work, X, Y,
-            sample_weight, batch_size=batch_size, solver=optimizer.solver,
-            momentum=optimizer.momentum, nesterov=optimizer.nesterov,
-            beta_1=optimizer.beta_1, beta_2=optimizer.beta_2, epsilon=optimizer.epsilon,
+        # the L2 term is the estimator's current alpha, also for partial_fit's later calls
+        optimizer.optimizer.weight_decay = self.alpha
+        run_epoch, grad = _epoch_runner(
+            self._params, optimizer, X, Y, sample_weight,
+            arch=self._architecture(layer_units), batch_size=batch_size,
             **self._kernel_args(layer_units),
         )  # fmt: skip
         sample_idx = np.arange(n_samples, dtype=np.intp)
@@ -1025,13 +931,7 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                     permutation = np.arange(n_samples)
                     self._random_state.shuffle(permutation)
                     sample_idx = sample_idx[permutation]
-                accumulated_loss = run_epoch(
-                    sample_idx,
-                    optimizer.learning_rate_init
-                    if optimizer.solver == "adam"
-                    else optimizer.learning_rate,
-                    optimizer.t,
-                )
+                accumulated_loss = run_epoch(sample_idx)
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples
                 self.t_ += n_samples

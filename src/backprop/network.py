@@ -1,8 +1,9 @@
 """The Network: argument checks, allocation, and dispatch to the compiled kernels.
 
 Every public method checks and converts its arguments here (dtype, shape,
-contiguity, finiteness, label range) and allocates the outputs and workspaces
-before any kernel of ``backprop._core`` runs; the kernels trust what they get.
+contiguity, finiteness, label range) and allocates the outputs before a compiled plan
+(``backprop._core.Plan``, which owns the workspace) runs; the kernels trust what they
+get. The parameters live in one flat array laid out by ``backprop._layout``.
 """
 
 from __future__ import annotations
@@ -21,41 +22,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from . import _core, _layout, _names, optim
+from ._core import Mode, Status
+from ._layout import MAX_BYTES as _MAX_BYTES
+from ._layout import MAX_DIM as _MAX_DIM
 
-HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
-OUTPUT_ACTIVATIONS = ("sigmoid", "identity", "softmax")
-LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
-#: The output activations each loss is defined for.
-LOSS_OUTPUTS = {
-    "mse": OUTPUT_ACTIVATIONS,
-    "cross_entropy": ("softmax",),
-    "binary_cross_entropy": ("sigmoid",),
-}
+HIDDEN_ACTIVATIONS = tuple(_names.HIDDEN)
+OUTPUT_ACTIVATIONS = tuple(_names.OUTPUT)
+LOSSES = tuple(_names.LOSSES)
 DTYPES = ("float32", "float64")
 INITIALISATIONS = ("glorot", "he")
 
-# Networks with this many weights keep each W_l transposed, (n_in, n_out): their products
-# go to OpenBLAS's small-matrix kernels, which are faster with X @ W than with X @ W.T
-# (W2 of the benchmarks, 2,368 weights, trains ~7 % faster). Below, the hand-written
-# loops are faster with (n_out, n_in) (the tutorial's network by ~10 %); above, from
-# 784 x 256, BLAS is as fast or faster with it too. Measured on the benchmarks' machine.
-_TRANSPOSED_MIN_WEIGHTS = 1024
-_TRANSPOSED_MAX_WEIGHTS = 16384
-# Rows per block when only the outputs or the loss are wanted: bounds the workspace.
+# Rows per block when only the outputs are wanted: bounds the workspace.
 _CHUNK = 4096
-# Multiply-adds between two checks for Ctrl-C in the compiled loop (~1 ms of work).
-_SIGNAL_CHECK_WORK = 2_000_000
-# What a batch costs besides its multiply-adds (calls, loops, the loss), counted in
-# multiply-adds: without it a tiny network would check only every ~30 ms.
-_BATCH_OVERHEAD = 1_000
-# BLAS takes dimensions as C ints: no layer may be wider, nor a batch longer, than this.
-_MAX_DIM = 2**31 - 1
 # fit checks X for NaN and infinity batch by batch inside the kernel when a batch holds
 # at least this many numbers, else in one pass before training (a call per batch of
 # two numbers, W1's, cost more than the pass)
 _CHECK_IN_KERNEL_MIN = 256
-_MAX_BYTES = np.iinfo(np.intp).max
 DIVERGENCE_POLICIES = ("raise", "warn")
 #: What ``Network.save`` writes and ``load`` reads: format name and version.
 CHECKPOINT_FORMAT = "backprop.Network"
@@ -186,11 +169,17 @@ def _to_float(arr: np.ndarray, name: str, dtype: np.dtype, finite: bool = True) 
     """
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    if finite and not _core.all_finite(out.reshape(-1)):
+    if finite:
+        _check_finite(out, arr, name)
+    return out
+
+
+def _check_finite(out: np.ndarray, arr: np.ndarray, name: str) -> None:
+    """ValueError if ``out`` (``arr`` converted) holds NaN or infinity, saying which."""
+    if not _core.all_finite(out.reshape(-1)):
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinity")
-        raise ValueError(f"{name} has values too large for {dtype.name}")
-    return out
+        raise ValueError(f"{name} has values too large for {out.dtype.name}")
 
 
 class _Guard:
@@ -322,29 +311,26 @@ class Network:
         self.activation = _check_name(activation, "activation", HIDDEN_ACTIVATIONS)
         self.output = _check_name(output, "output", OUTPUT_ACTIVATIONS)
         self.loss_name = _check_name(loss, "loss", LOSSES)
-        if self.output not in LOSS_OUTPUTS[loss]:
+        if self.output not in _names.LOSS_OUTPUTS[loss]:
             raise ValueError(
-                f"loss={loss!r} needs output in {LOSS_OUTPUTS[loss]}; got output={output!r}"
+                f"loss={loss!r} needs output in {_names.LOSS_OUTPUTS[loss]}; "
+                f"got output={output!r}"
             )
         self._dtype = _check_dtype(dtype)
-        offsets, n = [], 0
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
-            offsets += [n, n + fan_in * fan_out]
-            n += fan_in * fan_out + fan_out
+        n = sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         if n * self._dtype.itemsize > _MAX_BYTES:
             raise ValueError(
                 f"sizes {self.sizes} make {n} parameters, more than memory can address"
             )
-        self._offsets = np.array(offsets, dtype=np.intp)
-        self._sizes = np.array(self.sizes, dtype=np.intp)
-        weights = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-        self._wt = _TRANSPOSED_MIN_WEIGHTS <= weights <= _TRANSPOSED_MAX_WEIGHTS
-        self._theta = np.zeros(n, dtype=self._dtype)
-        self._codes = (
-            _core.ACTIVATIONS[self.activation],
-            _core.ACTIVATIONS[self.output],
-            _core.LOSSES[self.loss_name],
+        self._arch = _layout.Architecture(
+            sizes=tuple(self.sizes),
+            hidden=int(_names.HIDDEN[self.activation]),
+            output=int(_names.OUTPUT[self.output]),
+            loss=int(_names.LOSSES[self.loss_name]),
+            dtype=self._dtype,
+            transposed=_layout.transposed_for(self.sizes),
         )
+        self._theta = np.zeros(n, dtype=self._dtype)
         self._guard = _Guard()
 
     # ------------------------------------------------------------ properties ---
@@ -360,17 +346,13 @@ class Network:
     @property
     def weights(self) -> list[np.ndarray]:
         """Per-layer weight matrices (n_out, n_in); views: writing into them changes the net."""
-        return [
-            self._theta[o : o + a * b].reshape(a, b).T
-            if self._wt
-            else self._theta[o : o + a * b].reshape(b, a)
-            for o, a, b in zip(self._offsets[::2], self.sizes[:-1], self.sizes[1:])
-        ]
+        stored = self._arch.weights(self._theta)
+        return [W.T for W in stored] if self._arch.transposed else stored
 
     @property
     def biases(self) -> list[np.ndarray]:
         """Per-layer bias vectors (n_out,); views into the network's parameters."""
-        return [self._theta[o : o + b] for o, b in zip(self._offsets[1::2], self.sizes[1:])]
+        return self._arch.biases(self._theta)
 
     def __repr__(self) -> str:
         return (
@@ -451,76 +433,38 @@ class Network:
                 raise ValueError(f"{name} rows are class probabilities and must sum to 1")
         return rows, no_labels
 
-    def _workspace(self, rows: int, split: bool):
-        """Buffers for batches of up to ``rows``: activations and deltas, with room for
-        rows + 1 (an odd batch's two halves), and, if ``split`` and such a batch runs as
-        two halves (``_core.splits``), the halves' two gradients (else None)."""
-        widths = self.sizes[1:]
-        acts = np.empty((rows + 1) * sum(widths), dtype=self._dtype)
-        deltas = np.empty(2 * (rows + 1) * max(widths), dtype=self._dtype)
-        halves = None
-        if split and _core.splits(self._sizes, rows):
-            halves = np.empty(2 * self._theta.size, dtype=self._dtype)
-        return acts, deltas, halves
-
     # ----------------------------------------------------------- computation ---
 
     def forward(self, X) -> np.ndarray:
         """The network's outputs y_hat, shape (n_samples, n_outputs); 1-D X is one sample."""
         X, _ = self._check_X(X)
         out = np.empty((X.shape[0], self.sizes[-1]), dtype=self._dtype)
-        chunk = min(X.shape[0], _CHUNK)
-        work = np.empty(2 * chunk * max(self.sizes[1:]), dtype=self._dtype)
-        hidden, output, _ = self._codes
+        plan = self._arch.plan(min(X.shape[0], _CHUNK), two_cores=False)
         with self._guard.reading():
-            _core.forward(
-                self._theta,
-                self._sizes,
-                self._offsets,
-                hidden,
-                output,
-                X,
-                out,
-                work,
-                chunk,
-                self._wt,
-            )
+            plan.forward(self._theta, X, out)
             if not np.isfinite(out).all():
                 raise ValueError(self._not_finite("the outputs are", X))
         return out
 
-    def _batch(self, X, Y, mode: int, lr: float = 1.0, grad=None, weight_decay=0.0) -> float:
+    def _batch(self, X, Y, mode: Mode, lr: float = 1.0, grad=None, weight_decay=0.0) -> float:
         X, single = self._check_X(X)
         rows, labels = self._check_Y(Y, X.shape[0], single)
         if X.shape[0] > _MAX_DIM:
             raise ValueError(f"X has {X.shape[0]} samples; one batch takes at most {_MAX_DIM}")
+        step = mode == Mode.FUSED_STEP
         # as in fit: a mid-size batch may run as two halves, so a step is fit's step exactly
-        acts, deltas, halves = self._workspace(X.shape[0], split=mode > 0)
-        if grad is None:
-            grad = np.empty(0, dtype=self._dtype)
-        guard = self._guard.writing() if mode == 2 else self._guard.reading()
+        plan = self._arch.plan(
+            X.shape[0],
+            optimizer=optim.SGD(lr, weight_decay=weight_decay) if step else None,
+            two_cores=mode != Mode.LOSS_ONLY,
+        )
+        guard = self._guard.writing() if step else self._guard.reading()
         with guard:
-            if mode == 2:
+            if step:
                 self._check_parameters()
                 before = self._theta.copy()
-            value = _core.batch(
-                self._theta,
-                grad,
-                self._sizes,
-                self._offsets,
-                *self._codes,
-                X,
-                rows,
-                labels,
-                lr,
-                mode,
-                acts,
-                deltas,
-                self._wt,
-                weight_decay,
-                halves,
-            )
-            if mode == 2 and not (math.isfinite(value) and np.isfinite(self._theta).all()):
+            value = plan.batch(self._theta, X, labels if labels.size else rows, mode=mode, grad=grad)
+            if step and not (math.isfinite(value) and np.isfinite(self._theta).all()):
                 self._theta[...] = before
                 what = "the loss is" if not math.isfinite(value) else "the step made the weights"
                 raise DivergenceError(
@@ -530,7 +474,9 @@ class Network:
                     0,
                     [],
                 )
-            if mode < 2 and not (math.isfinite(value) and np.isfinite(grad).all()):
+            if not step and not (
+                math.isfinite(value) and (grad is None or np.isfinite(grad).all())
+            ):
                 raise ValueError(self._not_finite("the loss or its gradients are", X, rows))
         return value
 
@@ -552,12 +498,12 @@ class Network:
 
     def loss(self, X, Y) -> float:
         """The mean loss over the batch (X, Y)."""
-        return self._batch(X, Y, mode=0)
+        return self._batch(X, Y, mode=Mode.LOSS_ONLY)
 
     def gradients(self, X, Y) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
         """(loss, dL/dweights, dL/dbiases) of the mean loss over the batch (X, Y)."""
         grad = np.empty_like(self._theta)
-        value = self._batch(X, Y, mode=1, grad=grad)
+        value = self._batch(X, Y, mode=Mode.GRADIENTS, grad=grad)
         view = self._like(grad)
         return value, view.weights, view.biases
 
@@ -571,7 +517,7 @@ class Network:
         """
         lr = _check_lr(lr, self._dtype)
         weight_decay = _check_nonnegative(weight_decay, "weight_decay")
-        return self._batch(X, Y, mode=2, lr=lr, weight_decay=weight_decay)
+        return self._batch(X, Y, mode=Mode.FUSED_STEP, lr=lr, weight_decay=weight_decay)
 
     def fit(
         self,
@@ -638,72 +584,61 @@ class Network:
         # Batches of a few numbers are checked faster in one pass over X beforehand
         in_kernel = m * X.shape[1] >= _CHECK_IN_KERNEL_MIN
         if epochs == 0 or not in_kernel:
-            self._check_X(given)
+            _check_finite(X, np.asarray(given), "X")
             if epochs == 0:
                 return []
         losses = np.full(epochs, np.nan)
-        acts, deltas, halves = self._workspace(m, split=not dropout)
-        k = self.sizes[-1]
-        x_batch = np.empty((m if shuffle else 0, self.sizes[0]), dtype=self._dtype)
-        y_batch = np.empty((m if shuffle and labels.size == 0 else 0, k), dtype=self._dtype)
-        label_batch = np.empty(m if shuffle and labels.size else 0, dtype=np.intp)
-        work = max(1, m * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])))
-        check_every = max(1, _SIGNAL_CHECK_WORK // (work + _BATCH_OVERHEAD))
-        buffers = (acts, deltas, x_batch, y_batch, label_batch)
-        # the dropout masks' generator state, drawn before any permutation
-        rng_state = np.zeros(1, dtype=np.uint64)
-        if dropout:
-            rng_state[0] = rng.integers(0, 2**63)
-        factors = np.empty_like(acts) if dropout else np.empty(0, dtype=self._dtype)
-        velocity = np.zeros_like(self._theta) if momentum else None
-        grad = np.empty_like(self._theta) if momentum else None
-        options = (check_every, self._wt, weight_decay, dropout, rng_state, factors, momentum,
-                   bool(nesterov), velocity, grad, halves)  # fmt: skip
+        targets = labels if labels.size else rows
+        optimizer = optim.SGD(lr, momentum, bool(nesterov), weight_decay)
+        optimizer.init_state(self._theta.size, self._dtype)
+        plan = self._arch.plan(
+            m,
+            optimizer=optimizer,
+            dropout=dropout,
+            # the dropout masks' generator state, drawn before any permutation
+            seed=int(rng.integers(0, 2**63)) if dropout else 0,
+            gather=shuffle,
+        )
+        velocity = optimizer.velocity
 
-        def train(order, count, epoch_losses, data=(X, rows, labels), check_input=False):
-            return _core.train(
-                self._theta, self._sizes, self._offsets, *self._codes, *data, order, m, count,
-                lr, epoch_losses, *buffers, *options, check_input
-            )  # fmt: skip
+        def train(order, count, epoch_losses, data=(X, targets), check_input=False):
+            return plan.train(self._theta, *data, order=order, epochs=count,
+                              losses=epoch_losses, velocity=velocity,
+                              check_input=check_input)  # fmt: skip
 
         count = 1 if shuffle else epochs  # epochs per call: one per permutation
-        order = np.empty(0, dtype=np.intp)
-        start = np.empty_like(self._theta)  # where a diverged call is replayed from
-        rng_start = rng_state.copy()
-        velocity_start = None if velocity is None else velocity.copy()
+        order = None
+        # where a diverged call is replayed from: theta, the masks' stream, the velocity
+        live = [a for a in (self._theta, plan.rng_state, velocity) if a is not None]
+        saved = [np.empty_like(a) for a in live]
         with self._guard.writing():
             self._check_parameters()
             for first in range(0, epochs, count):
                 if shuffle:
                     order = rng.permutation(n).astype(np.intp, copy=False)
-                start[...] = self._theta
-                rng_start[...] = rng_state
-                if velocity is not None:
-                    velocity_start[...] = velocity
-                epoch, batch, status = train(
+                for copy, array in zip(saved, live):
+                    copy[...] = array
+                status, epoch, batch = train(
                     order,
                     count,
                     losses[first : first + count],
                     check_input=in_kernel and first == 0,
                 )
-                if status == 3 or (
+                if status == Status.INPUT_NOT_FINITE or (
                     # training diverged before the check reached every row: a bad row of
                     # X must still be reported as such, not as a divergence
                     status and in_kernel and first == 0 and not _core.all_finite(X.reshape(-1))
                 ):  # a row of X is not finite: undo the call, say which error
-                    self._theta[...] = start
-                    self._check_X(given)  # raises, naming the problem
+                    self._theta[...] = saved[0]
+                    _check_finite(X, np.asarray(given), "X")  # raises, naming the problem
                     raise ValueError("X contains NaN or infinity")  # X changed meanwhile
-                if status == 1 and _core.all_finite(self._theta):
+                if status == Status.LOSS_NOT_FINITE and _core.all_finite(self._theta):
                     # the kernel stopped before the bad batch's step: nothing to undo
                     epoch, what = epoch + first, "the loss is"
                     break
                 if status:
-                    epoch, batch, what = self._rewind(
-                        (start, rng_start, velocity_start),
-                        (self._theta, rng_state, velocity),
-                        train, order, count, m, X, rows, labels,
-                    )  # fmt: skip
+                    epoch, batch, what = self._rewind(saved, live, train, order, count, m, X,
+                                                      targets)  # fmt: skip
                     epoch += first
                     break
             else:
@@ -718,51 +653,47 @@ class Network:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         return losses[:epoch].tolist()
 
-    def _rewind(self, saved, state, train, order, epochs, m, X, rows, labels):
-        """Replays a diverged ``_core.train`` run from ``start`` up to its first bad batch.
+    def _rewind(self, saved, live, train, order, epochs, m, X, targets):
+        """Replays a diverged ``train`` run from its start up to its first bad batch.
 
         Needed when a step overflowed the weights: the kernel notices only at the next
         batch's loss, or at the end of the run. The replay repeats the same arithmetic
         (the same dropout masks and velocities: ``saved`` holds theta, the dropout
-        generator and the velocity as they were, ``state`` the live ones): whole epochs
-        until one
-        diverges, then that epoch a batch at a time, and leaves theta as it was before
-        the first batch whose loss, or whose updated weights, were not finite. Returns
-        that batch's (epoch, batch, what went wrong).
+        generator and the velocity as they were at the start, ``live`` the arrays in
+        use): whole epochs until one diverges, then that epoch a batch at a time, and
+        leaves theta as it was before the first batch whose loss, or whose updated
+        weights, were not finite. Returns that batch's (epoch, batch, what went wrong).
         """
-        # the arrays in use (the velocity is None without momentum) and their saved copies
-        live = [a for a, b in zip(state, saved) if a is not None]
-        for a, b in zip(state, saved):
-            if a is not None:
-                a[...] = b
-        theta, start = state[0], saved[0]
+        for array, copy in zip(live, saved):
+            array[...] = copy
+        theta = live[0]
         scratch = np.empty(1)
         epoch = 0
         while True:
             if epoch == epochs:  # the same arithmetic again, and no divergence this time
-                theta[...] = start
+                theta[...] = saved[0]
                 raise RuntimeError(
                     "training diverged but its replay did not: the weights are those from "
                     "before this call to fit"
                 )
             epoch_saved = [a.copy() for a in live]
-            *_, status = train(order, 1, scratch)
+            status, *_ = train(order, 1, scratch)
             if status:
-                for a, b in zip(live, epoch_saved):
-                    a[...] = b
+                for array, copy in zip(live, epoch_saved):
+                    array[...] = copy
                 break
             epoch += 1
-        in_order = np.empty(0, dtype=np.intp)
         for batch, first in enumerate(range(0, X.shape[0], m)):
-            rows_b = order[first : first + m] if order.size else slice(first, first + m)
-            xb = np.ascontiguousarray(X[rows_b])
-            yb = np.ascontiguousarray(rows[rows_b]) if rows.size else rows
-            lb = np.ascontiguousarray(labels[rows_b]) if labels.size else labels
+            rows_b = order[first : first + m] if order is not None else slice(first, first + m)
+            data = (np.ascontiguousarray(X[rows_b]), np.ascontiguousarray(targets[rows_b]))
             before = theta.copy()
-            *_, status = train(in_order, 1, scratch, data=(xb, yb, lb))
+            status, *_ = train(None, 1, scratch, data=data)
             if status or not _core.all_finite(theta):
                 theta[...] = before
-                what = "the loss is" if status == 1 else "the step made the weights"
+                what = (
+                    "the loss is" if status == Status.LOSS_NOT_FINITE
+                    else "the step made the weights"
+                )  # fmt: skip
                 return epoch, batch, what
         theta[...] = epoch_saved[0]
         return epoch, 0, "the loss is"
@@ -777,7 +708,7 @@ class Network:
         rows, labels = self._check_Y(Y, X.shape[0], single)
         if X.shape[0] > _MAX_DIM:
             raise ValueError(f"X has {X.shape[0]} samples; one batch takes at most {_MAX_DIM}")
-        hidden, output, loss = self._codes
+        hidden, output, loss = self._arch.hidden, self._arch.output, self._arch.loss
         n, k = X.shape[0], self.sizes[-1]
         zs, activations = [], [X]
         with self._guard.reading():

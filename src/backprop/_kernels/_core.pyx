@@ -1,0 +1,468 @@
+"""Compiled kernels of backprop.
+
+Design
+------
+One extension module, built from one file per idea (``include``\\ d, so that every
+helper stays inlinable); each level calls only the ones above it in this list:
+
+``_types.pxi``        the enums both sides see (Activation, Loss, Mode, Status, Rule,
+                      Path) and the structs a pass reads: Net (the network's shape),
+                      Rows (a batch), Work (buffers), Data (a training set)
+``_elementwise.pxi``  per-element and per-row helpers: exp, sigmoid, softmax, RNG
+``_gemm.pxi``         matrix products: plain loops, register tiles (tile_gemm.h) or
+                      BLAS, by size; the thresholds and why
+``_layers.pxi``       per-layer kernels (dense, deltas, gradients, dropout) and
+                      ``_batch``: one mini-batch's forward pass, loss and backward pass
+``_losses.pxi``       the output layer's loss and delta, one function per family
+``_solvers.pxi``      the optimizers: SGD, momentum (PyTorch's and scikit-learn's), Adam
+``_threads.pxi``      BLAS's threads while kernels run concurrently; Ctrl-C
+``_parallel.pxi``     the two-core paths: halves of rows, hidden units cut in two
+``_loops.pxi``        the training loops: Network's epochs, the estimators' epoch
+this file             ``Plan`` and the Python-callable entry points
+
+A ``Plan`` is built once per call of ``fit``, ``forward``, ... from the network's
+architecture, the batch size and the options: it decides the path (one core, halves,
+units) once, owns the workspace, and is called with a few keyword arguments. The
+kernels trust their inputs: ``backprop.network`` and ``backprop.estimators`` check
+shapes, dtypes, contiguity and values first. Compiler directives (bounds checking
+off, ...) are set once in setup.py; BACKPROP_DEBUG_CYTHON=1 turns the checks back on.
+"""
+
+import numpy as np
+
+from cython cimport floating
+from libc.math cimport exp, expf, fma, fmaf, log, log1p, tanh, tanhf, fabs, isfinite, sqrt
+from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from cython.parallel cimport parallel, prange, threadid
+from openmp cimport omp_get_max_threads, omp_get_num_threads
+
+include "_types.pxi"
+include "_elementwise.pxi"
+include "_gemm.pxi"
+include "_threads.pxi"
+include "_layers.pxi"
+include "_losses.pxi"
+include "_solvers.pxi"
+include "_parallel.pxi"
+include "_loops.pxi"
+
+# Multiply-adds between two checks for Ctrl-C in a training loop (~1 ms of work), and
+# what a batch costs besides its multiply-adds (calls, loops, the loss), counted in
+# multiply-adds: without it a tiny network would check only every ~30 ms.
+cdef Py_ssize_t SIGNAL_CHECK_WORK = 2_000_000
+cdef Py_ssize_t BATCH_OVERHEAD = 1_000
+
+
+def set_thresholds(Py_ssize_t tile_min_work, Py_ssize_t blas_min_work,
+                   Py_ssize_t narrow_blas_min_work, Py_ssize_t split_min_work,
+                   split_min_rows=None):
+    """Set the sizes (multiply-adds) from which products use the tiles, BLAS gemm and,
+    for narrow ones, BLAS gemm, and from which a batch uses both cores (halves also
+    need ``split_min_rows`` rows; None keeps it); returns the previous five.
+
+    (0, 0, 0, .) sends every product to BLAS; (0, huge, huge, .) every one to the tiles;
+    (huge, huge, huge, .) every one to the plain loops. (., huge, huge, 0, 2) takes
+    both cores for every batch of two rows or more; (., ., ., huge) for none.
+    """
+    global TILE_MIN_WORK, BLAS_MIN_WORK, NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK, SPLIT_MIN_ROWS
+    previous = (TILE_MIN_WORK, BLAS_MIN_WORK, NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK,
+                SPLIT_MIN_ROWS)
+    TILE_MIN_WORK, BLAS_MIN_WORK = tile_min_work, blas_min_work
+    NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK = narrow_blas_min_work, split_min_work
+    if split_min_rows is not None:
+        SPLIT_MIN_ROWS = max(2, <Py_ssize_t>split_min_rows)
+    return previous
+
+
+cdef void* _address(array):
+    """Where an ndarray's numbers start (None: NULL)."""
+    return NULL if array is None else <void*><size_t>array.ctypes.data
+
+
+cdef class Plan:
+    """How one call computes a network: its shape, the path, the solver and the
+    workspace, fixed when the plan is built.
+
+    ``arch`` describes the network (``backprop._layout.Architecture``: sizes, offsets,
+    transposed, dtype and the Activation/Loss codes); ``rows`` is the largest batch.
+    ``optimizer`` (``backprop.optim``) gives the update rule; ``dropout`` and ``seed``
+    inverted dropout's probability and mask stream; ``gather`` makes room for batches
+    gathered from shuffled rows; ``two_cores`` lets mid-size batches use both cores
+    (``path``: Path.HALVES or, for the estimators' epochs, Path.UNITS).
+    """
+
+    cdef Net net
+    cdef Solver solver
+    cdef Work work
+    cdef readonly object dtype
+    cdef readonly int path
+    cdef readonly Py_ssize_t rows
+    cdef readonly Py_ssize_t check_every
+    cdef readonly object grad
+    cdef readonly object rng_state
+    cdef object _keep  # the arrays behind the pointers in net and work
+
+    def __init__(self, arch, Py_ssize_t rows, *, optimizer=None, double dropout=0.0,
+                 u64 seed=0, bint gather=False, bint two_cores=True):
+        cdef Py_ssize_t m = max(rows, 1), n_params, widest, width, halves = 0
+        dtype = np.dtype(arch.dtype)
+        sizes = np.ascontiguousarray(arch.sizes, dtype=np.intp)
+        offsets = np.ascontiguousarray(arch.offsets, dtype=np.intp)
+        self.dtype, self.rows = dtype, m
+        self.net.sizes = <const Py_ssize_t*>_address(sizes)
+        self.net.offsets = <const Py_ssize_t*>_address(offsets)
+        self.net.n_layers = sizes.shape[0] - 1
+        self.net.wt = arch.transposed
+        self.net.hidden, self.net.output, self.net.loss = arch.hidden, arch.output, arch.loss
+        n_params = _n_params(&self.net)
+        widths = sizes[1:]
+        width, widest = int(widths.sum()), int(widths.max())
+        work = max(1, m * int((sizes[:sizes.shape[0] - 1] * sizes[1:]).sum()))
+        self.check_every = max(1, SIGNAL_CHECK_WORK // (work + BATCH_OVERHEAD))
+        self._set_solver(optimizer)
+
+        self.path = ONE_CORE
+        if two_cores and dropout == 0:
+            # (an Adam epsilon that rounds to 0 would make the padding units' step 0 / 0)
+            if (self.solver.rule in (SK_MOMENTUM, ADAM) and _units(&self.net, m)
+                    and (self.solver.rule != ADAM or dtype.type(optimizer.epsilon) > 0)):
+                self.path = UNITS
+                halves = _units_size(&self.net, m)
+            elif _splits(&self.net, m):
+                self.path = HALVES
+                halves = 2 * n_params
+        # activations and deltas with room for m + 1 rows: an odd batch's two halves
+        keep = dict(
+            sizes=sizes,
+            offsets=offsets,
+            acts=np.empty((m + 1) * width, dtype=dtype),
+            deltas=np.empty(2 * (m + 1) * widest, dtype=dtype),
+            halves=np.empty(halves, dtype=dtype) if halves else None,
+            factors=np.empty((m + 1) * width, dtype=dtype) if dropout > 0 else None,
+            x_batch=np.empty(m * sizes[0], dtype=dtype) if gather else None,
+            y_batch=np.empty(m * sizes[sizes.shape[0] - 1], dtype=dtype) if gather else None,
+            label_batch=np.empty(m, dtype=np.intp) if gather else None,
+            sw_batch=np.empty(m, dtype=dtype) if gather else None,
+        )
+        self.rng_state = np.array([seed], dtype=np.uint64)
+        self.grad = None
+        if self.solver.rule not in (NO_STEP, SGD):
+            self.grad = np.zeros(n_params, dtype=dtype)
+        self.work.acts = _address(keep["acts"])
+        self.work.delta0 = _address(keep["deltas"])
+        cdef Py_ssize_t block = (m + 1) * widest * dtype.itemsize
+        self.work.delta1 = <char*>self.work.delta0 + block
+        self.work.factors = _address(keep["factors"])
+        self.work.drop = dropout
+        self.work.rng = <u64*>_address(self.rng_state)
+        self.work.x_batch = _address(keep["x_batch"])
+        self.work.y_batch = _address(keep["y_batch"])
+        self.work.label_batch = <Py_ssize_t*>_address(keep["label_batch"])
+        self.work.sw_batch = _address(keep["sw_batch"])
+        self.work.halves = _address(keep["halves"])
+        self._keep = keep
+
+    cdef _set_solver(self, optimizer):
+        self.solver.rule = NO_STEP if optimizer is None else optimizer.rule
+        self.solver.nesterov = False
+        self.solver.l2_term = self.solver.rule in (SK_MOMENTUM, ADAM, NO_STEP)
+        self.solver.lr = self.solver.decay = self.solver.mu = self.solver.t_lr = 0
+        self.solver.b1 = self.solver.b2 = self.solver.eps = 0
+        if optimizer is not None:
+            self.solver.nesterov = optimizer.nesterov
+            self.solver.lr, self.solver.decay = optimizer.lr, optimizer.decay
+            self.solver.mu = optimizer.momentum
+            self.solver.b1, self.solver.b2 = optimizer.beta_1, optimizer.beta_2
+            self.solver.eps = optimizer.epsilon
+
+    def train(self, theta, X, targets, *, order=None, Py_ssize_t epochs=1, losses,
+              velocity=None, bint check_input=False):
+        """Run ``epochs`` epochs of mini-batch training on theta, in place (``_train``):
+        X's rows in ``order`` (None: in order) in batches of ``rows``; ``targets`` is Y
+        (n, k) or integer labels (n,); ``losses`` (float64) receives each epoch's mean
+        loss; ``velocity`` is the momentum's. Returns (Status, epoch, batch)."""
+        return _plan_train(self, theta, X, targets, order, epochs, losses, velocity,
+                           check_input)
+
+    def batch(self, theta, X, targets, *, int mode, grad=None):
+        """One pass over the whole batch (X, targets): returns L; Mode.LOSS_ONLY the
+        loss alone, GRADIENTS also grad := dL/dtheta, FUSED_STEP the optimizer's SGD
+        step, as ``train`` takes it (two halves on two cores alike)."""
+        return _plan_batch(self, theta, X, targets, mode, grad)
+
+    def forward(self, theta, X, out):
+        """out := the network's output for every row of X, ``rows`` rows at a time."""
+        _plan_forward(self, theta, X, out)
+
+    def sk_epoch(self, params, X, Y, sample_weight, order, optimizer):
+        """One epoch of the estimators' stochastic solver (``_sk_epoch``, or on the units
+        path ``_units_epoch``) over X's rows in ``order``; ``optimizer`` holds the step
+        size, the moments and the step count. Returns sum_B |B| L_B; ``self.grad`` is
+        left holding the last batch's gradient."""
+        return _plan_sk_epoch(self, params, X, Y, sample_weight, order, optimizer)
+
+    def sk_objective(self, params, X, Y, sample_weight, grad):
+        """scikit-learn's L-BFGS objective over the whole of (X, Y): returns
+        L := mean loss + decay / (2 sum(sw)) sum_l ||W_l||^2, grad := dL/dparams."""
+        return _plan_sk_objective(self, params, X, Y, sample_weight, grad)
+
+
+def _plan_train(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets,
+                order, Py_ssize_t epochs, double[::1] losses, velocity, bint check_input):
+    cdef const floating[:, ::1] Y = None
+    cdef const Py_ssize_t[::1] labels = None
+    cdef const Py_ssize_t[::1] rows = None
+    cdef floating[::1] v = velocity
+    cdef floating[::1] g = plan.grad
+    cdef Data data
+    cdef Py_ssize_t where[2]
+    cdef int status
+    if targets.ndim == 1:
+        labels = targets
+    else:
+        Y = targets
+    if order is not None:
+        rows = order
+    data.X = &X[0, 0]
+    data.Y = &Y[0, 0] if Y is not None and Y.shape[0] > 0 else NULL
+    data.labels = &labels[0] if labels is not None else NULL
+    data.sw = NULL
+    data.order = &rows[0] if rows is not None and rows.shape[0] > 0 else NULL
+    data.n = X.shape[0]
+    data.batch_size = plan.rows
+    data.check_every = plan.check_every
+    _calls_enter()
+    try:
+        with nogil:
+            status = _train(&plan.net, &plan.work, &data, &plan.solver, &theta[0],
+                            &g[0] if g is not None else NULL,
+                            &v[0] if v is not None else NULL, epochs, &losses[0],
+                            check_input, where)
+    finally:
+        _calls_exit()
+    if status == INTERRUPTED:
+        _raise_pending()
+    return Status(status), where[0], where[1]
+
+
+def _plan_batch(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets, int mode,
+                grad):
+    cdef const floating[:, ::1] Y = None
+    cdef const Py_ssize_t[::1] labels = None
+    cdef floating[::1] g = grad
+    cdef floating* halves = <floating*>plan.work.halves
+    cdef Rows rows
+    cdef double value
+    if targets.ndim == 1:
+        labels = targets
+    else:
+        Y = targets
+    rows.x = &X[0, 0]
+    rows.y = &Y[0, 0] if Y is not None else NULL
+    rows.labels = &labels[0] if labels is not None else NULL
+    rows.sw = NULL
+    rows.wsum = 1
+    rows.m = rows.m_norm = X.shape[0]
+    if mode == LOSS_ONLY:
+        halves = NULL
+    _calls_enter()
+    try:
+        with nogil:
+            value = _split_batch(&plan.net, &plan.work, &rows, &theta[0],
+                                 &g[0] if g is not None else NULL, halves, &plan.solver,
+                                 mode, NULL)
+    finally:
+        _calls_exit()
+    return value
+
+
+def _plan_forward(Plan plan, const floating[::1] theta, const floating[:, ::1] X,
+                  floating[:, ::1] out):
+    cdef Net* net = &plan.net
+    cdef Py_ssize_t n = X.shape[0], n_layers = net.n_layers, chunk = plan.rows
+    cdef Py_ssize_t start, m, l
+    cdef const floating* a_prev
+    cdef floating* a_out
+    # the hidden layers alternate between the two blocks of the deltas' workspace
+    cdef floating* buf0 = <floating*>plan.work.delta0
+    cdef floating* buf1 = <floating*>plan.work.delta1
+    _calls_enter()
+    try:
+        with nogil:
+            start = 0
+            while start < n:
+                m = min(chunk, n - start)
+                a_prev = &X[start, 0]
+                for l in range(n_layers):
+                    if l == n_layers - 1:
+                        a_out = &out[start, 0]
+                    else:
+                        a_out = buf0 if l % 2 == 0 else buf1
+                    _dense(a_prev, &theta[net.offsets[2 * l]], &theta[net.offsets[2 * l + 1]],
+                           a_out, m, net.sizes[l], net.sizes[l + 1],
+                           net.output if l == n_layers - 1 else net.hidden, net.wt)
+                    a_prev = a_out
+                start += m
+    finally:
+        _calls_exit()
+
+
+cdef Data _sk_data(const floating[:, ::1] X, const floating[:, ::1] Y,
+                   const floating[::1] sample_weight, const Py_ssize_t[::1] order,
+                   Plan plan):
+    cdef Data data
+    data.X = &X[0, 0]
+    data.Y = &Y[0, 0]
+    data.labels = NULL
+    data.sw = &sample_weight[0] if sample_weight is not None else NULL
+    data.order = &order[0] if order is not None else NULL
+    data.n = order.shape[0] if order is not None else X.shape[0]
+    data.batch_size = plan.rows
+    data.check_every = plan.check_every
+    return data
+
+
+def _plan_sk_epoch(Plan plan, floating[::1] params, const floating[:, ::1] X,
+                   const floating[:, ::1] Y, sample_weight, const Py_ssize_t[::1] order,
+                   optimizer):
+    cdef const floating[::1] sw = sample_weight
+    cdef floating[::1] grad = plan.grad
+    cdef floating[::1] moment1 = optimizer.moment1
+    cdef floating[::1] moment2 = optimizer.moment2 if optimizer.moment2 is not None else moment1
+    cdef Data data = _sk_data(X, Y, sw, order, plan)
+    cdef Solver s = plan.solver
+    cdef Py_ssize_t step = optimizer.t
+    cdef double total = 0
+    cdef bint interrupted = False
+    cdef int status = COMPLETED
+    s.lr = optimizer.lr
+    if data.n == 0:
+        return 0.0
+    _calls_enter()
+    try:
+        with nogil:
+            if plan.path == UNITS:
+                total = _units_epoch(&plan.net, s, &data, &params[0], &grad[0], &moment1[0],
+                                     &moment2[0], step, <floating*>plan.work.halves,
+                                     &interrupted)
+                if interrupted:
+                    status = INTERRUPTED
+            else:
+                status = _sk_epoch(&plan.net, &plan.work, &data, s, &params[0], &grad[0],
+                                   &moment1[0], &moment2[0], step, &total)
+    finally:
+        _calls_exit()
+    if status == INTERRUPTED:
+        _raise_pending()
+    return total
+
+
+def _plan_sk_objective(Plan plan, const floating[::1] params, const floating[:, ::1] X,
+                       const floating[:, ::1] Y, sample_weight, floating[::1] grad):
+    cdef const floating[::1] sw = sample_weight
+    cdef Py_ssize_t m = X.shape[0], i
+    cdef floating wsum = m
+    cdef floating* theta = <floating*>&params[0]
+    cdef Rows rows
+    cdef double value
+    rows.x = &X[0, 0]
+    rows.y = &Y[0, 0]
+    rows.labels = NULL
+    rows.sw = NULL
+    if sw is not None:
+        rows.sw = &sw[0]
+        wsum = 0
+        for i in range(m):
+            wsum = wsum + sw[i]
+    rows.wsum = wsum
+    rows.m = rows.m_norm = m
+    _calls_enter()
+    try:
+        with nogil:
+            value = _batch(&plan.net, &plan.work, &rows, theta, &grad[0], NULL, GRADIENTS)
+            # NO_STEP: the gradient's normalisation alone; the moments are not touched
+            # (params stands in for them)
+            value += 0.5 * plan.solver.decay * _solver_steps(
+                &plan.net, &plan.solver, theta, &grad[0], NULL, theta, theta, wsum,
+                False) / wsum
+    finally:
+        _calls_exit()
+    return value
+
+
+def all_finite(const floating[::1] values):
+    """True when no entry of ``values`` is NaN or infinite; one pass, no temporary array."""
+    cdef bint result = True
+    if values.shape[0] > 0:
+        with nogil:
+            result = _all_finite(&values[0], values.shape[0])
+    return result
+
+
+# Per-layer kernels, one call each: the steps of the worked example (Network.trace), and
+# the units the kernel tests hold against the reference.
+
+def dense(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
+          floating[:, ::1] Z):
+    """Z := X @ W.T + b."""
+    with nogil:
+        _dense(&X[0, 0], &W[0, 0], &b[0], &Z[0, 0], X.shape[0], X.shape[1], W.shape[0],
+               IDENTITY, False)
+
+
+def activate(const floating[:, ::1] Z, floating[:, ::1] A, int act):
+    """A := act(Z) (softmax row-wise)."""
+    cdef Py_ssize_t i, j, m = Z.shape[0], n = Z.shape[1]
+    with nogil:
+        for i in range(m):
+            for j in range(n):
+                A[i, j] = Z[i, j] if act == SOFTMAX else _act(Z[i, j], act)
+        if act == SOFTMAX and m > 0:
+            _softmax_rows(&A[0, 0], m, n, NULL)
+
+
+def activation_prime(const floating[:, ::1] A, floating[:, ::1] out, int act):
+    """out := act'(z), written from the activation A = act(Z)."""
+    cdef Py_ssize_t i, j
+    with nogil:
+        for i in range(A.shape[0]):
+            for j in range(A.shape[1]):
+                out[i, j] = _act_prime(A[i, j], act)
+
+
+def output_delta(floating[:, ::1] Z, const floating[:, ::1] Y, const Py_ssize_t[::1] labels,
+                 floating[:, ::1] delta, int output, int loss):
+    """Z := out(Z) in place, delta := dL/dZ; returns the mean loss L."""
+    cdef const floating* yb = NULL
+    cdef const Py_ssize_t* lb = NULL
+    cdef double value
+    if labels.shape[0] > 0:
+        lb = &labels[0]
+    else:
+        yb = &Y[0, 0]
+    with nogil:
+        value = _output_delta(&Z[0, 0], yb, lb, NULL, Z.shape[0], &delta[0, 0], Z.shape[0],
+                              Z.shape[0], Z.shape[1], output, loss)
+    return value
+
+
+def hidden_delta(const floating[:, ::1] delta, const floating[:, ::1] W,
+                 const floating[:, ::1] A_prev, floating[:, ::1] delta_prev, int act):
+    """delta_prev := (delta @ W) * act'(A_prev)."""
+    with nogil:
+        _hidden_delta(&delta[0, 0], &W[0, 0], &A_prev[0, 0], &delta_prev[0, 0],
+                      delta.shape[0], W.shape[1], W.shape[0], act, False, NULL)
+
+
+def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev,
+                     floating[:, ::1] grad_W, floating[::1] grad_b):
+    """grad_W := delta^T @ A_prev;  grad_b := sum over rows of delta (delta is not changed)."""
+    cdef floating[:, ::1] scratch = delta.copy()
+    with nogil:
+        _backward(&scratch[0, 0], &A_prev[0, 0], &grad_W[0, 0], &grad_b[0], delta.shape[0],
+                  A_prev.shape[1], delta.shape[1], <floating>1, <floating>0, <floating>0, False)
+
+
+BLAS_THREAD_CONTROL = _bind_scipy_openblas()

@@ -1,0 +1,176 @@
+# Per-layer kernels on raw row-major pointers, and ``_batch``, which chains them into
+# the forward pass, the loss and the backward pass of one mini-batch.
+
+cdef void _bias_act(floating* z, const floating* bias, Py_ssize_t m, Py_ssize_t n,
+                    int act) noexcept nogil:
+    """Z := act(Z + b), row by row, in place (softmax acts on whole rows)."""
+    cdef Py_ssize_t i, j
+    cdef floating* row
+    if act == SOFTMAX:
+        for i in range(m):
+            row = z + i * n
+            for j in range(n):
+                row[j] = row[j] + bias[j]
+        _softmax_rows(z, m, n, NULL)
+        return
+    for i in range(m):
+        row = z + i * n
+        if act == SIGMOID:
+            for j in range(n):
+                row[j] = _sigmoid(row[j] + bias[j])
+        elif act == TANH:
+            for j in range(n):
+                row[j] = _tanh(row[j] + bias[j])
+        elif act == RELU:
+            for j in range(n):
+                row[j] = row[j] + bias[j]
+                if row[j] < 0:
+                    row[j] = 0
+        elif act == EXP:
+            for j in range(n):
+                row[j] = _exp(row[j] + bias[j])
+        else:
+            for j in range(n):
+                row[j] = row[j] + bias[j]
+
+
+cdef void _dense(const floating* x, const floating* w, const floating* bias, floating* z,
+                 Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out, int act,
+                 bint wt) noexcept nogil:
+    """Z := act(X @ W.T + b); X is m x n_in, W is n_out x n_in, Z is m x n_out.
+
+    With ``wt`` W is stored transposed, n_in x n_out (scikit-learn's coefs_), and
+    Z := act(X @ W + b). The same flag means the same in every per-layer kernel.
+    """
+    if wt:
+        _gemm(c'N', c'N', m, n_out, n_in, <floating>1, x, n_in, w, n_out, <floating>0, z, n_out)
+    else:
+        _gemm(c'N', c'T', m, n_out, n_in, <floating>1, x, n_in, w, n_in, <floating>0, z, n_out)
+    _bias_act(z, bias, m, n_out, act)
+
+
+cdef void _hidden_delta(const floating* delta, const floating* w, const floating* a_prev,
+                        floating* delta_prev, Py_ssize_t m, Py_ssize_t n_in,
+                        Py_ssize_t n_out, int act, bint wt,
+                        const floating* factor) noexcept nogil:
+    """delta_prev := (delta @ W) * act'(A_prev); delta is m x n_out, W n_out x n_in.
+
+    With dropout, ``factor`` holds act'(A_prev) times the mask and replaces it.
+    """
+    cdef Py_ssize_t i
+    if wt:
+        _gemm(c'N', c'T', m, n_in, n_out, <floating>1, delta, n_out, w, n_out,
+              <floating>0, delta_prev, n_in)
+    else:
+        _gemm(c'N', c'N', m, n_in, n_out, <floating>1, delta, n_out, w, n_in,
+              <floating>0, delta_prev, n_in)
+    if factor != NULL:
+        for i in range(m * n_in):
+            delta_prev[i] = delta_prev[i] * factor[i]
+    elif act != IDENTITY:
+        for i in range(m * n_in):
+            delta_prev[i] = delta_prev[i] * _act_prime(a_prev[i], act)
+
+
+cdef void _backward(floating* delta, const floating* a_prev, floating* gw, floating* gb,
+                    Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out,
+                    floating alpha, floating beta, floating beta_b, bint wt) noexcept nogil:
+    """G_W := alpha delta^T @ A_prev + beta G_W;  g_b := alpha sum_rows(delta) + beta_b g_b.
+
+    With alpha = 1, beta = beta_b = 0 these are the gradients; with alpha = -eta,
+    beta = 1 - eta lambda, beta_b = 1 and G_W = W, g_b = b they are the gradient-descent
+    update with weight decay lambda, fused so that the gradient is never stored. The
+    column sums are accumulated into delta's first row (row by row, so the loop
+    vectorises): delta is consumed.
+    """
+    cdef Py_ssize_t j
+    if wt:
+        _gemm(c'T', c'N', n_in, n_out, m, alpha, a_prev, n_in, delta, n_out, beta, gw, n_out)
+    else:
+        _gemm(c'T', c'N', n_out, n_in, m, alpha, delta, n_out, a_prev, n_in, beta, gw, n_in)
+    _column_sums(delta, m, n_out, delta)
+    for j in range(n_out):
+        if beta_b == 0:
+            gb[j] = alpha * delta[j]
+        else:
+            gb[j] = beta_b * gb[j] + alpha * delta[j]
+
+
+cdef void _dropout(floating* a, floating* factor, Py_ssize_t n, int act, double drop,
+                   u64* rng) noexcept nogil:
+    """factor := act'(a) s, a := a s, with s = 1 / (1 - drop) if a uniform draw >= drop else 0."""
+    cdef Py_ssize_t i
+    cdef floating keep = <floating>(1.0 / (1.0 - drop)), scale
+    for i in range(n):
+        scale = keep if _uniform(rng) >= drop else 0
+        factor[i] = _act_prime(a[i], act) * scale
+        a[i] = a[i] * scale
+
+
+cdef double _batch(const Net* net, const Work* work, const Rows* rows, floating* theta,
+                   floating* grad, const Solver* s, int mode) noexcept nogil:
+    """The forward pass, the loss and the backward pass of one mini-batch of m rows
+    (of m_norm: see ``Rows``).
+
+    mode LOSS_ONLY:  A_l := act(A_{l-1} W_l^T + b_l) for every layer; returns L
+    mode GRADIENTS:  also grad := dL/dtheta (the flat layout of theta)
+    mode FUSED_STEP: also the SGD step of ``s`` (rule SGD: W_l := (1 - lr decay) W_l
+                     - lr dL/dW_l, b_l := b_l - lr dL/db_l), layer by layer from the
+                     last, each W_l updated after it has carried the delta back, so
+                     that the gradient is never stored; not when L is not finite:
+                     theta is then left as it was
+    With ``work.factors``, inverted dropout: every hidden unit of every row is kept
+    with probability 1 - drop (one draw of ``work.rng`` each, layer by layer, row by
+    row), A := A * s with s = 1 / (1 - drop) if kept, else 0, and
+    factors := act'(A before) * s carries the mask into the backward pass.
+    """
+    cdef Py_ssize_t l, n_in, n_out, a_off = 0, m = rows.m, n_layers = net.n_layers
+    cdef const Py_ssize_t* sizes = net.sizes
+    cdef const Py_ssize_t* offsets = net.offsets
+    cdef const floating* x = <const floating*>rows.x
+    cdef floating* acts = <floating*>work.acts
+    cdef floating* factors = <floating*>work.factors
+    cdef const floating* a_prev = x
+    cdef floating* a_out
+    cdef floating* d = <floating*>work.delta0
+    cdef floating* d_prev = <floating*>work.delta1
+    cdef floating* swap
+    cdef double value
+    cdef floating alpha = 1, beta = 0, beta_b = 0, eta
+    for l in range(n_layers):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        a_out = acts + a_off
+        _dense(a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1], a_out,
+               m, n_in, n_out, net.hidden if l < n_layers - 1 else IDENTITY, net.wt)
+        if factors != NULL and l < n_layers - 1:
+            _dropout(a_out, factors + a_off, m * n_out, net.hidden, work.drop, work.rng)
+        a_prev = a_out
+        a_off += m * n_out
+    value = _output_delta(acts + a_off - m * sizes[n_layers], <const floating*>rows.y,
+                          rows.labels, <const floating*>rows.sw, rows.wsum, d, m,
+                          rows.m_norm, sizes[n_layers], net.output, net.loss)
+    if mode == LOSS_ONLY or (mode == FUSED_STEP and not isfinite(value)):
+        return value
+    if mode == FUSED_STEP:
+        eta = <floating>s.lr
+        alpha, beta, beta_b = -eta, 1 - eta * <floating>s.decay, 1
+    for l in range(n_layers - 1, -1, -1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        a_off -= m * n_out
+        a_prev = x if l == 0 else acts + a_off - m * n_in
+        if l > 0:
+            _hidden_delta(d, theta + offsets[2 * l], a_prev, d_prev, m, n_in, n_out,
+                          net.hidden, net.wt,
+                          NULL if factors == NULL else factors + (a_prev - acts))
+        if mode == FUSED_STEP:
+            _backward(d, a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1],
+                      m, n_in, n_out, alpha, beta, beta_b, net.wt)
+        else:
+            _backward(d, a_prev, grad + offsets[2 * l], grad + offsets[2 * l + 1],
+                      m, n_in, n_out, alpha, beta, beta_b, net.wt)
+        swap = d
+        d = d_prev
+        d_prev = swap
+    return value

@@ -1,0 +1,400 @@
+# The two-core paths. Products too small for BLAS's threads to pay off leave the second
+# core idle; a mid-size batch (at least SPLIT_MIN_WORK multiply-adds forward, every
+# product on one thread) runs on both cores with OpenMP instead, one of two ways:
+# one hidden layer of 32 units or more in the estimators' epochs has its units cut in
+# two (_units_epoch); other batches of at least SPLIT_MIN_ROWS rows are split in two
+# halves of rows (_split_batch). Measured (README "Two cores"): units 1.2-1.8x faster
+# from 2^18 multiply-adds a batch, about even below; halves 1.3-1.5x faster on batches
+# of 200 rows, 0.9x on 64 and 0.5x on 32, where the gradient that crosses between the
+# cores costs more than half a batch. Either way the arithmetic does not depend on the
+# number of threads: one thread plays both parts in turn.
+
+cdef Py_ssize_t SPLIT_MIN_WORK = 1 << 18
+cdef Py_ssize_t SPLIT_MIN_ROWS = 128
+
+cdef extern from "parallel.h":
+    void _barrier "bp_barrier"() noexcept nogil
+
+
+cdef inline int _team_size() noexcept nogil:
+    """Threads for a two-core path: two when OpenMP allows two and no other kernel
+    call is running (two calls at once already keep both cores busy)."""
+    return 2 if _running <= 1 and omp_get_max_threads() >= 2 else 1
+
+
+cdef bint _splits(const Net* net, Py_ssize_t m) noexcept nogil:
+    """Whether a batch of m rows is trained as two halves (see ``_split_batch``)."""
+    return m >= SPLIT_MIN_ROWS and _two_cores(net, m, (m + 1) // 2)
+
+
+cdef bint _two_cores(const Net* net, Py_ssize_t m, Py_ssize_t h) noexcept nogil:
+    """Whether a batch of m rows is worth both cores when each runs products of h rows
+    (of the whole layer's width at most)."""
+    cdef Py_ssize_t l, work = 0, product, n_in, n_out
+    if m < 2:
+        return False
+    for l in range(net.n_layers):
+        n_in, n_out = net.sizes[l], net.sizes[l + 1]
+        product = h * n_in * n_out
+        # No half may call a BLAS product that BLAS would thread: its threads share the
+        # cores instead. Narrow products (a dimension under a strip) may go to BLAS.
+        if product >= BLAS_MIN_WORK or (
+                product >= BLAS_ONE_THREAD_WORK and min(n_in, n_out) < 32):
+            return False
+        work += m * n_in * n_out
+    return work >= SPLIT_MIN_WORK
+
+
+cdef double _half_batch(int t, const Net* net, const Work* work, const Rows* rows,
+                        floating* theta, floating* grad) noexcept nogil:
+    """``_batch`` in gradient mode on half t (0 or 1) of a batch of m rows: rows
+    [0, h) or [h, m) with h = ceil(m / 2), each half in its own part of the workspace."""
+    cdef Py_ssize_t m = rows.m, h = (m + 1) // 2, l, width = 0, widest = 0
+    cdef Py_ssize_t r0 = 0 if t == 0 else h
+    cdef Py_ssize_t n_in = net.sizes[0], k = net.sizes[net.n_layers]
+    cdef Rows half = rows[0]
+    cdef Work part = work[0]
+    for l in range(net.n_layers):
+        width += net.sizes[l + 1]
+        widest = max(widest, net.sizes[l + 1])
+    half.x = <const floating*>rows.x + r0 * n_in
+    if rows.y != NULL:
+        half.y = <const floating*>rows.y + r0 * k
+    if rows.labels != NULL:
+        half.labels = rows.labels + r0
+    if rows.sw != NULL:
+        half.sw = <const floating*>rows.sw + r0
+    half.m = h if t == 0 else m - h
+    half.m_norm = m
+    part.acts = <floating*>work.acts + t * h * width
+    part.delta0 = <floating*>work.delta0 + t * h * widest
+    part.delta1 = <floating*>work.delta1 + t * h * widest
+    return _batch(net, &part, &half, theta, grad, NULL, GRADIENTS)
+
+
+cdef double _split_batch(const Net* net, const Work* work, const Rows* rows,
+                         floating* theta, floating* grad, floating* halves,
+                         const Solver* s, int mode, bint* was_split) noexcept nogil:
+    """``_batch`` (mode GRADIENTS or FUSED_STEP) on both cores, as two halves of rows,
+    each run through the forward and backward pass on its own:
+        L = L_1 + L_2,  g = g_1 + g_2  (each half's mean taken over all m rows)
+    then grad := g, or the SGD step of ``s`` with g as ``_batch``'s fused one.
+    ``halves`` holds two gradients (2 n_params; n_params in mode GRADIENTS); NULL,
+    dropout or a batch that ``_splits`` rejects runs ``_batch`` as it is. The workspace
+    holds m + 1 rows. With ``was_split`` (mode GRADIENTS), g_1 is left in ``halves`` and
+    g_2 in ``grad`` for the caller to add, and *was_split says whether the batch was split.
+    """
+    cdef Py_ssize_t n_params = _n_params(net), i
+    cdef floating* g0
+    cdef floating* g1
+    cdef double values[2]
+    cdef double value
+    cdef int t
+    if was_split != NULL:
+        was_split[0] = False
+    if halves == NULL or work.factors != NULL or not _splits(net, rows.m):
+        return _batch(net, work, rows, theta, grad, s, mode)
+    if mode == GRADIENTS:
+        g0, g1 = grad, halves
+    else:
+        g0, g1 = halves, halves + n_params
+    for t in prange(2, num_threads=_team_size(), schedule="static", chunksize=1):
+        values[t] = _half_batch(t, net, work, rows, theta, g0 if t == 0 else g1)
+    value = values[0] + values[1]
+    if was_split != NULL:
+        was_split[0] = True
+    elif mode == GRADIENTS:
+        for i in range(n_params):
+            grad[i] = g0[i] + g1[i]
+    elif isfinite(value):
+        _solver_steps(net, s, theta, g0, g1, NULL, NULL, 1, False)
+    return value
+
+
+cdef Py_ssize_t _units_cut(const Net* net) noexcept nogil:
+    """Where ``_units_epoch`` cuts the hidden layer's units between two threads: the
+    multiple of 16 (whole vectors in either dtype) nearest half of them, so that each
+    part has at least 16; or 0 when it does not apply: one hidden layer of at least 32
+    units."""
+    if net.n_layers != 2 or net.sizes[1] < 32:
+        return 0
+    return (net.sizes[1] + 16) // 32 * 16
+
+
+cdef bint _units(const Net* net, Py_ssize_t m) noexcept nogil:
+    """Whether ``_sk_epoch`` runs batches of m rows with the units cut in two: one hidden
+    layer of 32 units or more, at least SPLIT_MIN_WORK multiply-adds a batch, and every
+    product a part makes (``_units_forward``, ``_units_backward``; its width padded to
+    16) on its own thread: two threaded BLAS calls at once would share the cores."""
+    cdef const Py_ssize_t* sizes = net.sizes
+    cdef Py_ssize_t n_in, h, k, w, t, cut = _units_cut(net)
+    if cut == 0 or m * (sizes[0] + sizes[2]) * sizes[1] < SPLIT_MIN_WORK:
+        return False
+    n_in, h, k = sizes[0], sizes[1], sizes[2]
+    for t in range(2):
+        w = _round_up(cut if t == 0 else h - cut, 16)
+        if not (_one_thread_product(m, w, n_in, c'N') and _one_thread_product(m, k, w, c'N')
+                and _one_thread_product(w, k, m, c'N') and _one_thread_product(m, w, k, c'T')
+                and _one_thread_product(n_in, w, m, c'N')):
+            return False
+    return True
+
+
+cdef inline Py_ssize_t _part_size(Py_ssize_t n_in, Py_ssize_t wp, Py_ssize_t k) noexcept nogil:
+    """Numbers in a packed part (see ``_units_pack``) of wp (padded) units."""
+    return _round_up((n_in + 1 + k) * wp, 16)
+
+
+cdef Py_ssize_t _units_size(const Net* net, Py_ssize_t m) noexcept nogil:
+    """Length of ``_units_epoch``'s workspace for batches of up to m rows (0: no cut);
+    every block padded to 16 numbers (64 bytes in float32, 128 in float64) and the parts
+    to whole vectors of 16, enough for either dtype."""
+    cdef Py_ssize_t n_in = net.sizes[0], h = net.sizes[1], k = net.sizes[2]
+    cdef Py_ssize_t cut = _units_cut(net), w0, w1
+    if cut == 0:
+        return 0
+    w0, w1 = _round_up(cut, 16), _round_up(h - cut, 16)
+    # per thread a gathered batch (X, Y, weights) and the output layer's Z and delta;
+    # per part A and delta of its units; the partial outputs and the output biases (two
+    # of each, by batch parity); parameters, moments and gradients of both parts
+    return (16 + 2 * (_round_up(m * n_in, 16) + 3 * _round_up(m * k, 16) + _round_up(m, 16))
+            + 2 * (_round_up(m * w0, 16) + _round_up(m * w1, 16)) + 4 * _round_up(m * k, 16)
+            + 2 * _round_up(k, 16) + 4 * (_part_size(n_in, w0, k) + _part_size(n_in, w1, k)))
+
+
+cdef void _units_pack(Py_ssize_t j0, Py_ssize_t width, Py_ssize_t wp, const Net* net,
+                      floating* flat, floating* part, bint unpack) noexcept nogil:
+    """part := the parameters of units j0 .. j0 + width - 1 in ``flat`` (the layout of
+    params), contiguous and padded to wp units: W1[:, J] row by row (n_in x wp), b1[J]
+    (wp), W2[J, :] (wp x k), the padding zero; or, with ``unpack``, the reverse (the
+    padding dropped). Each thread then writes only its own cache lines (rows of W1 hold
+    both threads' units), its rows start on vector boundaries, and its parameters are
+    stepped in three contiguous runs.
+
+    A padding unit has zero weights in and out and a zero bias: it adds exact zeros to
+    the output, gets a zero gradient (its row of grad W2 is never written), and every
+    solver's step leaves a parameter with zero value, gradient and moments at zero.
+    """
+    cdef Py_ssize_t n_in = net.sizes[0], h = net.sizes[1], k = net.sizes[2], r
+    cdef Py_ssize_t row = width * sizeof(floating)
+    cdef const Py_ssize_t* offsets = net.offsets
+    if unpack:
+        for r in range(n_in):
+            memcpy(flat + offsets[0] + r * h + j0, part + r * wp, row)
+        memcpy(flat + offsets[1] + j0, part + n_in * wp, row)
+        memcpy(flat + offsets[2] + j0 * k, part + (n_in + 1) * wp, k * row)
+        return
+    memset(part, 0, (n_in + 1 + k) * wp * sizeof(floating))
+    for r in range(n_in):
+        memcpy(part + r * wp, flat + offsets[0] + r * h + j0, row)
+    memcpy(part + n_in * wp, flat + offsets[1] + j0, row)
+    memcpy(part + (n_in + 1) * wp, flat + offsets[2] + j0 * k, k * row)
+
+
+cdef void _units_forward(const Net* net, const floating* part, Py_ssize_t wp,
+                          const floating* x, Py_ssize_t m, floating* a1,
+                          floating* partial) noexcept nogil:
+    """A thread's part of the forward pass, for its units J (wp of them with the
+    padding; parameters ``part`` as ``_units_pack`` lays them out):
+    A_J := act(X W1[:, J] + b1[J]) (m x wp, into a1) and the units' share of the output,
+    partial := A_J W2[J, :] (m x k)."""
+    cdef Py_ssize_t n_in = net.sizes[0], k = net.sizes[2]
+    _gemm(c'N', c'N', m, wp, n_in, <floating>1, x, n_in, part, wp, <floating>0, a1, wp)
+    _bias_act(a1, part + n_in * wp, m, wp, net.hidden)
+    _gemm(c'N', c'N', m, k, wp, <floating>1, a1, wp, part + (n_in + 1) * wp, k,
+          <floating>0, partial, k)
+
+
+cdef double _units_backward(const Net* net, const Solver* s, bint first, Py_ssize_t width,
+                            Py_ssize_t wp, floating** part, floating** flat,
+                            const floating* x, const floating* delta, Py_ssize_t m,
+                            floating* a1, floating* d1, floating wsum) noexcept nogil:
+    """A thread's part of the backward pass and the step, on its units J only
+    (its parameters, moment1, moment2 and gradient in part[0 .. 3], laid out by
+    ``_units_pack``; the same four in the flat layout in flat[0 .. 3]):
+        grad W2[J, :] := A_J^T delta,  delta_J := (delta W2[J, :]^T) * act'(A_J),
+        grad W1[:, J] := X^T delta_J,  grad b1[J] := sum_rows delta_J,
+        the ``first`` part also grad b2 := sum_rows delta (b2 stays in params, its
+        gradient in grad),
+    then the solver's step on W1[:, J], b1[J], W2[J, :] and (first part) b2.
+    delta (the output layer's, m x k) is read, not changed. Returns sum W^2 over the
+    weights it stepped."""
+    cdef Py_ssize_t n_in = net.sizes[0], k = net.sizes[2], b2_at = net.offsets[3]
+    cdef Py_ssize_t b_at = n_in * wp, w2_at = (n_in + 1) * wp
+    cdef floating* part_g = part[3]
+    cdef floating* gb2 = flat[3] + b2_at
+    cdef double sq = 0
+    # the padding's rows of grad W2 stay zero
+    _gemm(c'T', c'N', width, k, m, <floating>1, a1, wp, delta, k, <floating>0,
+          part_g + w2_at, k)
+    _hidden_delta(delta, part[0] + w2_at, a1, d1, m, wp, k, net.hidden, True, NULL)
+    _backward(d1, x, part_g, part_g + b_at, m, n_in, wp, 1, 0, 0, True)
+    if first:
+        _column_sums(delta, m, k, gb2)
+    sq += _solver_update(part[0], part_g, part[1], part[2], b_at, True, wsum, s)
+    sq += _solver_update(part[0] + b_at, part_g + b_at, part[1] + b_at, part[2] + b_at, wp,
+                         False, wsum, s)
+    sq += _solver_update(part[0] + w2_at, part_g + w2_at, part[1] + w2_at, part[2] + w2_at,
+                         wp * k, True, wsum, s)
+    if first:
+        sq += _solver_update(flat[0] + b2_at, gb2, flat[1] + b2_at, flat[2] + b2_at, k,
+                             False, wsum, s)
+    return sq
+
+
+cdef inline floating* _take(floating** cursor, Py_ssize_t n) noexcept nogil:
+    """The next block of n numbers (rounded up to 16) from a workspace cursor."""
+    cdef floating* block = cursor[0]
+    cursor[0] = block + _round_up(n, 16)
+    return block
+
+
+cdef double _units_epoch(const Net* net, Solver s, const Data* data, floating* params,
+                         floating* grad, floating* moment1, floating* moment2,
+                         Py_ssize_t step, floating* work, bint* interrupted) noexcept nogil:
+    """``_sk_epoch`` for one hidden layer, on two cores with the hidden units cut in two.
+
+    Thread t owns units J_t and the parameters that touch only them (W1[:, J_t], b1[J_t],
+    W2[J_t, :]; thread 0 also b2), so parameters never cross between the cores; for the
+    epoch it keeps them, their moments and their gradient in contiguous copies padded to
+    whole vectors (``_units_pack``). Per batch: each thread gathers the batch (X, Y,
+    weights) for itself and runs ``_units_forward``; after one barrier, each forms
+    Z2 = (P_0 + P_1) + b2 from both partial outputs and takes the loss and delta of the
+    whole output layer (the same numbers on both: only the m x k partials and b2 cross
+    between the cores); then ``_units_backward`` and its step. The partial outputs, and
+    the copy of b2 the batch reads (thread 0 steps b2 while thread 1 may still be
+    reading it), alternate between two buffers by batch parity, so one barrier per batch
+    suffices. With one thread (OpenMP allows one, or another kernel call is running)
+    that thread plays both parts in turn, with the same arithmetic: the result does not
+    depend on the number of threads. Returns sum_B |B| L_B as ``_sk_epoch``; a pending
+    signal sets *interrupted and stops the epoch after the batch it came in.
+    """
+    cdef Py_ssize_t n_in = net.sizes[0], h = net.sizes[1], k = net.sizes[2]
+    cdef Py_ssize_t n = data.n, batch_size = data.batch_size, b2_at = net.offsets[3]
+    cdef const floating* X = <const floating*>data.X
+    cdef const floating* Y = <const floating*>data.Y
+    cdef const floating* sample_weight = <const floating*>data.sw
+    cdef Py_ssize_t cut = _units_cut(net)
+    cdef Py_ssize_t vec = 64 // sizeof(floating)
+    cdef Py_ssize_t j0s[2]
+    cdef Py_ssize_t widths[2]
+    cdef Py_ssize_t wps[2]
+    cdef floating* bufs[2][5]  # per thread: X, Y, weights, Z and delta of the batch
+    cdef floating* a1s[2]
+    cdef floating* d1s[2]
+    cdef floating* partials[2][2]  # by batch parity, by part
+    cdef floating* biases[2]  # by batch parity
+    cdef floating* flats[4]  # params, moment1, moment2, gradient
+    cdef floating* parts[2][4]  # the same, as each part's packed copy
+    cdef floating* cursor = <floating*>_round_up(<Py_ssize_t>work, 64)
+    cdef double totals[3]  # the losses (thread 0's), thread 0's and thread 1's L2 terms
+    cdef int stop[3]  # stop before batch b when stop[b % 2]; stop[2]: a signal came
+    cdef int nth, p, t, halt, a
+    cdef Py_ssize_t start, m, i, j, b
+    cdef floating* xb
+    cdef floating* yb
+    cdef floating* swb
+    cdef floating* zb
+    cdef floating* db
+    cdef floating* pb
+    cdef floating* bb
+    cdef floating wsum
+    cdef double value, sq
+    cdef Solver ts
+    flats[0], flats[1], flats[2], flats[3] = params, moment1, moment2, grad
+    j0s[0], j0s[1], widths[0], widths[1] = 0, cut, cut, h - cut
+    for t in range(2):
+        wps[t] = _round_up(widths[t], vec)
+    for p in range(2):
+        bufs[p][0] = _take(&cursor, batch_size * n_in)
+        bufs[p][1] = _take(&cursor, batch_size * k)
+        bufs[p][2] = _take(&cursor, batch_size)
+        bufs[p][3] = _take(&cursor, batch_size * k)
+        bufs[p][4] = _take(&cursor, batch_size * k)
+    for t in range(2):
+        a1s[t] = _take(&cursor, batch_size * wps[t])
+        d1s[t] = _take(&cursor, batch_size * wps[t])
+        partials[0][t] = _take(&cursor, batch_size * k)
+        partials[1][t] = _take(&cursor, batch_size * k)
+    biases[0] = _take(&cursor, k)
+    biases[1] = _take(&cursor, k)
+    for a in range(4):
+        for t in range(2):
+            parts[t][a] = _take(&cursor, _part_size(n_in, wps[t], k))
+    totals[0] = totals[1] = totals[2] = 0
+    stop[0] = stop[1] = stop[2] = 0
+    # Cython makes these firstprivate: give them values to copy
+    p = nth = t = halt = a = 0
+    start = m = i = j = b = 0
+    xb = yb = swb = zb = db = pb = bb = NULL
+    wsum = 0
+    value = sq = 0
+    ts = s
+    with parallel(num_threads=_team_size()):
+        p = threadid()
+        nth = omp_get_num_threads()
+        ts = s  # each thread's own copy: Adam's step size changes with the batch
+        xb, yb, swb, zb, db = bufs[p][0], bufs[p][1], bufs[p][2], bufs[p][3], bufs[p][4]
+        t = p
+        while t < 2:
+            for a in range(3):
+                _units_pack(j0s[t], widths[t], wps[t], net, flats[a], parts[t][a], False)
+            memset(parts[t][3], 0, (n_in + 1 + k) * wps[t] * sizeof(floating))
+            t = t + nth
+        start = 0
+        b = 0
+        while start < n:
+            m = min(batch_size, n - start)
+            wsum = _gather(X, Y, NULL, sample_weight, data.order + start, m, n_in, k, xb, yb,
+                           NULL, swb)
+            _solver_begin(&ts, step + b + 1)
+            bb = biases[b % 2]
+            t = p
+            while t < 2:  # thread p's part(s): p, or with one thread 0 then 1
+                _units_forward(net, parts[t][0], wps[t], xb, m, a1s[t], partials[b % 2][t])
+                if t == 0:
+                    # b2 as this batch sees it: part 0 steps b2 while the other thread
+                    # may still be forming Z2
+                    memcpy(bb, params + b2_at, k * sizeof(floating))
+                t = t + nth
+            _barrier()
+            if stop[b % 2]:
+                break
+            pb = partials[b % 2][0]
+            for i in range(m * k):
+                zb[i] = pb[i] + partials[b % 2][1][i]
+            for i in range(m):
+                for j in range(k):
+                    zb[i * k + j] = zb[i * k + j] + bb[j]
+            value = _output_delta(zb, yb, NULL, swb if sample_weight != NULL else NULL,
+                                  wsum, db, m, m, k, net.output, net.loss)
+            if p == 0:
+                totals[0] += value * m
+            t = p
+            while t < 2:
+                sq = _units_backward(net, &ts, t == 0, widths[t], wps[t], parts[t], flats,
+                                     xb, db, m, a1s[t], d1s[t], wsum)
+                totals[1 + t] += 0.5 * ts.decay * sq / wsum * m
+                t = t + nth
+            b = b + 1
+            start = start + m
+            if p == 0:
+                halt = 0
+                if b % data.check_every == 0:
+                    with gil:
+                        if _check_signals() < 0:
+                            halt = 1
+                            stop[2] = 1
+                # read by both threads after the next barrier; the slot is not written
+                # again until both have passed it
+                stop[b % 2] = halt
+        t = p
+        while t < 2:
+            # params, moments and grad (the last batch's gradient) back in the flat layout;
+            # moment2 is moment1 for SGD: unpacked once, from the copy that was stepped
+            for a in range(4):
+                if a != 2 or moment2 != moment1:
+                    _units_pack(j0s[t], widths[t], wps[t], net, flats[a], parts[t][a], True)
+            t = t + nth
+    interrupted[0] = stop[2]
+    return totals[0] + totals[1] + totals[2]

@@ -1,0 +1,105 @@
+"""A network as the kernels see it: its architecture and where its parameters live.
+
+All parameters of a network live in one flat array (gradients and optimizer moments
+use the same layout). Two packings share it:
+
+- ``Network``'s, layer by layer: ``[W_0, b_0, W_1, b_1, ...]``;
+- scikit-learn's (``grouped``), as it packs them for L-BFGS:
+  ``[W_0, W_1, ..., b_0, b_1, ...]``.
+
+``W_l`` is stored row-major as (n_out, n_in), or as (n_in, n_out) when ``transposed``
+(scikit-learn's ``coefs_``). ``offsets[2 l]`` and ``offsets[2 l + 1]`` locate W_l and
+b_l; the kernels read nothing else of the layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from . import _core
+
+# Network keeps each W_l transposed, (n_in, n_out), when it has this many weights: its
+# products then go to OpenBLAS's small-matrix kernels, which are faster with X @ W than
+# with X @ W.T (W2 of the benchmarks, 2,368 weights, trains ~7 % faster). Below, the
+# hand-written loops are faster with (n_out, n_in) (the tutorial's network by ~10 %);
+# above, from 784 x 256, BLAS is as fast or faster with it too. Measured on the
+# benchmarks' machine.
+TRANSPOSED_MIN_WEIGHTS = 1024
+TRANSPOSED_MAX_WEIGHTS = 16384
+# BLAS takes dimensions as C ints: no layer may be wider, nor a batch longer, than this.
+MAX_DIM = 2**31 - 1
+# The largest array, in bytes, memory can address.
+MAX_BYTES = np.iinfo(np.intp).max
+
+
+def n_weights(sizes) -> int:
+    """The number of weights (not biases) of a network of these layer widths."""
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def transposed_for(sizes) -> bool:
+    """Whether ``Network`` stores the weights of a network of these widths transposed."""
+    return TRANSPOSED_MIN_WEIGHTS <= n_weights(sizes) <= TRANSPOSED_MAX_WEIGHTS
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Layer widths (input first), the kernels' codes for the hidden and output
+    activations and the loss (``_core.Activation``, ``_core.Loss``), the dtype, and the
+    parameters' packing (see the module docstring)."""
+
+    sizes: tuple[int, ...]
+    hidden: int
+    output: int
+    loss: int
+    dtype: np.dtype
+    transposed: bool = False
+    grouped: bool = False
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """Start of W_l at [2 l] and of b_l at [2 l + 1] in the flat array."""
+        shapes = list(zip(self.sizes[:-1], self.sizes[1:]))
+        offsets, at = [], 0
+        if self.grouped:
+            weights = []
+            for n_in, n_out in shapes:
+                weights.append(at)
+                at += n_in * n_out
+            for l, (_, n_out) in enumerate(shapes):
+                offsets += [weights[l], at]
+                at += n_out
+        else:
+            for n_in, n_out in shapes:
+                offsets += [at, at + n_in * n_out]
+                at += n_in * n_out + n_out
+        return np.array(offsets, dtype=np.intp)
+
+    @property
+    def n_params(self) -> int:
+        return sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+    def weights(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Views of every W_l in ``theta``, in their stored shape."""
+        return [
+            theta[o : o + a * b].reshape((a, b) if self.transposed else (b, a))
+            for o, a, b in zip(self.offsets[::2], self.sizes[:-1], self.sizes[1:])
+        ]
+
+    def biases(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Views of every b_l in ``theta``."""
+        return [theta[o : o + b] for o, b in zip(self.offsets[1::2], self.sizes[1:])]
+
+    def flatten(self, weights, biases) -> np.ndarray:
+        """A new flat array holding ``weights`` (stored shapes) and ``biases``."""
+        theta = np.empty(self.n_params, dtype=self.dtype)
+        for view, value in zip(self.weights(theta) + self.biases(theta), [*weights, *biases]):
+            view[...] = value
+        return theta
+
+    def plan(self, rows: int, **options) -> _core.Plan:
+        """A compiled plan for batches of up to ``rows`` rows (see ``_core.Plan``)."""
+        return _core.Plan(self, rows, **options)

@@ -1,0 +1,50 @@
+"""The names of activations and losses each API takes, and the kernels' codes for them.
+
+``Network`` speaks the tutorial's and PyTorch's names; the scikit-learn estimators
+scikit-learn's. Both map onto the same compiled kernels (``_core.Activation``,
+``_core.Loss``).
+"""
+
+from ._core import Activation, Loss
+
+#: Network's hidden-layer activations.
+HIDDEN = {
+    "sigmoid": Activation.SIGMOID,
+    "tanh": Activation.TANH,
+    "relu": Activation.RELU,
+    "identity": Activation.IDENTITY,
+}
+#: Network's output activations.
+OUTPUT = {
+    "sigmoid": Activation.SIGMOID,
+    "identity": Activation.IDENTITY,
+    "softmax": Activation.SOFTMAX,
+}
+#: Network's losses, and the output activations each is defined for.
+LOSSES = {
+    "mse": Loss.MSE,
+    "cross_entropy": Loss.CROSS_ENTROPY,
+    "binary_cross_entropy": Loss.BINARY_CROSS_ENTROPY,
+}
+LOSS_OUTPUTS = {
+    "mse": tuple(OUTPUT),
+    "cross_entropy": ("softmax",),
+    "binary_cross_entropy": ("sigmoid",),
+}
+
+#: scikit-learn's activations (hidden: the first four; output: any).
+SK_ACTIVATIONS = {
+    "identity": Activation.IDENTITY,
+    "logistic": Activation.SIGMOID,
+    "tanh": Activation.TANH,
+    "relu": Activation.RELU,
+    "softmax": Activation.SOFTMAX,
+    "exp": Activation.EXP,
+}
+#: scikit-learn's losses, in its conventions (see ``_kernels/_losses.pxi``).
+SK_LOSSES = {
+    "squared_error": Loss.SK_SQUARED_ERROR,
+    "log_loss": Loss.SK_LOG_LOSS,
+    "binary_log_loss": Loss.SK_BINARY_LOG_LOSS,
+    "poisson": Loss.SK_POISSON,
+}
