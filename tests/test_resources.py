@@ -16,6 +16,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import child_env
 
 import backprop
 from backprop import Network
@@ -103,12 +104,10 @@ DIGEST = textwrap.dedent(
 
 def test_the_same_seed_gives_the_same_weights_in_another_process():
     here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(backprop.__file__)))
-    path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     runs = [
         subprocess.run(
             [sys.executable, "-c", DIGEST, here],
-            env=dict(os.environ, PYTHONPATH=path),
+            env=child_env(),
             capture_output=True,
             text=True,
             timeout=120,
