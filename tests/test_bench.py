@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from backprop import bench
+from backprop import bench, reference
 
 TOL = {"float64": 1e-10, "float32": 1e-4}
 
@@ -30,22 +30,10 @@ def brief_settle(monkeypatch):
     monkeypatch.setattr(bench, "SETTLE_SECONDS", 0.001)
 
 
-def _backprop_network_reason() -> str | None:
-    try:
-        from backprop import Network  # noqa: F401
-    except ImportError as error:
-        return f"backprop.Network does not import yet: {error}"
-    return None
-
-
 def needs(name: str):
-    if name == "backprop":
-        reason = _backprop_network_reason()
-    elif importlib.util.find_spec(name) is None:
-        reason = f"{name} is not installed"
-    else:
-        reason = None
-    return pytest.mark.skipif(reason is not None, reason=reason or "")
+    """Skip where the peer ``name`` is not installed (backprop itself is always needed)."""
+    missing = importlib.util.find_spec(name) is None
+    return pytest.mark.skipif(missing, reason=f"{name} is not installed")
 
 
 def train(name: str, workload: bench.Workload) -> bench.Trainer:
@@ -118,7 +106,6 @@ def test_prepare_restarts_from_the_initial_weights():
 
 
 def test_numpy_follows_the_reference():
-    reference = pytest.importorskip("backprop.reference")
     for w in (W1, dataclasses.replace(W2, n_samples=64)):
         X, Y = bench.make_data(w)
         params = bench.initial_params(w)
@@ -167,7 +154,6 @@ def test_sklearn_runs_w1():
     assert not np.array_equal(got.weights[0], initial.weights[0])
 
 
-@needs("backprop")
 @pytest.mark.parametrize("workload", [W1, W2, W3_SMALL], ids=lambda w: w.name)
 def test_backprop_matches_numpy(workload, numpy_results):
     expected = numpy_results[workload.name]
@@ -181,7 +167,6 @@ def test_backprop_matches_numpy(workload, numpy_results):
 @pytest.mark.parametrize("workload", [W1, W3_SMALL], ids=lambda w: w.name)
 def test_backprop_trainer_drives_the_network_api(workload, numpy_results, monkeypatch):
     """The backprop trainer through the pure-Python network, which has the same API."""
-    reference = pytest.importorskip("backprop.reference")
     monkeypatch.setattr(bench.BackpropTrainer, "load", classmethod(lambda cls: reference.Network))
     expected = numpy_results[workload.name]
     trainer = train("backprop", workload)
@@ -191,10 +176,9 @@ def test_backprop_trainer_drives_the_network_api(workload, numpy_results, monkey
     assert trainer.epoch_loss == pytest.approx(expected.epoch_loss, rel=TOL[workload.dtype])
 
 
-@pytest.mark.parametrize("name", ["numpy", "torch", "backprop"])
+# NumPy's forward pass is the oracle the others are compared with.
+@pytest.mark.parametrize("name", [pytest.param("torch", marks=needs("torch")), "backprop"])
 def test_forward_peers_agree(name):
-    if name not in bench.available_trainers():
-        pytest.skip(f"{name} is not available")
     w = bench.WORKLOADS["W3f"].scaled(0.001)
     data, params = bench.make_data(w), bench.initial_params(w)
     numpy_trainer = bench.make_trainer("numpy")
@@ -209,10 +193,8 @@ def test_forward_peers_agree(name):
 
         with torch.inference_mode():
             got = trainer.model(trainer.X).numpy()
-    elif name == "backprop":
-        got = np.asarray(trainer.net.forward(data.X))
     else:
-        got = trainer.forward(data.X)
+        got = np.asarray(trainer.net.forward(data.X))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
@@ -286,7 +268,6 @@ def digits_lines(table: str) -> dict[tuple[str, str], dict[str, float]]:
 
 
 @needs("sklearn")
-@needs("backprop")
 def test_digits_table_has_both_libraries_fitting_the_same_model(capsys):
     out = io.StringIO()
     rows = bench.run_table(["digits"], scale=0.05, repeats=2, file=out)
@@ -322,7 +303,6 @@ def test_digits_skipped_without_sklearn(monkeypatch, capsys):
 
 
 @needs("sklearn")
-@needs("backprop")
 def test_main_runs_digits_alone(capsys):
     assert bench.main(["--workloads", "digits", "--scale", "0.01", "--repeats", "1"]) == 0
     captured = capsys.readouterr()

@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from twins import OUTPUT_LOSSES
+from conftest import OUTPUT_LOSSES, child_env
 
 import backprop
 from backprop import Network
@@ -168,12 +168,6 @@ SAVING_FOREVER = textwrap.dedent(
         i += 1
     """
 )
-
-
-def child_env():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(backprop.__file__)))
-    path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return dict(os.environ, PYTHONPATH=path)
 
 
 def test_a_process_dying_during_save_leaves_the_old_file(tmp_path):

@@ -8,6 +8,7 @@ weights, whichever way the kernel noticed the divergence.
 
 import numpy as np
 import pytest
+from conftest import copy_of
 
 import backprop
 from backprop import DivergenceError, Network
@@ -38,12 +39,6 @@ def regression(dtype, seed=0):
     Y = rng.normal(size=(24, 2))
     net = Network([3, 5, 2], activation="tanh", output="identity", dtype=dtype, seed=seed)
     return net, X, Y
-
-
-def copy_of(net):
-    return Network.from_params(
-        net.weights, net.biases, net.activation, net.output, net.loss_name, net.dtype
-    )
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 import scipy.sparse as sp  # noqa: E402
+from conftest import finite_difference_gradients, force_path  # noqa: E402
 from numpy.testing import assert_allclose, assert_array_equal  # noqa: E402
 from sklearn import neural_network as sk  # noqa: E402
 from sklearn.base import clone  # noqa: E402
@@ -33,7 +34,6 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from backprop import _core  # noqa: E402
 from backprop import estimators as bp  # noqa: E402
 
 # Short runs stop at max_iter on purpose; every test that expects the warning says so.
@@ -149,9 +149,8 @@ def batch_path(request):
     if request.param == "batches":
         yield request.param
         return
-    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0, 2)
-    yield request.param
-    _core.set_thresholds(*previous)
+    with force_path("halves"):
+        yield request.param
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
@@ -461,16 +460,6 @@ def test_partial_fit_keeps_the_optimizer_state():
 # --------------------------------------------------------------------------------------
 
 
-def _numeric_grad(objective, params, eps=1e-6):
-    """Central finite differences of objective at params."""
-    numeric = np.empty_like(params)
-    for i in range(params.size):
-        step = np.zeros_like(params)
-        step[i] = eps
-        numeric[i] = (objective(params + step) - objective(params - step)) / (2 * eps)
-    return numeric
-
-
 def _kernel_problem(loss, data, activation, alpha):
     X, y = DATASETS[data]()
     X = np.ascontiguousarray(X[:20])
@@ -495,8 +484,8 @@ def _kernel_problem(loss, data, activation, alpha):
     )
     scratch_grad = np.empty_like(params)
 
-    def objective(p):
-        return bp._loss_grad(p, scratch_grad, work, X, Y, None, **kw)
+    def objective():
+        return bp._loss_grad(params, scratch_grad, work, X, Y, None, **kw)
 
     grad = np.empty_like(params)
     bp._loss_grad(params, grad, work, X, Y, None, **kw)
@@ -515,14 +504,16 @@ def _kernel_problem(loss, data, activation, alpha):
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
 def test_loss_grad_matches_finite_differences(loss, data, activation):
     params, grad, objective = _kernel_problem(loss, data, activation, alpha=0.3)
-    assert_allclose(grad, _numeric_grad(objective, params), rtol=1e-5, atol=1e-7)
+    (numeric,) = finite_difference_gradients(objective, [params])
+    assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
 
 
 def test_squared_error_gradient_sums_over_outputs():
     # As in scikit-learn, the reported squared error averages over outputs while the
     # gradient is that of the sum over outputs.
     params, grad, objective = _kernel_problem("squared_error", "multioutput", "tanh", alpha=0.0)
-    assert_allclose(grad, 2 * _numeric_grad(objective, params), rtol=1e-5, atol=1e-7)
+    (numeric,) = finite_difference_gradients(objective, [params])
+    assert_allclose(grad, 2 * numeric, rtol=1e-5, atol=1e-7)
 
 
 def test_tiny_network_by_hand():
@@ -848,13 +839,10 @@ def test_halves_do_not_depend_on_the_number_of_threads(solver, hidden, batch_siz
     fitted = []
     params = dict(BASE, solver=solver, hidden_layer_sizes=hidden, batch_size=batch_size,
                   max_iter=15 if batch_size == "auto" else 80)  # fmt: skip
-    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0, 2)
-    try:
+    with force_path("halves"):
         for threads in (1, 2):
             with threadpool_limits(threads, user_api="openmp"):
                 fitted.append(_pair("MLPClassifier", **params)[0].fit(X, y))
-    finally:
-        _core.set_thresholds(*previous)
     one, two = fitted
     for a, b in zip(one.coefs_ + one.intercepts_, two.coefs_ + two.intercepts_):
         np.testing.assert_array_equal(a, b)

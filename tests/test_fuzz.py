@@ -23,10 +23,10 @@ import warnings
 from collections import Counter
 
 import numpy as np
+from conftest import OUTPUT_LOSSES, child_env
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from twins import OUTPUT_LOSSES
 
 import backprop
 
@@ -36,10 +36,6 @@ EXAMPLES = 2000
 
 
 def test_fuzz_the_public_api_in_a_child_process(tmp_path):
-    # The child imports the very package this run imports (source tree, debug build or
-    # installed copy), wherever that is.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(backprop.__file__)))
-    path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     # Checkpoints are fsync'd: on a RAM file system that costs nothing.
     shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     with tempfile.TemporaryDirectory(dir=shm or tmp_path) as directory:
@@ -52,7 +48,7 @@ def test_fuzz_the_public_api_in_a_child_process(tmp_path):
                 str(EXAMPLES),
                 directory,
             ],
-            env=dict(os.environ, PYTHONPATH=path),
+            env=child_env(),
             capture_output=True,
             text=True,
             timeout=600,

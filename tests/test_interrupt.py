@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import child_env, copy_of
 from threadpoolctl import threadpool_limits
 
 import backprop
@@ -66,10 +67,7 @@ def batches(n, batch_size, shuffle=False, seed=None):
 
 def check_after_interrupt(net, start, X, Y, batch_size, path, shuffle=False, seed=None):
     """Asserts that net holds the weights of a whole number of steps and still works."""
-    twin = Network.from_params(
-        [w.copy() for w in net.weights], [b.copy() for b in net.biases],
-        net.activation, net.output, net.loss_name, net.dtype,
-    )  # fmt: skip
+    twin = copy_of(net)
     twin._theta[...] = start
     steps = 0
     for rows in batches(len(X), batch_size, shuffle, seed):
@@ -87,13 +85,11 @@ def check_after_interrupt(net, start, X, Y, batch_size, path, shuffle=False, see
 
 def test_sigint_to_a_process_in_fit(tmp_path):
     here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(backprop.__file__)))
-    path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path / "net.npz"), here],
         # One BLAS thread: on a busy machine a batch then takes as long as its work,
         # not as long as the slowest of several competing BLAS threads.
-        env=dict(os.environ, PYTHONPATH=path, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"),
+        env=child_env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,48 +1,21 @@
-"""The compiled Network against the pure-Python reference, finite differences and the tutorial."""
+"""The compiled Network against the pure-Python reference (through every kernel path and
+weight layout), finite differences and the tutorial; its training options, initialisation
+and seeds."""
 
 import itertools
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
-from tutorial import B1, B2, B3, LR, W11, W12, W21, W22, W31, W32, X1, X2, Y, by_hand
-from twins import HEADS, reference_twin
+from conftest import HEADS, finite_difference_gradients, reference_twin
+from tutorial import BIASES, LR, WEIGHTS, X1, X2, Y, by_hand
 
-from backprop import Network, _core, network, reference
+from backprop import Network, reference
 
 SHAPES = [[2, 2, 1], [3, 5, 4, 2], [4, 3], [2, 1, 3], [7, 16, 8, 5]]
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity"]
 TOL = {"float64": dict(rtol=1e-12, atol=1e-13), "float32": dict(rtol=1e-5, atol=1e-6)}
 # Looser for weights after several epochs of training: rounding compounds step by step.
 FIT_TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=2e-5)}
-
-
-# _core.set_thresholds(tiles, blas, narrow blas, two cores[, halves' rows]) for each way of
-# computing a batch
-KERNEL_PATHS = {
-    "loops": (1 << 62, 1 << 62, 1 << 62, 1 << 62),  # every product in plain loops
-    "tiles": (0, 1 << 62, 1 << 62, 1 << 62),  # every product in the register tiles
-    "blas": (0, 0, 0, 1 << 62),  # every product in BLAS gemm
-    "halves": (0, 1 << 62, 1 << 62, 0, 2),  # every batch of 2 rows or more in two halves
-}
-
-
-@pytest.fixture(params=list(KERNEL_PATHS))
-def kernel_path(request, layout):
-    """Run a test with each kernel path (plain loops, tiles, BLAS, halves), each with
-    the weights stored (n_out, n_in) and transposed."""
-    previous = _core.set_thresholds(*KERNEL_PATHS[request.param])
-    yield request.param
-    _core.set_thresholds(*previous)
-
-
-@pytest.fixture(params=["rows", "transposed"])
-def layout(request, monkeypatch):
-    """The networks a test builds store W_l as (n_out, n_in) or transposed (n_in, n_out)."""
-    transposed = request.param == "transposed"
-    monkeypatch.setattr(network, "_TRANSPOSED_MIN_WEIGHTS", 0)
-    monkeypatch.setattr(network, "_TRANSPOSED_MAX_WEIGHTS", 1 << 62 if transposed else -1)
-    return request.param
 
 
 def make_problem(sizes, output, loss, kind, dtype, n=11, seed=0):
@@ -138,25 +111,13 @@ def test_gradients_match_finite_differences(sizes, activation, output, loss, kin
         for b in net.biases[:-1]:
             b += 0.05
     _, gw, gb = net.gradients(X, Yt)
-    h = 1e-6
-    for params, grads in ((net.weights, gw), (net.biases, gb)):
-        for p, g in zip(params, grads):
-            numeric = np.empty_like(p)
-            for idx in np.ndindex(p.shape):
-                saved = p[idx]
-                p[idx] = saved + h
-                up = net.loss(X, Yt)
-                p[idx] = saved - h
-                down = net.loss(X, Yt)
-                p[idx] = saved
-                numeric[idx] = (up - down) / (2 * h)
-            np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8)
+    numeric = finite_difference_gradients(lambda: net.loss(X, Yt), net.weights + net.biases)
+    for g, n in zip(gw + gb, numeric):
+        np.testing.assert_allclose(g, n, rtol=1e-5, atol=1e-8)
 
 
 def tutorial_net(dtype="float64"):
-    return Network.from_params(
-        [[[W11, W12], [W21, W22]], [[W31, W32]]], [[B1, B2], [B3]], dtype=dtype
-    )
+    return Network.from_params(WEIGHTS, BIASES, dtype=dtype)
 
 
 def test_tutorial_worked_by_hand(kernel_path):
@@ -244,97 +205,6 @@ def test_learns_xor():
     losses = net.fit(X, Yt, epochs=500, batch_size=4, lr=0.5)
     assert losses[-1] < 0.05 < losses[0]
     assert (net.forward(X).argmax(axis=1) == Yt).all()
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("scale", [0.01, 50.0])
-def test_cross_entropy_of_many_wide_rows_matches_log_sum_exp(dtype, scale):
-    """The loss takes one logarithm of many rows' softmax sums (renormalised before the
-    product overflows: 300 rows of 1,000 classes go far past 1e308)."""
-    rng = np.random.default_rng(3)
-    net = Network([5, 1000], output="softmax", loss="cross_entropy", dtype=dtype, seed=0)
-    net.weights[0][...] = rng.normal(size=(1000, 5)) * scale
-    X = rng.normal(size=(300, 5)).astype(dtype)
-    Yt = rng.integers(0, 1000, size=300)
-    Z = X.astype(np.float64) @ net.weights[0].T.astype(np.float64) + net.biases[0]
-    zmax = Z.max(axis=1)
-    lse = zmax + np.log(np.exp(Z - zmax[:, None]).sum(axis=1))
-    expected = np.mean(lse - Z[np.arange(300), Yt])
-    rtol = 1e-12 if dtype == "float64" else 1e-5
-    np.testing.assert_allclose(net.loss(X, Yt), expected, rtol=rtol)
-
-
-def test_kernel_paths_agree_on_large_layers():
-    """The same epochs on layers big enough for every path give the same weights."""
-    rng = np.random.default_rng(0)
-    X, Yt = rng.normal(size=(67, 96)), rng.integers(0, 10, size=67)
-    results = {}
-    for path, thresholds in KERNEL_PATHS.items():
-        previous = _core.set_thresholds(*thresholds)
-        try:
-            net = Network([96, 80, 10], activation="relu", output="softmax",
-                          loss="cross_entropy", seed=4)  # fmt: skip
-            net.fit(X, Yt, epochs=2, batch_size=16, lr=0.1)
-            results[path] = net.weights
-        finally:
-            _core.set_thresholds(*previous)
-    for path, weights in results.items():
-        for a, b in zip(weights, results["loops"]):
-            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=path)
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_halves_do_not_depend_on_the_number_of_threads(dtype, momentum):
-    """A batch split in two halves gives bit-identical weights on one thread or two."""
-    rng = np.random.default_rng(1)
-    X, Yt = rng.normal(size=(101, 20)), rng.integers(0, 4, size=101)
-    results = []
-    previous = _core.set_thresholds(0, 1 << 62, 1 << 62, 0, 2)
-    try:
-        for threads in (1, 2):
-            with threadpool_limits(threads, user_api="openmp"):
-                net = Network([20, 24, 4], activation="tanh", output="softmax",
-                              loss="cross_entropy", dtype=dtype, seed=2)  # fmt: skip
-                net.fit(X, Yt, epochs=3, batch_size=25, lr=0.1, momentum=momentum,
-                        weight_decay=1e-3)  # fmt: skip
-                results.append(net.weights)
-    finally:
-        _core.set_thresholds(*previous)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_fit_peak_memory_is_data_plus_a_few_batches(shuffle):
-    """Training allocates its workspaces once: the peak above the data and parameters is
-    a few batches' activations, copies of the parameters and the epoch's order, and it
-    does not grow with the number of samples beyond that order."""
-    import tracemalloc
-
-    rng = np.random.default_rng(0)
-    batch = 128
-    net = Network([784, 256, 10], activation="relu", output="softmax", loss="cross_entropy",
-                  dtype="float32", seed=0)  # fmt: skip
-
-    def peak_of_fit(n):
-        X = rng.normal(size=(n, 784)).astype(np.float32)
-        labels = rng.integers(0, 10, size=n)
-        net.fit(X[:256], labels[:256], batch_size=batch)  # first call: imports, caches
-        tracemalloc.start()
-        try:
-            base = tracemalloc.get_traced_memory()[0]
-            net.fit(X, labels, epochs=2, batch_size=batch, lr=0.01, shuffle=shuffle, seed=0)
-            return tracemalloc.get_traced_memory()[1] - base
-        finally:
-            tracemalloc.stop()
-
-    small, large = peak_of_fit(3000), peak_of_fit(6000)
-    activations = batch * (256 + 10) * 4
-    # the parameters and fit's restore point; an epoch's order and its cast
-    budget = 4 * activations + 3 * net._theta.nbytes + 2 * 6000 * 8 + batch * 784 * 4 + 64_000
-    assert large < budget, (large, budget)
-    assert large - small <= 2 * 3000 * 8 + 4096, (small, large)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

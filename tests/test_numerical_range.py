@@ -8,7 +8,7 @@ warning (numpy's are raised as errors here), and agree with the pure-Python refe
 
 import numpy as np
 import pytest
-from twins import HEADS, reference_twin
+from conftest import HEADS, reference_twin
 
 from backprop import Network
 

@@ -4,10 +4,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import finite_difference_gradients
 from tutorial import (
     B1,
     B2,
     B3,
+    BIASES,
     LR,
     TUTORIAL_DECIMALS,
     W11,
@@ -16,6 +18,7 @@ from tutorial import (
     W22,
     W31,
     W32,
+    WEIGHTS,
     X1,
     X2,
     Y,
@@ -27,8 +30,8 @@ from backprop.reference import Network
 
 def tutorial_network():
     return Network.from_params(
-        weights=[[[W11, W12], [W21, W22]], [[W31, W32]]],
-        biases=[[B1, B2], [B3]],
+        weights=WEIGHTS,
+        biases=BIASES,
         activation="sigmoid",
         output="sigmoid",
         loss="mse",
@@ -132,22 +135,6 @@ def random_problem(sizes, output, kind, seed, n=4):
     return weights, biases, X, Y
 
 
-def finite_differences(net, X, Y, h=1e-6):
-    """dL/dtheta ~ (L(theta + h) - L(theta - h)) / 2h for every weight and bias in turn."""
-    params = [(w_j, i) for w in net.weights for w_j in w for i in range(len(w_j))]
-    params += [(b, j) for b in net.biases for j in range(len(b))]
-    estimates = []
-    for row, i in params:
-        theta = row[i]
-        row[i] = theta + h
-        loss_plus = net.loss(X, Y)
-        row[i] = theta - h
-        loss_minus = net.loss(X, Y)
-        row[i] = theta
-        estimates.append((loss_plus - loss_minus) / (2 * h))
-    return estimates
-
-
 @pytest.mark.parametrize(("activation", "output", "loss", "kind", "sizes"), CASES)
 def test_gradients_match_finite_differences(activation, output, loss, kind, sizes):
     seed = len(CASES) + CASES.index((activation, output, loss, kind, sizes))
@@ -156,7 +143,10 @@ def test_gradients_match_finite_differences(activation, output, loss, kind, size
     value, nabla_w, nabla_b = net.gradients(X, Y)
     assert value == net.loss(X, Y)
     analytic = [g for w in nabla_w for g_j in w for g in g_j] + [g for b in nabla_b for g in b]
-    np.testing.assert_allclose(analytic, finite_differences(net, X, Y), rtol=1e-6, atol=1e-8)
+    numeric = finite_difference_gradients(lambda: net.loss(X, Y), net.weights + net.biases)
+    np.testing.assert_allclose(
+        analytic, np.concatenate([g.ravel() for g in numeric]), rtol=1e-6, atol=1e-8
+    )
     assert [np.shape(w) for w in nabla_w] == [np.shape(w) for w in weights]
     assert [np.shape(b) for b in nabla_b] == [np.shape(b) for b in biases]
 

@@ -1,9 +1,11 @@
-"""Resources and determinism: nothing leaks over many cycles; a seed fixes every weight.
+"""Resources and determinism: nothing leaks over many cycles; a seed fixes every weight;
+training's memory is bounded.
 
 10,000 cycles of create, fit, forward, save and load on a tiny network leave the resident
 memory flat (growth under 20 MB after a warm-up), no file descriptor open and no
 temporary file behind. The same seeds give bit-identical weights, run after run and
-process after process, with shuffling on.
+process after process, with shuffling on. ``fit`` allocates its workspaces once: its peak
+memory is the data and a few batches.
 """
 
 import gc
@@ -16,6 +18,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import child_env
 
 import backprop
 from backprop import Network
@@ -103,12 +106,10 @@ DIGEST = textwrap.dedent(
 
 def test_the_same_seed_gives_the_same_weights_in_another_process():
     here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(backprop.__file__)))
-    path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     runs = [
         subprocess.run(
             [sys.executable, "-c", DIGEST, here],
-            env=dict(os.environ, PYTHONPATH=path),
+            env=child_env(),
             capture_output=True,
             text=True,
             timeout=120,
@@ -118,3 +119,35 @@ def test_the_same_seed_gives_the_same_weights_in_another_process():
     ]
     here_digests = [hashlib.sha256(train(*case)[0]._theta.tobytes()).hexdigest() for case in CASES]
     assert runs[0] == runs[1] == here_digests
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fit_peak_memory_is_data_plus_a_few_batches(shuffle):
+    """Training allocates its workspaces once: the peak above the data and parameters is
+    a few batches' activations, copies of the parameters and the epoch's order, and it
+    does not grow with the number of samples beyond that order."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    batch = 128
+    net = Network([784, 256, 10], activation="relu", output="softmax", loss="cross_entropy",
+                  dtype="float32", seed=0)  # fmt: skip
+
+    def peak_of_fit(n):
+        X = rng.normal(size=(n, 784)).astype(np.float32)
+        labels = rng.integers(0, 10, size=n)
+        net.fit(X[:256], labels[:256], batch_size=batch)  # first call: imports, caches
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            net.fit(X, labels, epochs=2, batch_size=batch, lr=0.01, shuffle=shuffle, seed=0)
+            return tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak_of_fit(3000), peak_of_fit(6000)
+    activations = batch * (256 + 10) * 4
+    # the parameters and fit's restore point; an epoch's order and its cast
+    budget = 4 * activations + 3 * net._theta.nbytes + 2 * 6000 * 8 + batch * 784 * 4 + 64_000
+    assert large < budget, (large, budget)
+    assert large - small <= 2 * 3000 * 8 + 4096, (small, large)

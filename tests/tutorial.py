@@ -9,6 +9,9 @@ W21, W22 = 0.6, 0.9  # into hidden neuron 2
 W31, W32 = 0.5, 0.7  # into the output neuron
 B1, B2, B3 = 0.1, 0.2, 0.3
 LR = 0.1
+# The same weights and biases as Network.from_params takes them (weights[l] is n_out x n_in).
+WEIGHTS = [[[W11, W12], [W21, W22]], [[W31, W32]]]
+BIASES = [[B1, B2], [B3]]
 
 
 def by_hand():
