@@ -14,8 +14,8 @@ from backprop import Network, _core, reference
 
 # Where a network chooses each layer's weight layout: W_l is stored transposed (n_in, n_out)
 # when its number of weights lies between these two bounds, as (n_out, n_in) otherwise.
-LAYOUT_MODULE = "backprop.network"
-LAYOUT_BOUNDS = ("_TRANSPOSED_MIN_WEIGHTS", "_TRANSPOSED_MAX_WEIGHTS")
+LAYOUT_MODULE = "backprop._layout"
+LAYOUT_BOUNDS = ("TRANSPOSED_MIN_WEIGHTS", "TRANSPOSED_MAX_WEIGHTS")
 
 NEVER = 1 << 62  # a threshold no product's work reaches
 # _core.set_thresholds(tiles, blas, narrow blas, two cores[, halves' rows]) for each way of

@@ -35,6 +35,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from backprop import estimators as bp  # noqa: E402
+from backprop import optim  # noqa: E402
 
 # Short runs stop at max_iter on purpose; every test that expects the warning says so.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -446,11 +447,11 @@ def test_partial_fit_keeps_the_optimizer_state():
     est = bp.MLPRegressor(**dict(BASE, solver="adam"))
     est.partial_fit(X, y)
     state = est._optimizer
-    m = state.moment1.copy()
+    m = state.optimizer.moment1.copy()
     est.partial_fit(X, y)
     assert est._optimizer is state
     assert state.t == 2 * math.ceil(X.shape[0] / min(200, X.shape[0]))
-    assert not np.array_equal(state.moment1, m)
+    assert not np.array_equal(state.optimizer.moment1, m)
     est.fit(X, y)  # fit starts a fresh optimizer
     assert est._optimizer is not state
 
@@ -460,35 +461,44 @@ def test_partial_fit_keeps_the_optimizer_state():
 # --------------------------------------------------------------------------------------
 
 
+def _objective(layer_units, X, Y, alpha=0.0, **names):
+    """The estimators' compiled L-BFGS objective: ``loss_grad(params, grad)``."""
+    arch = bp._architecture(layer_units, X.dtype, **names)
+    plan = arch.plan(X.shape[0], optimizer=optim.GradientOnly(alpha), two_cores=False)
+    return lambda params, grad: plan.sk_objective(params, X, Y, None, grad)
+
+
+def _sgd_state(params, lr, alpha):
+    """A scikit-learn 'sgd' solver without momentum, as an estimator's fit creates it."""
+    optimizer = optim.SGD(lr, 0.0, False, weight_decay=alpha, convention="scikit-learn")
+    optimizer.init_state(params.size, params.dtype)
+    return bp._OptimizerState("sgd", optimizer, lr, "constant", 0.5)
+
+
 def _kernel_problem(loss, data, activation, alpha):
     X, y = DATASETS[data]()
     X = np.ascontiguousarray(X[:20])
     Y = np.eye(3)[y[:20]] if loss == "log_loss" else y[:20].reshape(20, -1).astype(np.float64)
     layer_units = [X.shape[1], 5, 4, Y.shape[1]]
-    params = np.random.RandomState(0).uniform(-0.5, 0.5, bp._n_params(layer_units))
+    arch = bp._architecture(layer_units, np.float64)
+    params = np.random.RandomState(0).uniform(-0.5, 0.5, arch.n_params)
     if activation == "relu":  # biases keep every unit away from the kink
-        params[bp._layout_offsets(layer_units)[1][0] :] = 0.7
-    work = np.empty(bp._workspace_size(layer_units, X.shape[0], gather=False))
+        params[arch.offsets[1] :] = 0.7
     out_activation = {
         "log_loss": "softmax",
         "binary_log_loss": "logistic",
         "squared_error": "identity",
         "poisson": "exp",
     }[loss]
-    kw = dict(
-        layer_units=layer_units,
-        activation=activation,
-        out_activation=out_activation,
-        loss=loss,
-        alpha=alpha,
-    )
+    loss_grad = _objective(layer_units, X, Y, alpha, activation=activation,
+                           out_activation=out_activation, loss=loss)  # fmt: skip
     scratch_grad = np.empty_like(params)
 
     def objective():
-        return bp._loss_grad(params, scratch_grad, work, X, Y, None, **kw)
+        return loss_grad(params, scratch_grad)
 
     grad = np.empty_like(params)
-    bp._loss_grad(params, grad, work, X, Y, None, **kw)
+    loss_grad(params, grad)
     return params, grad, objective
 
 
@@ -522,27 +532,15 @@ def test_tiny_network_by_hand():
     #   dL/do = o - y;  dL/dw2 = (o - y) h;  dL/dz1 = (o - y) * 2 * h (1 - h)
     X = np.array([[1.0, 2.0]])
     Y = np.array([[0.25]])
-    layer_units = [2, 1, 1]
     params = np.array([0.5, -1.0, 2.0, 0.5, -1.0])  # W0 (2x1), W1 (1x1), b0, b1
     h = 1 / (1 + math.exp(1.0))
     o = 2 * h - 1
     dz1 = (o - 0.25) * 2 * h * (1 - h)
     expected = np.array([dz1 * 1.0, dz1 * 2.0, (o - 0.25) * h, dz1, o - 0.25])
     grad = np.empty(5)
-    work = np.empty(bp._workspace_size(layer_units, 1, gather=False))
-    loss = bp._loss_grad(
-        params,
-        grad,
-        work,
-        X,
-        Y,
-        None,
-        layer_units=layer_units,
-        activation="logistic",
-        out_activation="identity",
-        loss="squared_error",
-        alpha=0.0,
-    )
+    loss_grad = _objective([2, 1, 1], X, Y, activation="logistic", out_activation="identity",
+                           loss="squared_error")  # fmt: skip
+    loss = loss_grad(params, grad)
     assert_allclose(loss, 0.5 * (o - 0.25) ** 2)
     assert_allclose(grad, expected)
 
@@ -552,32 +550,21 @@ def test_run_epoch_leaves_the_last_batch_gradient(hidden, batch_path):
     X, y = _regression(1)
     Y = y.reshape(-1, 1)
     layer_units = [X.shape[1], hidden, 1]
-    params = np.random.RandomState(0).uniform(-0.5, 0.5, bp._n_params(layer_units))
-    kw = dict(
-        layer_units=layer_units,
-        activation="tanh",
-        out_activation="identity",
-        loss="squared_error",
-        alpha=1e-3,
-    )
+    names = dict(activation="tanh", out_activation="identity", loss="squared_error")
+    arch = bp._architecture(layer_units, np.float64, **names)
+    params = np.random.RandomState(0).uniform(-0.5, 0.5, arch.n_params)
     order = np.random.RandomState(1).permutation(X.shape[0])
     batch_size = 30
-    grad = np.empty_like(params)
-    velocity = np.zeros_like(params)
-    work = np.empty(bp._workspace_size(layer_units, batch_size, gather=True))
+    run, grad = bp._epoch_runner(params, _sgd_state(params, 0.0, 1e-3), X, Y, None,
+                                 arch=arch, batch_size=batch_size, **names)  # fmt: skip
     start = params.copy()
-    total = bp._run_epoch(
-        params, grad, velocity, np.empty(0), work, X, Y, None, order,
-        batch_size=batch_size, solver="sgd", learning_rate=0.0, momentum=0.0,
-        nesterov=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8, step=0, **kw,
-    )  # fmt: skip
+    total = run(order)
     assert_array_equal(params, start)  # a zero step changes nothing
     expected_total, expected_grad = 0.0, np.empty_like(params)
-    full_work = np.empty(bp._workspace_size(layer_units, batch_size, gather=False))
     for lo in range(0, X.shape[0], batch_size):
         idx = order[lo : lo + batch_size]
-        batch_loss = bp._loss_grad(params, expected_grad, full_work, X[idx], Y[idx], None, **kw)
-        expected_total += batch_loss * idx.shape[0]
+        loss_grad = _objective(layer_units, X[idx], Y[idx], 1e-3, **names)
+        expected_total += loss_grad(params, expected_grad) * idx.shape[0]
     assert_allclose(total, expected_total, rtol=1e-12)
     assert_allclose(grad, expected_grad, rtol=1e-12)
 
@@ -593,25 +580,24 @@ def test_run_epoch_raises_an_interrupt_between_batches(hidden):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(200_000, 64))
     Y = np.eye(10)[rng.randint(0, 10, 200_000)]
-    layer_units = [64, *hidden, 10]
-    params = rng.uniform(-0.1, 0.1, bp._n_params(layer_units))
-    kw = dict(layer_units=layer_units, activation="relu", out_activation="softmax",
-              loss="log_loss", alpha=1e-4, batch_size=200, solver="adam", momentum=0.0,
-              nesterov=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8)  # fmt: skip
-    moments = np.zeros_like(params), np.zeros_like(params)
-    work = np.empty(bp._workspace_size(layer_units, 200, gather=True))
-    run = bp._epoch_runner(params, np.empty_like(params), *moments, work, X, Y, None, **kw)
+    names = dict(activation="relu", out_activation="softmax", loss="log_loss")
+    arch = bp._architecture([64, *hidden, 10], np.float64, **names)
+    params = rng.uniform(-0.1, 0.1, arch.n_params)
+    optimizer = optim.Adam(1e-3, weight_decay=1e-4).init_state(params.size, params.dtype)
+    state = bp._OptimizerState("adam", optimizer, 1e-3, "constant", 0.5)
+    run, _ = bp._epoch_runner(params, state, X, Y, None, arch=arch, batch_size=200, **names)
     order = np.arange(X.shape[0])
     start = time.perf_counter()
-    run(order, 1e-3, 0)
+    run(order)
     whole = time.perf_counter() - start
     before = params.copy()
+    optimizer.t = 1000
     timer = threading.Timer(whole / 4, _thread.interrupt_main)
     start = time.perf_counter()
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            run(order, 1e-3, 1000)
+            run(order)
     finally:
         timer.cancel()
     assert time.perf_counter() - start < 0.75 * whole

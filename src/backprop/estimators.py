@@ -426,14 +426,15 @@ def _dense_inputs(X, Y, sample_weight, dtype):
 
 
 def _epoch_runner(params, state, X, Y, sample_weight, *, arch, batch_size, activation,
-                  out_activation, loss, alpha):  # fmt: skip
+                  out_activation, loss):  # fmt: skip
     """One epoch of mini-batch training, with everything that stays the same from epoch
     to epoch bound once: returns ``(run, grad)``, ``run(order)`` -> the epoch's summed
     loss, ``grad`` the array that holds the last batch's gradient after it.
 
     Dense X runs in the compiled plan (``_core.Plan.sk_epoch``: every batch of the epoch
     in one call, without the GIL); sparse X in ``_run_epoch_numpy``. The step size,
-    moments and step count are ``state.optimizer``'s.
+    moments, step count and L2 coefficient (scikit-learn's alpha) are
+    ``state.optimizer``'s.
     """
     optimizer = state.optimizer
     dense = _dense_inputs(X, Y, sample_weight, params.dtype)
@@ -446,7 +447,7 @@ def _epoch_runner(params, state, X, Y, sample_weight, *, arch, batch_size, activ
                 params, grad, optimizer.moment1, optimizer.moment2, scratch, X, Y,
                 sample_weight, order, layer_units=arch.sizes, batch_size=batch_size,
                 activation=activation, out_activation=out_activation, loss=loss,
-                alpha=alpha, solver=state.solver, learning_rate=optimizer.lr,
+                alpha=optimizer.weight_decay, solver=state.solver, learning_rate=optimizer.lr,
                 momentum=optimizer.momentum, nesterov=optimizer.nesterov,
                 beta_1=optimizer.beta_1, beta_2=optimizer.beta_2,
                 epsilon=optimizer.epsilon, step=optimizer.t,
@@ -779,12 +780,11 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
             )
         return self
 
-    def _kernel_args(self, layer_units):
+    def _kernel_args(self):
         return dict(
             activation=self.activation,
             out_activation=self.out_activation_,
             loss=self._loss_name(),
-            alpha=self.alpha,
         )
 
     def _fit_lbfgs(self, X, Y, sample_weight, layer_units, callbacks, progress):
@@ -848,11 +848,12 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         dense = _dense_inputs(X, Y, sample_weight, dtype)
         if dense is None:
             scratch = _Scratch.allocate(layer_units, X.shape[0], dtype, gather=False)
-            kernel_args = self._kernel_args(layer_units)
+            kernel_args = self._kernel_args()
 
             def loss_grad_numpy(params, grad):
                 return _loss_grad_numpy(params, grad, scratch, X, Y, sample_weight,
-                                        layer_units=layer_units, **kernel_args)  # fmt: skip
+                                        layer_units=layer_units, alpha=self.alpha,
+                                        **kernel_args)  # fmt: skip
 
             return loss_grad_numpy
         X, Y, sw = dense
@@ -918,7 +919,7 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         run_epoch, grad = _epoch_runner(
             self._params, optimizer, X, Y, sample_weight,
             arch=self._architecture(layer_units), batch_size=batch_size,
-            **self._kernel_args(layer_units),
+            **self._kernel_args(),
         )  # fmt: skip
         sample_idx = np.arange(n_samples, dtype=np.intp)
 
