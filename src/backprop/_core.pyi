@@ -1,5 +1,8 @@
-"""Signatures of the compiled kernels (``_core.pyx``); arrays are float32 or float64,
-one dtype per call, C-contiguous; ``intp`` arrays hold sizes, offsets, labels, orders."""
+"""Signatures of the compiled kernels (``_kernels/_core.pyx``); arrays are float32 or
+float64, one dtype per call, C-contiguous; ``intp`` arrays hold sizes, offsets, labels,
+orders."""
+
+import enum
 
 import numpy as np
 from numpy.typing import NDArray
@@ -7,8 +10,95 @@ from numpy.typing import NDArray
 Float = NDArray[np.float32] | NDArray[np.float64]
 Index = NDArray[np.intp]
 
-ACTIVATIONS: dict[str, int]
-LOSSES: dict[str, int]
+class Activation(enum.IntEnum):
+    IDENTITY = 0
+    SIGMOID = 1
+    TANH = 2
+    RELU = 3
+    SOFTMAX = 4
+    EXP = 5
+
+class Loss(enum.IntEnum):
+    MSE = 0
+    CROSS_ENTROPY = 1
+    BINARY_CROSS_ENTROPY = 2
+    SK_SQUARED_ERROR = 3
+    SK_LOG_LOSS = 4
+    SK_BINARY_LOG_LOSS = 5
+    SK_POISSON = 6
+
+class Mode(enum.IntEnum):
+    LOSS_ONLY = 0
+    GRADIENTS = 1
+    FUSED_STEP = 2
+
+class Status(enum.IntEnum):
+    COMPLETED = 0
+    LOSS_NOT_FINITE = 1
+    WEIGHTS_NOT_FINITE = 2
+    INPUT_NOT_FINITE = 3
+    INTERRUPTED = 4
+
+class Rule(enum.IntEnum):
+    NO_STEP = 0
+    SGD = 1
+    MOMENTUM = 2
+    SK_MOMENTUM = 3
+    ADAM = 4
+
+class Path(enum.IntEnum):
+    ONE_CORE = 0
+    HALVES = 1
+    UNITS = 2
+
+BLAS_THREAD_CONTROL: bool
+
+class Plan:
+    dtype: np.dtype
+    path: int
+    rows: int
+    check_every: int
+    grad: Float | None
+    rng_state: NDArray[np.uint64]
+    def __init__(
+        self,
+        arch: object,
+        rows: int,
+        *,
+        optimizer: object | None = ...,
+        dropout: float = ...,
+        seed: int = ...,
+        gather: bool = ...,
+        two_cores: bool = ...,
+    ) -> None: ...
+    def train(
+        self,
+        theta: Float,
+        X: Float,
+        targets: Float | Index,
+        *,
+        order: Index | None = ...,
+        epochs: int = ...,
+        losses: NDArray[np.float64],
+        velocity: Float | None = ...,
+        check_input: bool = ...,
+    ) -> tuple[Status, int, int]: ...
+    def batch(
+        self, theta: Float, X: Float, targets: Float | Index, *, mode: int, grad: Float | None = ...
+    ) -> float: ...
+    def forward(self, theta: Float, X: Float, out: Float) -> None: ...
+    def sk_epoch(
+        self,
+        params: Float,
+        X: Float,
+        Y: Float,
+        sample_weight: Float | None,
+        order: Index,
+        optimizer: object,
+    ) -> float: ...
+    def sk_objective(
+        self, params: Float, X: Float, Y: Float, sample_weight: Float | None, grad: Float
+    ) -> float: ...
 
 def set_thresholds(
     tile_min_work: int,
@@ -17,130 +107,11 @@ def set_thresholds(
     split_min_work: int,
     split_min_rows: int | None = ...,
 ) -> tuple[int, int, int, int, int]: ...
-def splits(sizes: Index, m: int) -> bool: ...
-def two_cores(sizes: Index, m: int) -> bool: ...
-def split_size(sizes: Index, m: int) -> int: ...
-def train(
-    theta: Float,
-    sizes: Index,
-    offsets: Index,
-    hidden: int,
-    output: int,
-    loss: int,
-    X: Float,
-    Y: Float,
-    labels: Index,
-    order: Index,
-    batch_size: int,
-    epochs: int,
-    eta: float,
-    epoch_losses: NDArray[np.float64],
-    acts: Float,
-    deltas: Float,
-    x_batch: Float,
-    y_batch: Float,
-    label_batch: Index,
-    check_every: int,
-    wt: bool = ...,
-    decay: float = ...,
-    dropout: float = ...,
-    rng_state: NDArray[np.uint64] | None = ...,
-    factors: Float | None = ...,
-    momentum: float = ...,
-    nesterov: bool = ...,
-    velocity: Float | None = ...,
-    grad: Float | None = ...,
-    halves: Float | None = ...,
-    check_input: bool = ...,
-) -> tuple[int, int, int]: ...
-def batch(
-    theta: Float,
-    grad: Float,
-    sizes: Index,
-    offsets: Index,
-    hidden: int,
-    output: int,
-    loss: int,
-    X: Float,
-    Y: Float,
-    labels: Index,
-    eta: float,
-    mode: int,
-    acts: Float,
-    deltas: Float,
-    wt: bool = ...,
-    decay: float = ...,
-    halves: Float | None = ...,
-) -> float: ...
-def forward(
-    theta: Float,
-    sizes: Index,
-    offsets: Index,
-    hidden: int,
-    output: int,
-    X: Float,
-    out: Float,
-    work: Float,
-    chunk: int,
-    wt: bool = ...,
-) -> None: ...
+def bind_blas_threads(set_address: int, get_address: int) -> None: ...
+def all_finite(values: Float) -> bool: ...
 def dense(X: Float, W: Float, b: Float, Z: Float) -> None: ...
 def activate(Z: Float, A: Float, act: int) -> None: ...
 def activation_prime(A: Float, out: Float, act: int) -> None: ...
-def output_delta(
-    Z: Float, Y: Float, labels: Index, delta: Float, output: int, loss: int
-) -> float: ...
+def output_delta(Z: Float, Y: Float, labels: Index, delta: Float, output: int, loss: int) -> float: ...
 def hidden_delta(delta: Float, W: Float, A_prev: Float, delta_prev: Float, act: int) -> None: ...
 def weight_gradients(delta: Float, A_prev: Float, grad_W: Float, grad_b: Float) -> None: ...
-def sk_epoch(
-    params: Float,
-    grad: Float,
-    moment1: Float,
-    moment2: Float,
-    sizes: Index,
-    offsets: Index,
-    hidden: int,
-    output: int,
-    loss: int,
-    X: Float,
-    Y: Float,
-    sample_weight: Float,
-    order: Index,
-    batch_size: int,
-    alpha: float,
-    adam: bool,
-    learning_rate: float,
-    momentum: float,
-    nesterov: bool,
-    beta_1: float,
-    beta_2: float,
-    epsilon: float,
-    step: int,
-    acts: Float,
-    deltas: Float,
-    x_batch: Float,
-    y_batch: Float,
-    sw_batch: Float,
-    check_every: int,
-    halves: Float | None = ...,
-) -> float: ...
-def sk_loss_grad(
-    params: Float,
-    grad: Float,
-    sizes: Index,
-    offsets: Index,
-    hidden: int,
-    output: int,
-    loss: int,
-    X: Float,
-    Y: Float,
-    sample_weight: Float,
-    alpha: float,
-    acts: Float,
-    deltas: Float,
-) -> float: ...
-def all_finite(values: Float) -> bool: ...
-
-BLAS_THREAD_CONTROL: bool
-
-def bind_blas_threads(set_address: int, get_address: int) -> None: ...

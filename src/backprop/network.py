@@ -8,21 +8,16 @@ get. The parameters live in one flat array laid out by ``backprop._layout``.
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
-import os
-import secrets
 import threading
 import warnings
-import zipfile
-import zlib
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core, _layout, _names, optim
+from . import _checkpoint, _core, _layout, _names, optim
 from ._core import Mode, Status
 from ._layout import MAX_BYTES as _MAX_BYTES
 from ._layout import MAX_DIM as _MAX_DIM
@@ -40,11 +35,6 @@ _CHUNK = 4096
 # two numbers, W1's, cost more than the pass)
 _CHECK_IN_KERNEL_MIN = 256
 DIVERGENCE_POLICIES = ("raise", "warn")
-#: What ``Network.save`` writes and ``load`` reads: format name and version.
-CHECKPOINT_FORMAT = "backprop.Network"
-CHECKPOINT_VERSION = 1
-_CHECKPOINT_TEXT = ("format", "activation", "output", "loss", "dtype")
-_CHECKPOINT_KEYS = frozenset(_CHECKPOINT_TEXT + ("version", "sizes", "parameters"))
 
 
 class DivergenceError(FloatingPointError):
@@ -777,55 +767,19 @@ class Network:
         renamed onto ``path``, so ``path`` holds the old file or the whole new one,
         never part of one, whatever happens during the save.
         """
-        path = os.fsdecode(os.fspath(path))
         with self._guard.reading():
             parameters = np.concatenate(
                 [p.ravel() for w, b in zip(self.weights, self.biases) for p in (w, b)]
             )
-        arrays = {
-            "format": np.array(CHECKPOINT_FORMAT),
-            "version": np.array(CHECKPOINT_VERSION),
-            "sizes": np.array(self.sizes, dtype=np.int64),
-            "activation": np.array(self.activation),
-            "output": np.array(self.output),
-            "loss": np.array(self.loss_name),
-            "dtype": np.array(self._dtype.name),
-            "parameters": parameters,
-        }
-        directory, name = os.path.split(os.path.abspath(path))
-        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                np.savez(file, **arrays, **_SAVEZ_OPTIONS)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(temporary)
-            raise
-        _fsync_directory(directory)
-
-
-# numpy < 2.1 would store an allow_pickle keyword as one more array; its savez never
-# pickles numbers and text anyway.
-_SAVEZ_OPTIONS = (
-    {"allow_pickle": False} if "allow_pickle" in inspect.signature(np.savez).parameters else {}
-)
-# Largest size of the small entries of a checkpoint (the text and the layer sizes).
-_MAX_ENTRY_BYTES = 1 << 20
-
-
-def _fsync_directory(directory: str) -> None:
-    """Makes a rename in ``directory`` durable (where directories can be opened)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        _checkpoint.write(
+            path,
+            sizes=self.sizes,
+            activation=self.activation,
+            output=self.output,
+            loss=self.loss_name,
+            dtype=self._dtype.name,
+            parameters=parameters,
+        )
 
 
 def load(path) -> Network:
@@ -835,84 +789,28 @@ def load(path) -> Network:
     (truncated, altered, written by something else, a pickle) raises ValueError
     saying what is wrong. Nothing in the file is unpickled or executed.
     """
-    with open(path, "rb") as file:
-        try:
-            return _read_checkpoint(file)
-        except (
-            ValueError,
-            TypeError,
-            KeyError,
-            EOFError,
-            OverflowError,
-            MemoryError,
-            NotImplementedError,
-            RuntimeError,
-            OSError,
-            zipfile.BadZipFile,
-            zlib.error,
-        ) as err:
-            raise ValueError(
-                f"{os.fsdecode(path)} is not a valid backprop checkpoint: {err}"
-            ) from err
+    return _checkpoint.read(path, _from_checkpoint)
 
 
-def _read_checkpoint(file) -> Network:
-    head = file.read(4)
-    file.seek(0)
-    if head != b"PK\x03\x04":  # every .npz is a zip archive; anything else is not read
-        raise ValueError(f"it is not a .npz archive (it starts with {head!r})")
-    archive = np.load(file, allow_pickle=False)
-    with archive:
-        names = set(archive.files)
-        if names != _CHECKPOINT_KEYS:
-            missing, unexpected = _CHECKPOINT_KEYS - names, names - _CHECKPOINT_KEYS
-            raise ValueError(
-                "its entries differ from a checkpoint's: "
-                + ", ".join(
-                    f"{n} {sorted(v)}"
-                    for n, v in [("missing", missing), ("unexpected", unexpected)]
-                    if v
-                )
-            )
-
-        def entry(name: str, kinds: str, ndim: int, max_bytes: int = _MAX_ENTRY_BYTES):
-            if archive.zip.getinfo(f"{name}.npy").file_size > max_bytes:
-                raise ValueError(f"{name} is larger than a checkpoint of its network can be")
-            value = archive[name]
-            if value.dtype.kind not in kinds or value.ndim != ndim:
-                raise ValueError(f"{name} has dtype {value.dtype} and shape {value.shape}")
-            return value
-
-        text = {name: str(entry(name, "U", 0)) for name in _CHECKPOINT_TEXT}
-        if text["format"] != CHECKPOINT_FORMAT:
-            raise ValueError(f"its format is {text['format']!r}, not {CHECKPOINT_FORMAT!r}")
-        version = int(entry("version", "iu", 0))
-        if version != CHECKPOINT_VERSION:
-            newer = "a newer" if version > CHECKPOINT_VERSION else "an unknown"
-            raise ValueError(
-                f"it is in {newer} checkpoint version {version}; this backprop reads version "
-                f"{CHECKPOINT_VERSION}"
-            )
-        net = Network.__new__(Network)
-        net._configure(
-            [int(s) for s in entry("sizes", "iu", 1)],
-            text["activation"],
-            text["output"],
-            text["loss"],
-            text["dtype"],
+def _from_checkpoint(entries: dict, read_parameters) -> Network:
+    """The network a checkpoint's entries describe; ``read_parameters(max_bytes)`` reads
+    its flat parameter array (refusing one larger than the network's)."""
+    net = Network.__new__(Network)
+    net._configure(
+        entries["sizes"], entries["activation"], entries["output"], entries["loss"],
+        entries["dtype"],
+    )  # fmt: skip
+    parameters = read_parameters(net._theta.nbytes)
+    if parameters.dtype.name != net.dtype.name or parameters.shape != net._theta.shape:
+        raise ValueError(
+            f"parameters has dtype {parameters.dtype.name} and shape {parameters.shape}; "
+            f"the network needs {net.dtype.name} and {net._theta.shape}"
         )
-        n_bytes = net._theta.nbytes + _MAX_ENTRY_BYTES
-        parameters = entry("parameters", "f", 1, n_bytes)
-        if parameters.dtype.name != net.dtype.name or parameters.shape != net._theta.shape:
-            raise ValueError(
-                f"parameters has dtype {parameters.dtype.name} and shape {parameters.shape}; "
-                f"the network needs {net.dtype.name} and {net._theta.shape}"
-            )
-        if not np.isfinite(parameters).all():
-            raise ValueError("parameters contains NaN or infinity")
-        pos = 0
-        for w, b in zip(net.weights, net.biases):
-            w[...] = parameters[pos : pos + w.size].reshape(w.shape)
-            b[...] = parameters[pos + w.size : pos + w.size + b.size]
-            pos += w.size + b.size
-        return net
+    if not np.isfinite(parameters).all():
+        raise ValueError("parameters contains NaN or infinity")
+    pos = 0
+    for w, b in zip(net.weights, net.biases):
+        w[...] = parameters[pos : pos + w.size].reshape(w.shape)
+        b[...] = parameters[pos + w.size : pos + w.size + b.size]
+        pos += w.size + b.size
+    return net
