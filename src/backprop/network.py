@@ -303,8 +303,7 @@ class Network:
         self.loss_name = _check_name(loss, "loss", LOSSES)
         if self.output not in _names.LOSS_OUTPUTS[loss]:
             raise ValueError(
-                f"loss={loss!r} needs output in {_names.LOSS_OUTPUTS[loss]}; "
-                f"got output={output!r}"
+                f"loss={loss!r} needs output in {_names.LOSS_OUTPUTS[loss]}; got output={output!r}"
             )
         self._dtype = _check_dtype(dtype)
         n = sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
@@ -453,7 +452,9 @@ class Network:
             if step:
                 self._check_parameters()
                 before = self._theta.copy()
-            value = plan.batch(self._theta, X, labels if labels.size else rows, mode=mode, grad=grad)
+            value = plan.batch(
+                self._theta, X, labels if labels.size else rows, mode=mode, grad=grad
+            )
             if step and not (math.isfinite(value) and np.isfinite(self._theta).all()):
                 self._theta[...] = before
                 what = "the loss is" if not math.isfinite(value) else "the step made the weights"
