@@ -777,8 +777,8 @@ def test_dense_input_trains_in_the_compiled_kernels(solver, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the NumPy path ran for dense input")
 
-    monkeypatch.setattr(bp, "_run_epoch_numpy", refuse)
-    monkeypatch.setattr(bp, "_loss_grad_numpy", refuse)
+    monkeypatch.setattr(bp._sparse, "run_epoch", refuse)
+    monkeypatch.setattr(bp._sparse, "loss_grad", refuse)
     ours = bp.MLPClassifier(**params).fit(X, y)
     assert_same_fit(ours, expected, dict(rtol=0, atol=0))
     monkeypatch.undo()

@@ -28,8 +28,8 @@ Training reduces to two functions over flat arrays, each bound once per fit:
 
 The estimator owns the bookkeeping (validation, schedules, stopping rules, early
 stopping, callbacks). Dense input runs in a compiled plan (``_core.Plan.sk_epoch``,
-``sk_objective``, ``forward``); sparse input in the NumPy versions
-(``_run_epoch_numpy``, ``_loss_grad_numpy``).
+``sk_objective``, ``forward``); sparse input in NumPy (``backprop._sparse``), stepped
+by the same compiled solvers.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
-from scipy.special import expit, xlogy
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -70,7 +69,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _layout, _names, optim
+from . import _layout, _names, _sparse, optim
 
 __all__ = ["EpochInfo", "MLPClassifier", "MLPRegressor", "plot_loss_curve"]
 
@@ -104,316 +103,6 @@ def _unflatten(flat: np.ndarray, layer_units: Sequence[int]):
     return arch.weights(flat), arch.biases(flat)
 
 
-@dataclass
-class _Scratch:
-    """The NumPy path's buffers for batches of up to ``rows`` samples."""
-
-    activations: list  # activations[i + 1] is the output of layer i, (rows, units[i + 1])
-    deltas: list  # deltas[i] is dLoss/dZ of layer i, (rows, units[i + 1])
-    tmp: np.ndarray  # (rows * max(units[1:]),) for derivative factors and the loss
-    update: np.ndarray  # (n_params,) optimizer step and L2 term
-    denom: np.ndarray  # (n_params,) Adam denominator, Nesterov look-ahead
-    x: np.ndarray | None = None
-    y: np.ndarray | None = None
-    sample_weight: np.ndarray | None = None
-
-    @classmethod
-    def allocate(cls, layer_units: Sequence[int], rows: int, dtype, gather: bool) -> _Scratch:
-        """``gather`` adds room for a gathered batch of X, Y and sample weights, which an
-        epoch needs and the full-batch objective (which reads X in place) does not."""
-        units = list(layer_units)
-        n_params = _architecture(units, dtype).n_params
-        scratch = cls(
-            activations=[None] + [np.empty((rows, u), dtype=dtype) for u in units[1:]],
-            deltas=[np.empty((rows, u), dtype=dtype) for u in units[1:]],
-            tmp=np.empty(rows * max(units[1:]), dtype=dtype),
-            update=np.empty(n_params, dtype=dtype),
-            denom=np.empty(n_params, dtype=dtype),
-        )
-        if gather:
-            scratch.x = np.empty((rows, units[0]), dtype=dtype)
-            scratch.y = np.empty((rows, units[-1]), dtype=dtype)
-            scratch.sample_weight = np.empty(rows, dtype=dtype)
-        return scratch
-
-
-# --------------------------------------------------------------------------------------
-# Activations, their derivatives, losses
-# --------------------------------------------------------------------------------------
-
-
-def _activate(name: str, z: np.ndarray) -> None:
-    """z := act(z), in place."""
-    if name == "relu":
-        np.maximum(z, 0, out=z)
-    elif name == "tanh":
-        np.tanh(z, out=z)
-    elif name == "logistic":
-        expit(z, out=z)
-    elif name == "exp":
-        np.exp(z, out=z)
-    elif name == "softmax":
-        # Shifting by the row maximum keeps exp from overflowing; the ratio is unchanged.
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-
-
-def _apply_derivative(name: str, a: np.ndarray, delta: np.ndarray, tmp: np.ndarray) -> None:
-    """delta := delta * act'(z), with the derivative written from the output a = act(z)."""
-    if name == "relu":
-        # a >= 0, so sign(a) is 1 where the unit is active and 0 where it is not.
-        np.sign(a, out=tmp)
-        delta *= tmp
-    elif name == "tanh":
-        np.multiply(a, a, out=tmp)
-        np.subtract(1, tmp, out=tmp)
-        delta *= tmp
-    elif name == "logistic":
-        delta *= a
-        np.subtract(1, a, out=tmp)
-        delta *= tmp
-
-
-def _data_loss(loss: str, y: np.ndarray, p: np.ndarray, sw, tmp: np.ndarray):
-    """Mean loss of the predictions p for the targets y, weighted by sw if given.
-
-    Evaluated in float64 whatever the dtype of p (``tmp``, of p's shape, is used as
-    scratch when that is float64). ``squared_error`` is half the squared error
-    averaged over outputs (its gradient, p - y, is that of the sum over outputs: the
-    two differ by the number of outputs, as in scikit-learn); ``poisson`` half the
-    Poisson deviance summed over outputs; the log losses clip probabilities to
-    [eps, 1 - eps] of p's dtype before taking logarithms.
-    """
-    out = tmp if tmp.dtype == np.float64 else None
-    if loss == "squared_error":
-        diff = np.subtract(y, p, out=out, dtype=np.float64)
-        np.multiply(diff, diff, out=diff)
-        return 0.5 * np.average(diff, weights=sw, axis=0).mean()
-    if loss == "poisson":
-        terms = xlogy(y, np.divide(y, p, dtype=np.float64), out=out, dtype=np.float64)
-        return np.average(terms - y + p, weights=sw, axis=0).sum()
-    eps = np.finfo(p.dtype).eps
-    q = np.clip(p, eps, 1 - eps, out=tmp)
-    if loss == "binary_log_loss":
-        terms = xlogy(y, q, dtype=np.float64) + xlogy(1 - y, 1 - q, dtype=np.float64)
-    else:
-        terms = xlogy(y, q, out=out, dtype=np.float64)
-    return -np.average(terms, weights=sw, axis=0).sum()
-
-
-def _dot(a, b, out):
-    """out := a @ b, for a dense or sparse a."""
-    if sp.issparse(a):
-        out[...] = safe_sparse_dot(a, b)
-    else:
-        np.matmul(a, b, out=out)
-
-
-def _forward_backward(
-    params, grad, scratch, x, y, sample_weight, layer_units, activation, out_activation, loss, alpha
-):
-    """Loss of one batch; grad := its gradient (sum over the batch + alpha * W, over sum(sw))."""
-    coefs, intercepts = _unflatten(params, layer_units)
-    coef_grads, intercept_grads = _unflatten(grad, layer_units)
-    n_layers = len(coefs)
-    rows = x.shape[0]
-    acts = [x] + [a[:rows] for a in scratch.activations[1:]]
-    deltas = [d[:rows] for d in scratch.deltas]
-
-    for i in range(n_layers):
-        _dot(acts[i], coefs[i], acts[i + 1])
-        acts[i + 1] += intercepts[i]
-        _activate(out_activation if i == n_layers - 1 else activation, acts[i + 1])
-
-    out = acts[-1]
-    batch_loss = _data_loss(loss, y, out, sample_weight, scratch.tmp[: out.size].reshape(out.shape))
-    squared_norm = 0
-    for w in coefs:
-        flat_w = w.ravel()
-        squared_norm += np.dot(flat_w, flat_w)
-    weight_sum = rows if sample_weight is None else sample_weight.sum()
-    batch_loss += (0.5 * alpha) * squared_norm / weight_sum
-
-    # With a canonical link (identity/squared, logistic/binary log loss, softmax/log
-    # loss, exp/Poisson) the output delta is simply prediction - target.
-    np.subtract(out, y, out=deltas[-1])
-    if sample_weight is not None:
-        deltas[-1] *= sample_weight[:, np.newaxis]
-    for i in range(n_layers - 1, -1, -1):
-        if i < n_layers - 1:
-            np.matmul(deltas[i + 1], coefs[i + 1].T, out=deltas[i])
-            tmp = scratch.tmp[: deltas[i].size].reshape(deltas[i].shape)
-            _apply_derivative(activation, acts[i + 1], deltas[i], tmp)
-        if sp.issparse(acts[i]):
-            coef_grads[i][...] = safe_sparse_dot(acts[i].T, deltas[i])
-        else:
-            np.matmul(acts[i].T, deltas[i], out=coef_grads[i])
-        penalty = scratch.update[: coefs[i].size].reshape(coefs[i].shape)
-        np.multiply(coefs[i], alpha, out=penalty)
-        coef_grads[i] += penalty
-        coef_grads[i] /= weight_sum
-        np.sum(deltas[i], axis=0, out=intercept_grads[i])
-        intercept_grads[i] /= weight_sum
-    return batch_loss
-
-
-# --------------------------------------------------------------------------------------
-# The two training kernels
-# --------------------------------------------------------------------------------------
-
-
-def _run_epoch_numpy(
-    params: np.ndarray,
-    grad: np.ndarray,
-    moment1: np.ndarray,
-    moment2: np.ndarray | None,
-    scratch: _Scratch,
-    X,
-    Y: np.ndarray,
-    sample_weight: np.ndarray | None,
-    order: np.ndarray,
-    *,
-    layer_units: Sequence[int],
-    batch_size: int,
-    activation: str,
-    out_activation: str,
-    loss: str,
-    alpha: float,
-    solver: str,
-    learning_rate: float,
-    momentum: float,
-    nesterov: bool,
-    beta_1: float,
-    beta_2: float,
-    epsilon: float,
-    step: int,
-):
-    """One epoch of mini-batch training, updating ``params`` in place (NumPy, any X).
-
-    For k = 0, batch_size, 2 batch_size, ...: B := order[k : k + batch_size], then
-    forward, loss and backward on (X[B], Y[B], sample_weight[B]), then one update::
-
-        sgd:   v := momentum v - lr g;  params += v, or with Nesterov
-               params += momentum v - lr g
-        adam:  t := step + batch number (from 1);  m := b1 m + (1 - b1) g;
-               v := b2 v + (1 - b2) g^2;  lr_t := lr sqrt(1 - b2^t) / (1 - b1^t);
-               params += -lr_t m / (sqrt(v) + epsilon), the step in float64
-
-    where g is the batch gradient of mean loss + alpha / (2 sum(sw)) * sum ||W_i||^2
-    (sum(sw) is the batch size without sample weights).
-
-    Arguments (all arrays of the network's dtype unless said otherwise)
-        params   IN/OUT (n_params,) flat weights, layout in the module docstring.
-        grad     OUT (n_params,) the gradient of the epoch's last batch.
-        moment1  IN/OUT (n_params,) sgd: the velocity v; adam: the first moment m.
-        moment2  IN/OUT (n_params,) adam: the second moment v; sgd: unused (None).
-        scratch  ``_Scratch.allocate(layer_units, batch_size, dtype, gather=True)``.
-        X        IN (n_samples, units[0]) C-contiguous, or a CSR matrix.
-        Y        IN (n_samples, units[-1]) C-contiguous targets (0/1 indicators for
-                 classifiers).
-        sample_weight IN (n_samples,) or None.
-        order    IN (n_samples,) intp, the sample order of this epoch.
-        learning_rate  sgd: the current step size; adam: learning_rate_init.
-        step     adam: the number of updates made before this epoch; sgd: unused.
-
-    Returns the sum over batches of (batch loss x batch length), a Python/NumPy scalar.
-    The caller advances Adam's counter by ceil(n_samples / batch_size).
-    """
-    n_samples = order.shape[0]
-    if solver == "adam":
-        # Adam's step is formed in float64 whatever the dtype (as scikit-learn does):
-        # m * lr_t / (sqrt(v) + eps) is then rounded once, when added to params.
-        step64 = scratch.update if params.dtype == np.float64 else np.empty(params.shape)
-    sparse = sp.issparse(X)
-    accumulated_loss = 0.0
-    for batch, start in enumerate(range(0, n_samples, batch_size)):
-        idx = order[start : start + batch_size]
-        rows = idx.shape[0]
-        if sparse:
-            x = X[idx]
-        else:
-            x = np.take(X, idx, axis=0, out=scratch.x[:rows])
-        y = np.take(Y, idx, axis=0, out=scratch.y[:rows])
-        sw = None
-        if sample_weight is not None:
-            sw = np.take(sample_weight, idx, out=scratch.sample_weight[:rows])
-
-        batch_loss = _forward_backward(
-            params, grad, scratch, x, y, sw, layer_units, activation, out_activation, loss, alpha
-        )
-        accumulated_loss += batch_loss * rows
-
-        update, denom = scratch.update, scratch.denom
-        if solver == "sgd":
-            velocity = moment1
-            np.multiply(grad, learning_rate, out=update)
-            velocity *= momentum
-            velocity -= update
-            if nesterov:
-                np.multiply(velocity, momentum, out=denom)
-                denom -= update
-                params += denom
-            else:
-                params += velocity
-        else:
-            t = step + batch + 1
-            step_size = learning_rate * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
-            m, v = moment1, moment2
-            m *= beta_1
-            np.multiply(grad, 1 - beta_1, out=update)
-            m += update
-            v *= beta_2
-            np.multiply(grad, grad, out=update)
-            update *= 1 - beta_2
-            v += update
-            np.sqrt(v, out=denom)
-            denom += epsilon
-            np.multiply(m, -step_size, out=step64, dtype=np.float64)
-            step64 /= denom
-            params += step64
-    return accumulated_loss
-
-
-def _loss_grad_numpy(
-    params: np.ndarray,
-    grad: np.ndarray,
-    scratch: _Scratch,
-    X,
-    Y: np.ndarray,
-    sample_weight: np.ndarray | None,
-    *,
-    layer_units: Sequence[int],
-    activation: str,
-    out_activation: str,
-    loss: str,
-    alpha: float,
-):
-    """Full-batch objective: returns the loss, grad := its gradient (NumPy, any X).
-
-    loss = mean data loss + alpha / (2 sum(sw)) * sum_i ||W_i||^2, the same quantity
-    ``_run_epoch`` computes per batch, over all of X at once.
-
-        params  IN (n_params,) flat weights, layout in the module docstring.
-        grad    OUT (n_params,) the gradient, same layout.
-        scratch ``_Scratch.allocate(layer_units, n_samples, dtype, gather=False)``.
-        X, Y, sample_weight  IN as in ``_run_epoch_numpy``.
-    """
-    return _forward_backward(
-        params,
-        grad,
-        scratch,
-        X,
-        Y,
-        sample_weight,
-        layer_units,
-        activation,
-        out_activation,
-        loss,
-        alpha,
-    )
-
-
 def _dense_inputs(X, Y, sample_weight, dtype):
     """X, Y and sample weights as the compiled kernels take them, or None for sparse X."""
     if sp.issparse(X):
@@ -432,30 +121,25 @@ def _epoch_runner(params, state, X, Y, sample_weight, *, arch, batch_size, activ
     loss, ``grad`` the array that holds the last batch's gradient after it.
 
     Dense X runs in the compiled plan (``_core.Plan.sk_epoch``: every batch of the epoch
-    in one call, without the GIL); sparse X in ``_run_epoch_numpy``. The step size,
+    in one call, without the GIL); sparse X in ``_sparse.run_epoch``. The step size,
     moments, step count and L2 coefficient (scikit-learn's alpha) are
     ``state.optimizer``'s.
     """
     optimizer = state.optimizer
+    plan = arch.plan(batch_size, optimizer=optimizer, gather=True)
     dense = _dense_inputs(X, Y, sample_weight, params.dtype)
     if dense is None:
         grad = np.zeros_like(params)
-        scratch = _Scratch.allocate(arch.sizes, batch_size, params.dtype, gather=True)
+        scratch = _sparse.Scratch.allocate(arch.sizes, batch_size, params.dtype, gather=True)
+        names = (activation, out_activation, loss)
 
-        def run_numpy(order):
-            return _run_epoch_numpy(
-                params, grad, optimizer.moment1, optimizer.moment2, scratch, X, Y,
-                sample_weight, order, layer_units=arch.sizes, batch_size=batch_size,
-                activation=activation, out_activation=out_activation, loss=loss,
-                alpha=optimizer.weight_decay, solver=state.solver, learning_rate=optimizer.lr,
-                momentum=optimizer.momentum, nesterov=optimizer.nesterov,
-                beta_1=optimizer.beta_1, beta_2=optimizer.beta_2,
-                epsilon=optimizer.epsilon, step=optimizer.t,
-            )  # fmt: skip
+        def run_sparse(order):
+            return _sparse.run_epoch(arch, plan, optimizer, params, grad, scratch, X, Y,
+                                     sample_weight, order, batch_size=batch_size,
+                                     names=names)  # fmt: skip
 
-        return run_numpy, grad
+        return run_sparse, grad
     X, Y, sw = dense
-    plan = arch.plan(batch_size, optimizer=optimizer, gather=True)
 
     def run(order):
         return plan.sk_epoch(params, X, Y, sw, order, optimizer)
@@ -655,7 +339,7 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
             for i, (w, b) in enumerate(zip(self.coefs_, self.intercepts_)):
                 a = safe_sparse_dot(a, w)
                 a += b
-                _activate(self.out_activation_ if i == last else self.activation, a)
+                _sparse.activate(self.out_activation_ if i == last else self.activation, a)
             return a
         params = self._params
         X = np.ascontiguousarray(X, dtype=params.dtype)
@@ -843,23 +527,22 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
     def _objective(self, X, Y, sample_weight, layer_units):
         """L-BFGS's objective, bound once per fit: ``loss_grad(params, grad)`` -> the
         full-batch loss plus the L2 term, grad := its gradient. Dense X runs in the
-        compiled plan (``_core.Plan.sk_objective``), sparse X in ``_loss_grad_numpy``."""
+        compiled plan (``_core.Plan.sk_objective``), sparse X in ``_sparse.loss_grad``."""
         dtype = self._params.dtype
+        arch = self._architecture(layer_units)
+        objective = optim.GradientOnly(self.alpha)
+        plan = arch.plan(X.shape[0], optimizer=objective, two_cores=False)
         dense = _dense_inputs(X, Y, sample_weight, dtype)
         if dense is None:
-            scratch = _Scratch.allocate(layer_units, X.shape[0], dtype, gather=False)
-            kernel_args = self._kernel_args()
+            scratch = _sparse.Scratch.allocate(layer_units, X.shape[0], dtype, gather=False)
+            names = (self.activation, self.out_activation_, self._loss_name())
 
-            def loss_grad_numpy(params, grad):
-                return _loss_grad_numpy(params, grad, scratch, X, Y, sample_weight,
-                                        layer_units=layer_units, alpha=self.alpha,
-                                        **kernel_args)  # fmt: skip
+            def loss_grad_sparse(params, grad):
+                return _sparse.loss_grad(arch, plan, objective, params, grad, scratch, X, Y,
+                                         sample_weight, names=names)  # fmt: skip
 
-            return loss_grad_numpy
+            return loss_grad_sparse
         X, Y, sw = dense
-        plan = self._architecture(layer_units).plan(
-            X.shape[0], optimizer=optim.GradientOnly(self.alpha), two_cores=False
-        )
 
         def loss_grad(params, grad):
             return plan.sk_objective(params, X, Y, sw, grad)

@@ -203,6 +203,14 @@ cdef class Plan:
         left holding the last batch's gradient."""
         return _plan_sk_epoch(self, params, X, Y, sample_weight, order, optimizer)
 
+    def step(self, params, grad, optimizer, *, double wsum, Py_ssize_t t):
+        """One step of the optimizer on params from grad, the batch's summed gradient
+        (scikit-learn's convention: wsum is its sample-weight sum), as step t (from 1);
+        its moments and step size are ``optimizer``'s. grad is left holding the
+        normalised gradient (with the L2 term). Returns sum_l ||W_l||^2 before the
+        step, for the L2 term of the loss."""
+        return _plan_step(self, params, grad, optimizer, wsum, t)
+
     def sk_objective(self, params, X, Y, sample_weight, grad):
         """scikit-learn's L-BFGS objective over the whole of (X, Y): returns
         L := mean loss + decay / (2 sum(sw)) sum_l ||W_l||^2, grad := dL/dparams."""
@@ -357,6 +365,23 @@ def _plan_sk_epoch(Plan plan, floating[::1] params, const floating[:, ::1] X,
     if status == INTERRUPTED:
         _raise_pending()
     return total
+
+
+def _plan_step(Plan plan, floating[::1] params, floating[::1] grad, optimizer, double wsum,
+               Py_ssize_t t):
+    # the moments of a rule that keeps none are never read: params stands in for them
+    cdef floating[::1] moment1 = (optimizer.moment1 if optimizer.moment1 is not None
+                                  else params)
+    cdef floating[::1] moment2 = (optimizer.moment2 if optimizer.moment2 is not None
+                                  else moment1)
+    cdef Solver s = plan.solver
+    cdef double sq
+    s.lr = optimizer.lr
+    _solver_begin(&s, t)
+    with nogil:
+        sq = _solver_steps(&plan.net, &s, &params[0], &grad[0], NULL, &moment1[0],
+                           &moment2[0], <floating>wsum, False)
+    return sq
 
 
 def _plan_sk_objective(Plan plan, const floating[::1] params, const floating[:, ::1] X,
