@@ -9,23 +9,21 @@ get. The parameters live in one flat array laid out by ``backprop._layout``.
 from __future__ import annotations
 
 import math
-import numbers
-import threading
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import _checkpoint, _core, _layout, _names, optim
+from . import _checkpoint, _checks, _core, _layout, _names, optim
 from ._core import Mode, Status
+from ._guard import Guard
 from ._layout import MAX_BYTES as _MAX_BYTES
 from ._layout import MAX_DIM as _MAX_DIM
 
 HIDDEN_ACTIVATIONS = tuple(_names.HIDDEN)
 OUTPUT_ACTIVATIONS = tuple(_names.OUTPUT)
 LOSSES = tuple(_names.LOSSES)
-DTYPES = ("float32", "float64")
+
 INITIALISATIONS = ("glorot", "he")
 
 # Rows per block when only the outputs are wanted: bounds the workspace.
@@ -73,149 +71,6 @@ class Trace:
     grad_biases: list[np.ndarray]
 
 
-# ------------------------------------------------------------------ checks ---
-
-
-def _check_name(value, name: str, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, one of {allowed}; got {type(value).__name__}")
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not supported; expected one of {allowed}")
-    return value
-
-
-def _check_int(value, name: str, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}; got {value}")
-    return int(value)
-
-
-def _check_lr(lr, dtype: np.dtype) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"lr must be a real number; got {lr!r}")
-    with np.errstate(over="ignore", under="ignore"):
-        try:
-            value = float(lr)
-        except OverflowError:
-            value = math.inf
-        # The kernels take lr in the network's dtype: it must stay finite and > 0 there.
-        cast = float(dtype.type(value)) if math.isfinite(value) else value
-    if not (math.isfinite(cast) and cast > 0):
-        raise ValueError(f"lr must be a finite number > 0 in {dtype.name}; got {lr}")
-    return value
-
-
-def _check_nonnegative(value, name: str, upper: float = math.inf) -> float:
-    """value as a float in [0, upper) (upper = inf: any finite value >= 0)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    result = float(value)
-    if not (0 <= result < upper):
-        expected = "a finite number >= 0" if upper == math.inf else f"a number in [0, {upper})"
-        raise ValueError(f"{name} must be {expected}; got {value}")
-    return result
-
-
-def _check_sizes(sizes) -> list[int]:
-    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
-        raise TypeError(f"sizes must be a sequence of layer widths like [2, 2, 1]; got {sizes!r}")
-    sizes = list(sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"sizes must name at least an input and an output layer; got {sizes}")
-    return [_check_int(s, f"sizes[{i}]", 1, _MAX_DIM) for i, s in enumerate(sizes)]
-
-
-def _check_dtype(dtype) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as err:
-        raise TypeError(f"dtype must be one of {DTYPES}; got {dtype!r}") from err
-    if dt.name not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}; got {dt.name}")
-    return np.dtype(dt.name)  # native byte order: the kernels read native numbers only
-
-
-def _as_real_array(value, name: str) -> np.ndarray:
-    """value as an ndarray of booleans, integers or floats, else TypeError/ValueError."""
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{name} could not be read as a rectangular array: {err}") from err
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}")
-    return arr
-
-
-def _to_float(arr: np.ndarray, name: str, dtype: np.dtype, finite: bool = True) -> np.ndarray:
-    """arr as a C-contiguous, native-order array of ``dtype`` with only finite values.
-
-    Copies only when the layout or dtype asks for it; the finiteness check is one
-    compiled pass over the result, with no temporary array the size of the data.
-    ``finite=False`` leaves that check to the caller (``fit`` makes it in the kernel).
-    """
-    with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(arr, dtype=dtype)
-    if finite:
-        _check_finite(out, arr, name)
-    return out
-
-
-def _check_finite(out: np.ndarray, arr: np.ndarray, name: str) -> None:
-    """ValueError if ``out`` (``arr`` converted) holds NaN or infinity, saying which."""
-    if not _core.all_finite(out.reshape(-1)):
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        raise ValueError(f"{name} has values too large for {out.dtype.name}")
-
-
-class _Guard:
-    """Lets any number of readers or one writer use a network at a time; refuses the rest.
-
-    Training writes the weights in place without the GIL: a second thread that read or
-    wrote them meanwhile would see half-updated weights, so it gets a RuntimeError.
-    """
-
-    def __init__(self):
-        self._mutex = threading.Lock()
-        self._readers = 0
-        self._writing = False
-
-    # The flags are set inside the try, and the writer's is cleared by a plain store, so
-    # that a KeyboardInterrupt arriving between two statements cannot leave them set.
-
-    @contextmanager
-    def reading(self):
-        entered = False
-        try:
-            with self._mutex:
-                if self._writing:
-                    raise RuntimeError("the network is being trained in another thread")
-                self._readers += 1
-                entered = True
-            yield
-        finally:
-            if entered:
-                with self._mutex:
-                    self._readers -= 1
-
-    @contextmanager
-    def writing(self):
-        entered = False
-        try:
-            with self._mutex:
-                if self._writing or self._readers:
-                    raise RuntimeError("the network is in use in another thread")
-                self._writing = entered = True
-            yield
-        finally:
-            if entered:
-                self._writing = False
-
-
 # ----------------------------------------------------------------- network ---
 
 
@@ -251,7 +106,7 @@ class Network:
         init: str = "glorot",
     ):
         self._configure(sizes, activation, output, loss, dtype)
-        init = _check_name(init, "init", INITIALISATIONS)
+        init = _checks.check_name(init, "init", INITIALISATIONS)
         rng = np.random.default_rng(seed)
         for W, fan_in, fan_out in zip(self.weights, self.sizes[:-1], self.sizes[1:]):
             limit = math.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
@@ -277,8 +132,8 @@ class Network:
                 f"weights and biases must have one entry per layer; got {len(weights)} "
                 f"weights and {len(biases)} biases"
             )
-        ws = [_as_real_array(w, f"weights[{l}]") for l, w in enumerate(weights)]
-        bs = [_as_real_array(b, f"biases[{l}]") for l, b in enumerate(biases)]
+        ws = [_checks.as_real_array(w, f"weights[{l}]") for l, w in enumerate(weights)]
+        bs = [_checks.as_real_array(b, f"biases[{l}]") for l, b in enumerate(biases)]
         for l, (w, b) in enumerate(zip(ws, bs)):
             if w.ndim != 2 or w.size == 0:
                 raise ValueError(f"weights[{l}] must be a non-empty 2-D array; got {w.shape}")
@@ -292,20 +147,20 @@ class Network:
         net = cls.__new__(cls)
         net._configure([ws[0].shape[1]] + [w.shape[0] for w in ws], activation, output, loss, dtype)
         for l, (w, b) in enumerate(zip(ws, bs)):
-            net.weights[l][...] = _to_float(w, f"weights[{l}]", net._dtype)
-            net.biases[l][...] = _to_float(b, f"biases[{l}]", net._dtype)
+            net.weights[l][...] = _checks.to_float(w, f"weights[{l}]", net._dtype)
+            net.biases[l][...] = _checks.to_float(b, f"biases[{l}]", net._dtype)
         return net
 
     def _configure(self, sizes, activation, output, loss, dtype) -> None:
-        self.sizes = _check_sizes(sizes)
-        self.activation = _check_name(activation, "activation", HIDDEN_ACTIVATIONS)
-        self.output = _check_name(output, "output", OUTPUT_ACTIVATIONS)
-        self.loss_name = _check_name(loss, "loss", LOSSES)
+        self.sizes = _checks.check_sizes(sizes)
+        self.activation = _checks.check_name(activation, "activation", HIDDEN_ACTIVATIONS)
+        self.output = _checks.check_name(output, "output", OUTPUT_ACTIVATIONS)
+        self.loss_name = _checks.check_name(loss, "loss", LOSSES)
         if self.output not in _names.LOSS_OUTPUTS[loss]:
             raise ValueError(
                 f"loss={loss!r} needs output in {_names.LOSS_OUTPUTS[loss]}; got output={output!r}"
             )
-        self._dtype = _check_dtype(dtype)
+        self._dtype = _checks.check_dtype(dtype)
         n = sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         if n * self._dtype.itemsize > _MAX_BYTES:
             raise ValueError(
@@ -320,7 +175,7 @@ class Network:
             transposed=_layout.transposed_for(self.sizes),
         )
         self._theta = np.zeros(n, dtype=self._dtype)
-        self._guard = _Guard()
+        self._guard = Guard()
 
     # ------------------------------------------------------------ properties ---
 
@@ -358,12 +213,12 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._guard = _Guard()
+        self._guard = Guard()
 
     # ---------------------------------------------------------------- checks ---
 
     def _check_X(self, X, name: str = "X", finite: bool = True) -> tuple[np.ndarray, bool]:
-        arr = _as_real_array(X, name)
+        arr = _checks.as_real_array(X, name)
         single = arr.ndim == 1
         if single:
             arr = arr[None, :]
@@ -378,12 +233,12 @@ class Network:
             raise ValueError(
                 f"{name} has {arr.shape[1]} features, but the network expects {self.sizes[0]}"
             )
-        return _to_float(arr, name, self._dtype, finite), single
+        return _checks.to_float(arr, name, self._dtype, finite), single
 
     def _check_Y(self, Y, n: int, single: bool, name: str = "Y"):
         """Targets as (dense rows (n, k), integer labels (n,)); the unused one is empty."""
         k = self.sizes[-1]
-        arr = _as_real_array(Y, name)
+        arr = _checks.as_real_array(Y, name)
         no_labels = np.empty(0, dtype=np.intp)
         if self.loss_name == "cross_entropy" and (
             arr.ndim == 0 or (arr.ndim == 1 and not (single and arr.shape[0] == k and k > 1))
@@ -409,7 +264,7 @@ class Network:
             raise ValueError(f"{name} must have shape ({n}, {k}); got {np.shape(Y)}")
         if arr.shape[0] != n:
             raise ValueError(f"{name} has {arr.shape[0]} samples but X has {n}")
-        rows = _to_float(arr, name, self._dtype)
+        rows = _checks.to_float(arr, name, self._dtype)
         if self.loss_name == "binary_cross_entropy" and ((rows < 0) | (rows > 1)).any():
             raise ValueError(f"{name} must lie in [0, 1] for binary_cross_entropy")
         if self.loss_name == "cross_entropy":
@@ -506,8 +361,8 @@ class Network:
         Raises DivergenceError, leaving the weights unchanged, if the loss or the
         updated weights are not finite.
         """
-        lr = _check_lr(lr, self._dtype)
-        weight_decay = _check_nonnegative(weight_decay, "weight_decay")
+        lr = _checks.check_lr(lr, self._dtype)
+        weight_decay = _checks.check_nonnegative(weight_decay, "weight_decay")
         return self._batch(X, Y, mode=Mode.FUSED_STEP, lr=lr, weight_decay=weight_decay)
 
     def fit(
@@ -554,19 +409,19 @@ class Network:
         # while the rows are in cache: a pass over all of X beforehand cost W2 ~6 %
         X, single = self._check_X(X, finite=False)
         rows, labels = self._check_Y(Y, X.shape[0], single)
-        epochs = _check_int(epochs, "epochs", 0, _MAX_BYTES // 8)  # one float64 loss each
-        batch_size = _check_int(batch_size, "batch_size", 1)
-        lr = _check_lr(lr, self._dtype)
-        weight_decay = _check_nonnegative(weight_decay, "weight_decay")
-        dropout = _check_nonnegative(dropout, "dropout", 1.0)
-        momentum = _check_nonnegative(momentum, "momentum", 1.0)
+        epochs = _checks.check_int(epochs, "epochs", 0, _MAX_BYTES // 8)  # one float64 loss each
+        batch_size = _checks.check_int(batch_size, "batch_size", 1)
+        lr = _checks.check_lr(lr, self._dtype)
+        weight_decay = _checks.check_nonnegative(weight_decay, "weight_decay")
+        dropout = _checks.check_nonnegative(dropout, "dropout", 1.0)
+        momentum = _checks.check_nonnegative(momentum, "momentum", 1.0)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
         if nesterov and not momentum:
             raise ValueError("nesterov=True needs a momentum > 0")
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-        on_divergence = _check_name(on_divergence, "on_divergence", DIVERGENCE_POLICIES)
+        on_divergence = _checks.check_name(on_divergence, "on_divergence", DIVERGENCE_POLICIES)
         rng = np.random.default_rng(seed)
         n = X.shape[0]
         m = min(batch_size, n)
@@ -575,7 +430,7 @@ class Network:
         # Batches of a few numbers are checked faster in one pass over X beforehand
         in_kernel = m * X.shape[1] >= _CHECK_IN_KERNEL_MIN
         if epochs == 0 or not in_kernel:
-            _check_finite(X, np.asarray(given), "X")
+            _checks.check_finite(X, np.asarray(given), "X")
             if epochs == 0:
                 return []
         losses = np.full(epochs, np.nan)
@@ -621,7 +476,7 @@ class Network:
                     status and in_kernel and first == 0 and not _core.all_finite(X.reshape(-1))
                 ):  # a row of X is not finite: undo the call, say which error
                     self._theta[...] = saved[0]
-                    _check_finite(X, np.asarray(given), "X")  # raises, naming the problem
+                    _checks.check_finite(X, np.asarray(given), "X")  # raises, naming the problem
                     raise ValueError("X contains NaN or infinity")  # X changed meanwhile
                 if status == Status.LOSS_NOT_FINITE and _core.all_finite(self._theta):
                     # the kernel stopped before the bad batch's step: nothing to undo
@@ -752,7 +607,7 @@ class Network:
         net = Network.__new__(Network)
         net.__dict__.update(self.__dict__)
         net._theta = theta
-        net._guard = _Guard()
+        net._guard = Guard()
         return net
 
     # ----------------------------------------------------------- checkpoints ---

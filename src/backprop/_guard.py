@@ -1,0 +1,50 @@
+"""The guard that keeps a network's weights whole while it trains without the GIL."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+
+class Guard:
+    """Lets any number of readers or one writer use a network at a time; refuses the rest.
+
+    Training writes the weights in place without the GIL: a second thread that read or
+    wrote them meanwhile would see half-updated weights, so it gets a RuntimeError.
+    """
+
+    def __init__(self):
+        self._mutex = threading.Lock()
+        self._readers = 0
+        self._writing = False
+
+    # The flags are set inside the try, and the writer's is cleared by a plain store, so
+    # that a KeyboardInterrupt arriving between two statements cannot leave them set.
+
+    @contextmanager
+    def reading(self):
+        entered = False
+        try:
+            with self._mutex:
+                if self._writing:
+                    raise RuntimeError("the network is being trained in another thread")
+                self._readers += 1
+                entered = True
+            yield
+        finally:
+            if entered:
+                with self._mutex:
+                    self._readers -= 1
+
+    @contextmanager
+    def writing(self):
+        entered = False
+        try:
+            with self._mutex:
+                if self._writing or self._readers:
+                    raise RuntimeError("the network is in use in another thread")
+                self._writing = entered = True
+            yield
+        finally:
+            if entered:
+                self._writing = False
