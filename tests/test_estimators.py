@@ -146,7 +146,7 @@ BASE = dict(hidden_layer_sizes=(12, 6), max_iter=15, random_state=1, learning_ra
 @pytest.fixture(params=["batches", "halves"])
 def batch_path(request):
     """Fit as the sizes choose (whole batches here), and with every batch of two rows or
-    more split in two halves (``_core.sk_epoch`` on both cores)."""
+    more split in two halves (``Plan.sk_epoch`` on both cores)."""
     if request.param == "batches":
         yield request.param
         return

@@ -55,7 +55,8 @@ BLAS_THREAD_CONTROL: bool
 
 class Plan:
     dtype: np.dtype
-    path: int
+    path: Path
+    backward: bool
     rows: int
     check_every: int
     grad: Float | None
@@ -70,6 +71,7 @@ class Plan:
         seed: int = ...,
         gather: bool = ...,
         two_cores: bool = ...,
+        backward: bool = ...,
     ) -> None: ...
     def train(
         self,
@@ -94,6 +96,7 @@ class Plan:
         Y: Float,
         sample_weight: Float | None,
         order: Index,
+        *,
         optimizer: object,
     ) -> float: ...
     def sk_objective(

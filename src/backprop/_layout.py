@@ -29,6 +29,8 @@ from . import _core
 # benchmarks' machine.
 TRANSPOSED_MIN_WEIGHTS = 1024
 TRANSPOSED_MAX_WEIGHTS = 16384
+# Rows per block of a forward pass: bounds its workspace.
+FORWARD_CHUNK = 4096
 # BLAS takes dimensions as C ints: no layer may be wider, nor a batch longer, than this.
 MAX_DIM = 2**31 - 1
 # The largest array, in bytes, memory can address.
@@ -58,6 +60,11 @@ class Architecture:
     dtype: np.dtype
     transposed: bool = False
     grouped: bool = False
+
+    @cached_property
+    def sizes_array(self) -> np.ndarray:
+        """``sizes`` as the kernels read them."""
+        return np.array(self.sizes, dtype=np.intp)
 
     @cached_property
     def offsets(self) -> np.ndarray:
@@ -103,3 +110,12 @@ class Architecture:
     def plan(self, rows: int, **options) -> _core.Plan:
         """A compiled plan for batches of up to ``rows`` rows (see ``_core.Plan``)."""
         return _core.Plan(self, rows, **options)
+
+    def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The network's outputs for the rows of X (C-contiguous, of the dtype), computed
+        by the kernels FORWARD_CHUNK rows at a time."""
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+        if X.shape[0]:
+            plan = self.plan(min(X.shape[0], FORWARD_CHUNK), two_cores=False, backward=False)
+            plan.forward(theta, X, out)
+        return out

@@ -2,12 +2,14 @@
 
 The forward and backward passes are NumPy and scipy.sparse products in scikit-learn's
 terms (its activation and loss names, weights (n_in, n_out) packed before all biases);
-the step is the compiled solver family's (``_core.Plan.step``), the same as dense
-input's. Dense input never comes here: it trains in the compiled plans.
+the step is scikit-learn's, term by term in NumPy, so that sparse fits equal
+scikit-learn's bit for bit. Dense input never comes here: it trains in the compiled
+plans and their solver family (``_kernels/_solvers.pxi``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +28,8 @@ class Scratch:
     activations: list  # activations[i + 1] is the output of layer i, (rows, units[i + 1])
     deltas: list  # deltas[i] is dLoss/dZ of layer i, (rows, units[i + 1])
     tmp: np.ndarray  # (rows * max(units[1:]),) for derivative factors and the loss
+    update: np.ndarray  # (n_params,) optimizer step and L2 term
+    denom: np.ndarray  # (n_params,) Adam denominator, Nesterov look-ahead
     y: np.ndarray | None = None
     sample_weight: np.ndarray | None = None
 
@@ -34,10 +38,13 @@ class Scratch:
         """``gather`` adds room for a gathered batch of Y and sample weights, which an
         epoch needs and the full-batch objective (which reads them in place) does not."""
         units = list(layer_units)
+        n_params = sum((a + 1) * b for a, b in zip(units[:-1], units[1:]))
         scratch = cls(
             activations=[None] + [np.empty((rows, u), dtype=dtype) for u in units[1:]],
             deltas=[np.empty((rows, u), dtype=dtype) for u in units[1:]],
             tmp=np.empty(rows * max(units[1:]), dtype=dtype),
+            update=np.empty(n_params, dtype=dtype),
+            denom=np.empty(n_params, dtype=dtype),
         )
         if gather:
             scratch.y = np.empty((rows, units[-1]), dtype=dtype)
@@ -113,10 +120,11 @@ def _dot(a, b, out):
         np.matmul(a, b, out=out)
 
 
-def forward_backward(arch: Architecture, params, grad, scratch, x, y, sample_weight, names):
-    """The data loss of one batch (mean over samples); grad := its gradient summed over
-    the batch's sample-weighted rows (the solver adds the L2 term and divides by the
-    weight sum). ``names``: scikit-learn's (activation, out_activation, loss)."""
+def forward_backward(arch: Architecture, params, grad, scratch, x, y, sample_weight, names,
+                     alpha):  # fmt: skip
+    """Loss of one batch (mean data loss + alpha / (2 sum(sw)) sum_i ||W_i||^2);
+    grad := its gradient (sum over the batch + alpha * W, over sum(sw)). ``names``:
+    scikit-learn's (activation, out_activation, loss)."""
     activation, out_activation, loss = names
     coefs, intercepts = arch.weights(params), arch.biases(params)
     coef_grads, intercept_grads = arch.weights(grad), arch.biases(grad)
@@ -132,6 +140,12 @@ def forward_backward(arch: Architecture, params, grad, scratch, x, y, sample_wei
 
     out = acts[-1]
     batch_loss = _data_loss(loss, y, out, sample_weight, scratch.tmp[: out.size].reshape(out.shape))
+    squared_norm = 0
+    for w in coefs:
+        flat_w = w.ravel()
+        squared_norm += np.dot(flat_w, flat_w)
+    weight_sum = rows if sample_weight is None else sample_weight.sum()
+    batch_loss += (0.5 * alpha) * squared_norm / weight_sum
 
     # With a canonical link (identity/squared, logistic/binary log loss, softmax/log
     # loss, exp/Poisson) the output delta is simply prediction - target.
@@ -147,21 +161,39 @@ def forward_backward(arch: Architecture, params, grad, scratch, x, y, sample_wei
             coef_grads[i][...] = safe_sparse_dot(acts[i].T, deltas[i])
         else:
             np.matmul(acts[i].T, deltas[i], out=coef_grads[i])
+        penalty = scratch.update[: coefs[i].size].reshape(coefs[i].shape)
+        np.multiply(coefs[i], alpha, out=penalty)
+        coef_grads[i] += penalty
+        coef_grads[i] /= weight_sum
         np.sum(deltas[i], axis=0, out=intercept_grads[i])
+        intercept_grads[i] /= weight_sum
     return batch_loss
 
 
-def _weight_sum(rows: int, sample_weight):
-    return rows if sample_weight is None else sample_weight.sum()
-
-
-def run_epoch(arch, plan, optimizer, params, grad, scratch, X, Y, sample_weight, order, *,
-              batch_size: int, names):  # fmt: skip
+def run_epoch(arch, state, params, grad, scratch, X, Y, sample_weight, order, *,
+              batch_size: int, names, alpha):  # fmt: skip
     """One epoch of mini-batch training of the network ``arch`` on (X, Y) in ``order``,
-    updating ``params`` in place by ``plan``'s solver with ``optimizer``'s state (Adam's
-    step t counting on from optimizer.t); grad is left holding the last batch's
-    gradient. Returns the sum over batches of (batch loss x batch length), the loss
-    with scikit-learn's L2 term alpha / (2 sum(sw)) sum_i ||W_i||^2."""
+    updating ``params`` in place with scikit-learn's solver ``state.solver`` and the
+    state of ``state.optimizer`` (``backprop.optim``: step size, moments, Adam's step
+    count t, from which this epoch's steps count on); grad is left holding the last
+    batch's gradient::
+
+        sgd:   v := momentum v - lr g;  params += v, or with Nesterov
+               params += momentum v - lr g
+        adam:  t := t + batch number (from 1);  m := b1 m + (1 - b1) g;
+               v := b2 v + (1 - b2) g^2;  lr_t := lr sqrt(1 - b2^t) / (1 - b1^t);
+               params += -lr_t m / (sqrt(v) + epsilon), the step in float64
+
+    in NumPy, term by term as scikit-learn writes them, so that sparse input trains to
+    scikit-learn's numbers bit for bit (the compiled solvers of ``_solvers.pxi`` fuse
+    multiply-adds). Returns the sum over batches of (batch loss x batch length).
+    """
+    opt = state.optimizer
+    lr = opt.lr
+    if state.solver == "adam":
+        # Adam's step is formed in float64 whatever the dtype (as scikit-learn does):
+        # m * lr_t / (sqrt(v) + eps) is then rounded once, when added to params.
+        step64 = scratch.update if params.dtype == np.float64 else np.empty(params.shape)
     accumulated_loss = 0.0
     for batch, start in enumerate(range(0, order.shape[0], batch_size)):
         idx = order[start : start + batch_size]
@@ -171,17 +203,41 @@ def run_epoch(arch, plan, optimizer, params, grad, scratch, X, Y, sample_weight,
         sw = None
         if sample_weight is not None:
             sw = np.take(sample_weight, idx, out=scratch.sample_weight[:rows])
-        batch_loss = forward_backward(arch, params, grad, scratch, x, y, sw, names)
-        wsum = _weight_sum(rows, sw)
-        sq = plan.step(params, grad, optimizer, wsum=wsum, t=optimizer.t + batch + 1)
-        accumulated_loss += (batch_loss + 0.5 * optimizer.decay * sq / wsum) * rows
+        batch_loss = forward_backward(arch, params, grad, scratch, x, y, sw, names, alpha)
+        accumulated_loss += batch_loss * rows
+
+        update, denom = scratch.update, scratch.denom
+        if state.solver == "sgd":
+            velocity = opt.moment1
+            np.multiply(grad, lr, out=update)
+            velocity *= opt.momentum
+            velocity -= update
+            if opt.nesterov:
+                np.multiply(velocity, opt.momentum, out=denom)
+                denom -= update
+                params += denom
+            else:
+                params += velocity
+        else:
+            t = opt.t + batch + 1
+            step_size = lr * math.sqrt(1 - opt.beta_2**t) / (1 - opt.beta_1**t)
+            m, v = opt.moment1, opt.moment2
+            m *= opt.beta_1
+            np.multiply(grad, 1 - opt.beta_1, out=update)
+            m += update
+            v *= opt.beta_2
+            np.multiply(grad, grad, out=update)
+            update *= 1 - opt.beta_2
+            v += update
+            np.sqrt(v, out=denom)
+            denom += opt.epsilon
+            np.multiply(m, -step_size, out=step64, dtype=np.float64)
+            step64 /= denom
+            params += step64
     return accumulated_loss
 
 
-def loss_grad(arch, plan, objective, params, grad, scratch, X, Y, sample_weight, *, names):
+def loss_grad(arch, params, grad, scratch, X, Y, sample_weight, *, names, alpha):
     """The full-batch objective, ``run_epoch``'s loss over all of X at once: returns it,
-    grad := its gradient. ``objective`` is the ``optim.GradientOnly`` of the L2 term."""
-    data_loss = forward_backward(arch, params, grad, scratch, X, Y, sample_weight, names)
-    wsum = _weight_sum(X.shape[0], sample_weight)
-    sq = plan.step(params, grad, objective, wsum=wsum, t=1)
-    return data_loss + 0.5 * objective.decay * sq / wsum
+    grad := its gradient."""
+    return forward_backward(arch, params, grad, scratch, X, Y, sample_weight, names, alpha)

@@ -28,8 +28,8 @@ Training reduces to two functions over flat arrays, each bound once per fit:
 
 The estimator owns the bookkeeping (validation, schedules, stopping rules, early
 stopping, callbacks). Dense input runs in a compiled plan (``_core.Plan.sk_epoch``,
-``sk_objective``, ``forward``); sparse input in NumPy (``backprop._sparse``), stepped
-by the same compiled solvers.
+``sk_objective``, ``forward``); sparse input in NumPy (``backprop._sparse``), in
+scikit-learn's own terms.
 """
 
 from __future__ import annotations
@@ -74,8 +74,6 @@ from . import _layout, _names, _sparse, optim
 __all__ = ["EpochInfo", "MLPClassifier", "MLPRegressor", "plot_loss_curve"]
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
-# Rows per block of a prediction: bounds the workspace.
-_FORWARD_CHUNK = 4096
 
 
 # --------------------------------------------------------------------------------------
@@ -126,7 +124,6 @@ def _epoch_runner(params, state, X, Y, sample_weight, *, arch, batch_size, activ
     ``state.optimizer``'s.
     """
     optimizer = state.optimizer
-    plan = arch.plan(batch_size, optimizer=optimizer, gather=True)
     dense = _dense_inputs(X, Y, sample_weight, params.dtype)
     if dense is None:
         grad = np.zeros_like(params)
@@ -134,15 +131,16 @@ def _epoch_runner(params, state, X, Y, sample_weight, *, arch, batch_size, activ
         names = (activation, out_activation, loss)
 
         def run_sparse(order):
-            return _sparse.run_epoch(arch, plan, optimizer, params, grad, scratch, X, Y,
-                                     sample_weight, order, batch_size=batch_size,
-                                     names=names)  # fmt: skip
+            return _sparse.run_epoch(arch, state, params, grad, scratch, X, Y, sample_weight,
+                                     order, batch_size=batch_size, names=names,
+                                     alpha=optimizer.weight_decay)  # fmt: skip
 
         return run_sparse, grad
+    plan = arch.plan(batch_size, optimizer=optimizer, gather=True)
     X, Y, sw = dense
 
     def run(order):
-        return plan.sk_epoch(params, X, Y, sw, order, optimizer)
+        return plan.sk_epoch(params, X, Y, sw, order, optimizer=optimizer)
 
     return run, plan.grad
 
@@ -191,7 +189,8 @@ class _OptimizerState:
 
     @property
     def learning_rate(self) -> float:
-        """The step size the next epoch starts with (Adam's before its bias correction)."""
+        """The step size the next epoch starts with ('sgd'; 'adam' scales it by its bias
+        correction at each step, in the compiled solver)."""
         return self.optimizer.lr
 
     def epoch_ends(self, n_batches, samples_seen):
@@ -341,13 +340,8 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                 a += b
                 _sparse.activate(self.out_activation_ if i == last else self.activation, a)
             return a
-        params = self._params
-        X = np.ascontiguousarray(X, dtype=params.dtype)
-        out = np.empty((X.shape[0], self.n_outputs_), dtype=params.dtype)
-        if X.shape[0]:
-            plan = self._architecture().plan(min(X.shape[0], _FORWARD_CHUNK), two_cores=False)
-            plan.forward(params, X, out)
-        return out
+        X = np.ascontiguousarray(X, dtype=self._params.dtype)
+        return self._architecture().forward(self._params, X)
 
     def _architecture(self, layer_units=None):
         """The network as the compiled kernels see it (``backprop._layout``)."""
@@ -530,18 +524,18 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         compiled plan (``_core.Plan.sk_objective``), sparse X in ``_sparse.loss_grad``."""
         dtype = self._params.dtype
         arch = self._architecture(layer_units)
-        objective = optim.GradientOnly(self.alpha)
-        plan = arch.plan(X.shape[0], optimizer=objective, two_cores=False)
         dense = _dense_inputs(X, Y, sample_weight, dtype)
         if dense is None:
             scratch = _sparse.Scratch.allocate(layer_units, X.shape[0], dtype, gather=False)
             names = (self.activation, self.out_activation_, self._loss_name())
 
             def loss_grad_sparse(params, grad):
-                return _sparse.loss_grad(arch, plan, objective, params, grad, scratch, X, Y,
-                                         sample_weight, names=names)  # fmt: skip
+                return _sparse.loss_grad(arch, params, grad, scratch, X, Y, sample_weight,
+                                         names=names, alpha=self.alpha)  # fmt: skip
 
             return loss_grad_sparse
+        objective = optim.GradientOnly(self.alpha)
+        plan = arch.plan(X.shape[0], optimizer=objective, two_cores=False)
         X, Y, sw = dense
 
         def loss_grad(params, grad):

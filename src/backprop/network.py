@@ -26,8 +26,6 @@ LOSSES = tuple(_names.LOSSES)
 
 INITIALISATIONS = ("glorot", "he")
 
-# Rows per block when only the outputs are wanted: bounds the workspace.
-_CHUNK = 4096
 # fit checks X for NaN and infinity batch by batch inside the kernel when a batch holds
 # at least this many numbers, else in one pass before training (a call per batch of
 # two numbers, W1's, cost more than the pass)
@@ -161,11 +159,6 @@ class Network:
                 f"loss={loss!r} needs output in {_names.LOSS_OUTPUTS[loss]}; got output={output!r}"
             )
         self._dtype = _checks.check_dtype(dtype)
-        n = sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-        if n * self._dtype.itemsize > _MAX_BYTES:
-            raise ValueError(
-                f"sizes {self.sizes} make {n} parameters, more than memory can address"
-            )
         self._arch = _layout.Architecture(
             sizes=tuple(self.sizes),
             hidden=int(_names.HIDDEN[self.activation]),
@@ -174,6 +167,11 @@ class Network:
             dtype=self._dtype,
             transposed=_layout.transposed_for(self.sizes),
         )
+        n = self._arch.n_params
+        if n * self._dtype.itemsize > _MAX_BYTES:
+            raise ValueError(
+                f"sizes {self.sizes} make {n} parameters, more than memory can address"
+            )
         self._theta = np.zeros(n, dtype=self._dtype)
         self._guard = Guard()
 
@@ -282,10 +280,8 @@ class Network:
     def forward(self, X) -> np.ndarray:
         """The network's outputs y_hat, shape (n_samples, n_outputs); 1-D X is one sample."""
         X, _ = self._check_X(X)
-        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self._dtype)
-        plan = self._arch.plan(min(X.shape[0], _CHUNK), two_cores=False)
         with self._guard.reading():
-            plan.forward(self._theta, X, out)
+            out = self._arch.forward(self._theta, X)
             if not np.isfinite(out).all():
                 raise ValueError(self._not_finite("the outputs are", X))
         return out

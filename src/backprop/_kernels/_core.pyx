@@ -30,6 +30,7 @@ off, ...) are set once in setup.py; BACKPROP_DEBUG_CYTHON=1 turns the checks bac
 
 import numpy as np
 
+cimport cython
 from cython cimport floating
 from libc.math cimport exp, expf, fma, fmaf, log, log1p, tanh, tanhf, fabs, isfinite, sqrt
 from libc.string cimport memcpy, memset
@@ -76,11 +77,6 @@ def set_thresholds(Py_ssize_t tile_min_work, Py_ssize_t blas_min_work,
     return previous
 
 
-cdef void* _address(array):
-    """Where an ndarray's numbers start (None: NULL)."""
-    return NULL if array is None else <void*><size_t>array.ctypes.data
-
-
 cdef class Plan:
     """How one call computes a network: its shape, the path, the solver and the
     workspace, fixed when the plan is built.
@@ -90,79 +86,100 @@ cdef class Plan:
     ``optimizer`` (``backprop.optim``) gives the update rule; ``dropout`` and ``seed``
     inverted dropout's probability and mask stream; ``gather`` makes room for batches
     gathered from shuffled rows; ``two_cores`` lets mid-size batches use both cores
-    (``path``: Path.HALVES or, for the estimators' epochs, Path.UNITS).
+    (``path``: Path.HALVES or, for the estimators' epochs, Path.UNITS); ``backward=False``
+    builds a plan for ``forward`` alone, which keeps no activations.
     """
 
     cdef Net net
     cdef Solver solver
     cdef Work work
     cdef readonly object dtype
-    cdef readonly int path
+    cdef int _path
+    cdef readonly bint backward
     cdef readonly Py_ssize_t rows
     cdef readonly Py_ssize_t check_every
     cdef readonly object grad
     cdef readonly object rng_state
-    cdef object _keep  # the arrays behind the pointers in net and work
+    cdef object _keep  # what the pointers in net and work point into
 
     def __init__(self, arch, Py_ssize_t rows, *, optimizer=None, double dropout=0.0,
-                 u64 seed=0, bint gather=False, bint two_cores=True):
-        cdef Py_ssize_t m = max(rows, 1), n_params, widest, width, halves = 0
+                 u64 seed=0, bint gather=False, bint two_cores=True, bint backward=True):
+        cdef const Py_ssize_t[::1] sizes = arch.sizes_array
+        cdef const Py_ssize_t[::1] offsets = arch.offsets
+        cdef Py_ssize_t m = max(rows, 1), n_layers = sizes.shape[0] - 1, l, n_params
+        cdef Py_ssize_t width = 0, widest = 0, work = 0, halves = 0, size, at
+        cdef Py_ssize_t blocks[9]
+        cdef unsigned char[::1] raw
+        cdef char* base
+        cdef u64[::1] rng
         dtype = np.dtype(arch.dtype)
-        sizes = np.ascontiguousarray(arch.sizes, dtype=np.intp)
-        offsets = np.ascontiguousarray(arch.offsets, dtype=np.intp)
         self.dtype, self.rows = dtype, m
-        self.net.sizes = <const Py_ssize_t*>_address(sizes)
-        self.net.offsets = <const Py_ssize_t*>_address(offsets)
-        self.net.n_layers = sizes.shape[0] - 1
+        self.net.sizes = &sizes[0]
+        self.net.offsets = &offsets[0]
+        self.net.n_layers = n_layers
         self.net.wt = arch.transposed
         self.net.hidden, self.net.output, self.net.loss = arch.hidden, arch.output, arch.loss
         n_params = _n_params(&self.net)
-        widths = sizes[1:]
-        width, widest = int(widths.sum()), int(widths.max())
-        work = max(1, m * int((sizes[:sizes.shape[0] - 1] * sizes[1:]).sum()))
-        self.check_every = max(1, SIGNAL_CHECK_WORK // (work + BATCH_OVERHEAD))
+        for l in range(n_layers):
+            width += sizes[l + 1]
+            widest = max(widest, sizes[l + 1])
+            work += sizes[l] * sizes[l + 1]
+        self.check_every = max(1, SIGNAL_CHECK_WORK // (max(1, m * work) + BATCH_OVERHEAD))
         self._set_solver(optimizer)
+        self.backward = backward
 
-        self.path = ONE_CORE
-        if two_cores and dropout == 0:
+        self._path = ONE_CORE
+        if two_cores and backward and dropout == 0:
             # (an Adam epsilon that rounds to 0 would make the padding units' step 0 / 0)
             if (self.solver.rule in (SK_MOMENTUM, ADAM) and _units(&self.net, m)
                     and (self.solver.rule != ADAM or dtype.type(optimizer.epsilon) > 0)):
-                self.path = UNITS
+                self._path = UNITS
                 halves = _units_size(&self.net, m)
             elif _splits(&self.net, m):
-                self.path = HALVES
+                self._path = HALVES
                 halves = 2 * n_params
-        # activations and deltas with room for m + 1 rows: an odd batch's two halves
-        keep = dict(
-            sizes=sizes,
-            offsets=offsets,
-            acts=np.empty((m + 1) * width, dtype=dtype),
-            deltas=np.empty(2 * (m + 1) * widest, dtype=dtype),
-            halves=np.empty(halves, dtype=dtype) if halves else None,
-            factors=np.empty((m + 1) * width, dtype=dtype) if dropout > 0 else None,
-            x_batch=np.empty(m * sizes[0], dtype=dtype) if gather else None,
-            y_batch=np.empty(m * sizes[sizes.shape[0] - 1], dtype=dtype) if gather else None,
-            label_batch=np.empty(m, dtype=np.intp) if gather else None,
-            sw_batch=np.empty(m, dtype=dtype) if gather else None,
-        )
+        # One allocation, in 64-byte aligned blocks (in numbers of the dtype, but for the
+        # labels): activations and two blocks of deltas with room for m + 1 rows (an odd
+        # batch's two halves), the two-core workspace, dropout's factors, and a gathered
+        # batch's rows of X, Y, labels and sample weights.
+        blocks[0] = (m + 1) * width if backward else 0
+        blocks[3] = (m + 1) * width if dropout > 0 else 0
+        blocks[1] = blocks[2] = (m + 1) * widest
+        blocks[4] = halves
+        blocks[5] = m * sizes[0] if gather else 0
+        blocks[6] = m * sizes[n_layers] if gather else 0
+        blocks[7] = m if gather else 0  # labels, Py_ssize_t
+        blocks[8] = m if gather else 0
+        size = 64
+        for l in range(9):
+            blocks[l] = _round_up(blocks[l] * (sizeof(Py_ssize_t) if l == 7 else dtype.itemsize),
+                                  64)
+            size += blocks[l]
+        buffer = np.empty(size, dtype=np.uint8)
+        raw = buffer
+        base = <char*>_round_up(<Py_ssize_t>&raw[0], 64)
+        at = 0
+        pointers = []
+        for l in range(9):
+            pointers.append(<size_t>(base + at) if blocks[l] else 0)
+            at += blocks[l]
+        self.work.acts = <void*><size_t>pointers[0]
+        self.work.delta0 = <void*><size_t>pointers[1]
+        self.work.delta1 = <void*><size_t>pointers[2]
+        self.work.factors = <void*><size_t>pointers[3]
+        self.work.halves = <void*><size_t>pointers[4]
+        self.work.x_batch = <void*><size_t>pointers[5]
+        self.work.y_batch = <void*><size_t>pointers[6]
+        self.work.label_batch = <Py_ssize_t*><size_t>pointers[7]
+        self.work.sw_batch = <void*><size_t>pointers[8]
+        self.work.drop = dropout
         self.rng_state = np.array([seed], dtype=np.uint64)
+        rng = self.rng_state
+        self.work.rng = &rng[0]
         self.grad = None
         if self.solver.rule not in (NO_STEP, SGD):
             self.grad = np.zeros(n_params, dtype=dtype)
-        self.work.acts = _address(keep["acts"])
-        self.work.delta0 = _address(keep["deltas"])
-        cdef Py_ssize_t block = (m + 1) * widest * dtype.itemsize
-        self.work.delta1 = <char*>self.work.delta0 + block
-        self.work.factors = _address(keep["factors"])
-        self.work.drop = dropout
-        self.work.rng = <u64*>_address(self.rng_state)
-        self.work.x_batch = _address(keep["x_batch"])
-        self.work.y_batch = _address(keep["y_batch"])
-        self.work.label_batch = <Py_ssize_t*>_address(keep["label_batch"])
-        self.work.sw_batch = _address(keep["sw_batch"])
-        self.work.halves = _address(keep["halves"])
-        self._keep = keep
+        self._keep = (arch, buffer)
 
     cdef _set_solver(self, optimizer):
         self.solver.rule = NO_STEP if optimizer is None else optimizer.rule
@@ -177,48 +194,89 @@ cdef class Plan:
             self.solver.b1, self.solver.b2 = optimizer.beta_1, optimizer.beta_2
             self.solver.eps = optimizer.epsilon
 
+    @property
+    def path(self):
+        """How mid-size batches use the cores (Path)."""
+        return Path(self._path)
+
+    cdef _check(self, theta, X, bint whole_batch):
+        """The arrays fit this plan: its dtype and shapes (the kernels trust them)."""
+        n_in = self.net.sizes[0]
+        if theta.dtype != self.dtype or theta.shape[0] != _n_params(&self.net):
+            raise ValueError(f"parameters must be {_n_params(&self.net)} {self.dtype} numbers")
+        if X.dtype != self.dtype or X.ndim != 2 or X.shape[1] != n_in:
+            raise ValueError(f"X must be (n, {n_in}) {self.dtype}; got {X.shape} {X.dtype}")
+        if whole_batch and X.shape[0] > self.rows:
+            raise ValueError(f"X has {X.shape[0]} rows; this plan takes at most {self.rows}")
+        if X.shape[0] == 0:
+            raise ValueError("X has no rows")
+
+    cdef _require(self, bint condition, what):
+        if not condition:
+            raise ValueError(f"this plan was not built for {what}")
+
     def train(self, theta, X, targets, *, order=None, Py_ssize_t epochs=1, losses,
               velocity=None, bint check_input=False):
         """Run ``epochs`` epochs of mini-batch training on theta, in place (``_train``):
         X's rows in ``order`` (None: in order) in batches of ``rows``; ``targets`` is Y
         (n, k) or integer labels (n,); ``losses`` (float64) receives each epoch's mean
         loss; ``velocity`` is the momentum's. Returns (Status, epoch, batch)."""
-        return _plan_train(self, theta, X, targets, order, epochs, losses, velocity,
-                           check_input)
+        self._check(theta, X, False)
+        self._require(self.solver.rule in (SGD, MOMENTUM), "Network's SGD or momentum")
+        self._require(order is None or self.work.x_batch != NULL, "gathered batches")
+        self._require(self.backward, "training")
+        if self.dtype == np.float32:
+            return _train_call[cython.float](self, theta, X, targets, order, epochs, losses,
+                                              velocity, check_input)
+        return _train_call[cython.double](self, theta, X, targets, order, epochs, losses,
+                                           velocity, check_input)
 
     def batch(self, theta, X, targets, *, int mode, grad=None):
         """One pass over the whole batch (X, targets): returns L; Mode.LOSS_ONLY the
         loss alone, GRADIENTS also grad := dL/dtheta, FUSED_STEP the optimizer's SGD
         step, as ``train`` takes it (two halves on two cores alike)."""
-        return _plan_batch(self, theta, X, targets, mode, grad)
+        self._check(theta, X, True)
+        self._require(mode != FUSED_STEP or self.solver.rule == SGD, "SGD's fused step")
+        self._require(mode != GRADIENTS or grad is not None, "gradients without grad")
+        self._require(self.backward, "a loss")
+        if self.dtype == np.float32:
+            return _batch_call[cython.float](self, theta, X, targets, mode, grad)
+        return _batch_call[cython.double](self, theta, X, targets, mode, grad)
 
     def forward(self, theta, X, out):
         """out := the network's output for every row of X, ``rows`` rows at a time."""
-        _plan_forward(self, theta, X, out)
+        self._check(theta, X, False)
+        if self.dtype == np.float32:
+            _forward_call[cython.float](self, theta, X, out)
+        else:
+            _forward_call[cython.double](self, theta, X, out)
 
-    def sk_epoch(self, params, X, Y, sample_weight, order, optimizer):
+    def sk_epoch(self, params, X, Y, sample_weight, order, *, optimizer):
         """One epoch of the estimators' stochastic solver (``_sk_epoch``, or on the units
         path ``_units_epoch``) over X's rows in ``order``; ``optimizer`` holds the step
         size, the moments and the step count. Returns sum_B |B| L_B; ``self.grad`` is
         left holding the last batch's gradient."""
-        return _plan_sk_epoch(self, params, X, Y, sample_weight, order, optimizer)
-
-    def step(self, params, grad, optimizer, *, double wsum, Py_ssize_t t):
-        """One step of the optimizer on params from grad, the batch's summed gradient
-        (scikit-learn's convention: wsum is its sample-weight sum), as step t (from 1);
-        its moments and step size are ``optimizer``'s. grad is left holding the
-        normalised gradient (with the L2 term). Returns sum_l ||W_l||^2 before the
-        step, for the L2 term of the loss."""
-        return _plan_step(self, params, grad, optimizer, wsum, t)
+        self._check(params, X, False)
+        self._require(self.solver.rule in (SK_MOMENTUM, ADAM), "scikit-learn's solvers")
+        self._require(order is not None and self.work.x_batch != NULL, "gathered batches")
+        if self.dtype == np.float32:
+            return _sk_epoch_call[cython.float](self, params, X, Y, sample_weight, order,
+                                                 optimizer)
+        return _sk_epoch_call[cython.double](self, params, X, Y, sample_weight, order,
+                                              optimizer)
 
     def sk_objective(self, params, X, Y, sample_weight, grad):
         """scikit-learn's L-BFGS objective over the whole of (X, Y): returns
         L := mean loss + decay / (2 sum(sw)) sum_l ||W_l||^2, grad := dL/dparams."""
-        return _plan_sk_objective(self, params, X, Y, sample_weight, grad)
+        self._check(params, X, True)
+        self._require(self.solver.rule == NO_STEP and self.backward, "an objective")
+        if self.dtype == np.float32:
+            return _sk_objective_call[cython.float](self, params, X, Y, sample_weight, grad)
+        return _sk_objective_call[cython.double](self, params, X, Y, sample_weight, grad)
 
 
-def _plan_train(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets,
-                order, Py_ssize_t epochs, double[::1] losses, velocity, bint check_input):
+cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets,
+                 order, Py_ssize_t epochs, double[::1] losses, velocity, bint check_input):
     cdef const floating[:, ::1] Y = None
     cdef const Py_ssize_t[::1] labels = None
     cdef const Py_ssize_t[::1] rows = None
@@ -255,8 +313,8 @@ def _plan_train(Plan plan, floating[::1] theta, const floating[:, ::1] X, target
     return Status(status), where[0], where[1]
 
 
-def _plan_batch(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets, int mode,
-                grad):
+cdef _batch_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets, int mode,
+                 grad):
     cdef const floating[:, ::1] Y = None
     cdef const Py_ssize_t[::1] labels = None
     cdef floating[::1] g = grad
@@ -286,8 +344,8 @@ def _plan_batch(Plan plan, floating[::1] theta, const floating[:, ::1] X, target
     return value
 
 
-def _plan_forward(Plan plan, const floating[::1] theta, const floating[:, ::1] X,
-                  floating[:, ::1] out):
+cdef _forward_call(Plan plan, const floating[::1] theta, const floating[:, ::1] X,
+                   floating[:, ::1] out):
     cdef Net* net = &plan.net
     cdef Py_ssize_t n = X.shape[0], n_layers = net.n_layers, chunk = plan.rows
     cdef Py_ssize_t start, m, l
@@ -332,9 +390,9 @@ cdef Data _sk_data(const floating[:, ::1] X, const floating[:, ::1] Y,
     return data
 
 
-def _plan_sk_epoch(Plan plan, floating[::1] params, const floating[:, ::1] X,
-                   const floating[:, ::1] Y, sample_weight, const Py_ssize_t[::1] order,
-                   optimizer):
+cdef _sk_epoch_call(Plan plan, floating[::1] params, const floating[:, ::1] X,
+                    const floating[:, ::1] Y, sample_weight, const Py_ssize_t[::1] order,
+                    optimizer):
     cdef const floating[::1] sw = sample_weight
     cdef floating[::1] grad = plan.grad
     cdef floating[::1] moment1 = optimizer.moment1
@@ -351,7 +409,7 @@ def _plan_sk_epoch(Plan plan, floating[::1] params, const floating[:, ::1] X,
     _calls_enter()
     try:
         with nogil:
-            if plan.path == UNITS:
+            if plan._path == UNITS:
                 total = _units_epoch(&plan.net, s, &data, &params[0], &grad[0], &moment1[0],
                                      &moment2[0], step, <floating*>plan.work.halves,
                                      &interrupted)
@@ -367,25 +425,9 @@ def _plan_sk_epoch(Plan plan, floating[::1] params, const floating[:, ::1] X,
     return total
 
 
-def _plan_step(Plan plan, floating[::1] params, floating[::1] grad, optimizer, double wsum,
-               Py_ssize_t t):
-    # the moments of a rule that keeps none are never read: params stands in for them
-    cdef floating[::1] moment1 = (optimizer.moment1 if optimizer.moment1 is not None
-                                  else params)
-    cdef floating[::1] moment2 = (optimizer.moment2 if optimizer.moment2 is not None
-                                  else moment1)
-    cdef Solver s = plan.solver
-    cdef double sq
-    s.lr = optimizer.lr
-    _solver_begin(&s, t)
-    with nogil:
-        sq = _solver_steps(&plan.net, &s, &params[0], &grad[0], NULL, &moment1[0],
-                           &moment2[0], <floating>wsum, False)
-    return sq
-
-
-def _plan_sk_objective(Plan plan, const floating[::1] params, const floating[:, ::1] X,
-                       const floating[:, ::1] Y, sample_weight, floating[::1] grad):
+cdef _sk_objective_call(Plan plan, const floating[::1] params,
+                        const floating[:, ::1] X, const floating[:, ::1] Y, sample_weight,
+                        floating[::1] grad):
     cdef const floating[::1] sw = sample_weight
     cdef Py_ssize_t m = X.shape[0], i
     cdef floating wsum = m

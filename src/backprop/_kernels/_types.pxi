@@ -1,5 +1,5 @@
 # The names that cross the kernel boundary: enums both Python and the kernels see
-# (``cpdef enum``: a C enum here, an IntFlag class of the same name in Python), and the
+# (``cpdef enum``: a C enum here, an IntEnum class of the same name in Python), and the
 # network's shape as the kernels read it.
 
 ctypedef unsigned long long u64
