@@ -34,8 +34,9 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from backprop import _sk_training as training  # noqa: E402
+from backprop import _sparse, optim  # noqa: E402
 from backprop import estimators as bp  # noqa: E402
-from backprop import optim  # noqa: E402
 
 # Short runs stop at max_iter on purpose; every test that expects the warning says so.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -463,7 +464,7 @@ def test_partial_fit_keeps_the_optimizer_state():
 
 def _objective(layer_units, X, Y, alpha=0.0, **names):
     """The estimators' compiled L-BFGS objective: ``loss_grad(params, grad)``."""
-    arch = bp._architecture(layer_units, X.dtype, **names)
+    arch = training._architecture(layer_units, X.dtype, **names)
     plan = arch.plan(X.shape[0], optimizer=optim.GradientOnly(alpha), two_cores=False)
     return lambda params, grad: plan.sk_objective(params, X, Y, None, grad)
 
@@ -472,7 +473,7 @@ def _sgd_state(params, lr, alpha):
     """A scikit-learn 'sgd' solver without momentum, as an estimator's fit creates it."""
     optimizer = optim.SGD(lr, 0.0, False, weight_decay=alpha, convention="scikit-learn")
     optimizer.init_state(params.size, params.dtype)
-    return bp._OptimizerState("sgd", optimizer, lr, "constant", 0.5)
+    return training._OptimizerState("sgd", optimizer, lr, "constant", 0.5)
 
 
 def _kernel_problem(loss, data, activation, alpha):
@@ -480,7 +481,7 @@ def _kernel_problem(loss, data, activation, alpha):
     X = np.ascontiguousarray(X[:20])
     Y = np.eye(3)[y[:20]] if loss == "log_loss" else y[:20].reshape(20, -1).astype(np.float64)
     layer_units = [X.shape[1], 5, 4, Y.shape[1]]
-    arch = bp._architecture(layer_units, np.float64)
+    arch = training._architecture(layer_units, np.float64)
     params = np.random.RandomState(0).uniform(-0.5, 0.5, arch.n_params)
     if activation == "relu":  # biases keep every unit away from the kink
         params[arch.offsets[1] :] = 0.7
@@ -551,11 +552,11 @@ def test_run_epoch_leaves_the_last_batch_gradient(hidden, batch_path):
     Y = y.reshape(-1, 1)
     layer_units = [X.shape[1], hidden, 1]
     names = dict(activation="tanh", out_activation="identity", loss="squared_error")
-    arch = bp._architecture(layer_units, np.float64, **names)
+    arch = training._architecture(layer_units, np.float64, **names)
     params = np.random.RandomState(0).uniform(-0.5, 0.5, arch.n_params)
     order = np.random.RandomState(1).permutation(X.shape[0])
     batch_size = 30
-    run, grad = bp._epoch_runner(params, _sgd_state(params, 0.0, 1e-3), X, Y, None,
+    run, grad = training._epoch_runner(params, _sgd_state(params, 0.0, 1e-3), X, Y, None,
                                  arch=arch, batch_size=batch_size, **names)  # fmt: skip
     start = params.copy()
     total = run(order)
@@ -581,11 +582,11 @@ def test_run_epoch_raises_an_interrupt_between_batches(hidden):
     X = rng.normal(size=(200_000, 64))
     Y = np.eye(10)[rng.randint(0, 10, 200_000)]
     names = dict(activation="relu", out_activation="softmax", loss="log_loss")
-    arch = bp._architecture([64, *hidden, 10], np.float64, **names)
+    arch = training._architecture([64, *hidden, 10], np.float64, **names)
     params = rng.uniform(-0.1, 0.1, arch.n_params)
     optimizer = optim.Adam(1e-3, weight_decay=1e-4).init_state(params.size, params.dtype)
-    state = bp._OptimizerState("adam", optimizer, 1e-3, "constant", 0.5)
-    run, _ = bp._epoch_runner(params, state, X, Y, None, arch=arch, batch_size=200, **names)
+    state = training._OptimizerState("adam", optimizer, 1e-3, "constant", 0.5)
+    run, _ = training._epoch_runner(params, state, X, Y, None, arch=arch, batch_size=200, **names)
     order = np.arange(X.shape[0])
     start = time.perf_counter()
     run(order)
@@ -777,8 +778,8 @@ def test_dense_input_trains_in_the_compiled_kernels(solver, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the NumPy path ran for dense input")
 
-    monkeypatch.setattr(bp._sparse, "run_epoch", refuse)
-    monkeypatch.setattr(bp._sparse, "loss_grad", refuse)
+    monkeypatch.setattr(_sparse, "run_epoch", refuse)
+    monkeypatch.setattr(_sparse, "loss_grad", refuse)
     ours = bp.MLPClassifier(**params).fit(X, y)
     assert_same_fit(ours, expected, dict(rtol=0, atol=0))
     monkeypatch.undo()

@@ -1,0 +1,487 @@
+"""The machinery the two scikit-learn estimators share: parameter validation,
+initialisation, the stochastic and L-BFGS fits, early stopping and the stopping rules,
+and prediction (``_BaseMLP``)."""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+from sklearn.base import (
+    BaseEstimator,
+    _fit_context,
+    is_classifier,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.extmath import safe_sparse_dot
+from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+from sklearn.utils.optimize import _check_optimize_result
+from sklearn.utils.validation import _check_sample_weight, validate_data
+
+from . import _sparse, optim
+from ._sk_training import (
+    EpochInfo,
+    _architecture,
+    _dense_inputs,
+    _epoch_runner,
+    _grad_norms,
+    _OptimizerState,
+    _Progress,
+    _run_callbacks,
+    _unflatten,
+)
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+
+
+# --------------------------------------------------------------------------------------
+# Estimators
+# --------------------------------------------------------------------------------------
+
+
+class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
+    """Shared machinery of ``MLPClassifier`` and ``MLPRegressor``; not for direct use."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "dtype": [None, StrOptions({"float32", "float64"}), type, np.dtype],
+        "callbacks": [None, list, tuple],
+    }
+
+    @abstractmethod
+    def _loss_name(self) -> str:
+        """Name of the training loss."""
+
+    # ---- network ---------------------------------------------------------------------
+
+    def _layer_units(self):
+        return [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+
+    def _bind(self, params, layer_units):
+        """Make ``params`` the live weights, with coefs_/intercepts_ as views into it."""
+        self._params = params
+        self.coefs_, self.intercepts_ = _unflatten(params, layer_units)
+
+    def _forward_pass_fast(self, X, check_input=True):
+        """Output of the network for X, without keeping hidden activations."""
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        if sp.issparse(X):
+            a = X
+            last = len(self.coefs_) - 1
+            for i, (w, b) in enumerate(zip(self.coefs_, self.intercepts_)):
+                a = safe_sparse_dot(a, w)
+                a += b
+                _sparse.activate(self.out_activation_ if i == last else self.activation, a)
+            return a
+        X = np.ascontiguousarray(X, dtype=self._params.dtype)
+        return self._architecture().forward(self._params, X)
+
+    def _architecture(self, layer_units=None):
+        """The network as the compiled kernels see it (``backprop._layout``)."""
+        return _architecture(
+            self._layer_units() if layer_units is None else layer_units,
+            self._params.dtype,
+            self.activation,
+            self.out_activation_,
+            self._loss_name(),
+        )
+
+    def _initialize(self, Y, layer_units, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+
+        # Glorot and Bengio's uniform initialisation, with the bound doubled in
+        # variance for the logistic activation; W_i then b_i, layer by layer.
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        params = np.empty(_architecture(layer_units, dtype).n_params, dtype=dtype)
+        coefs, intercepts = _unflatten(params, layer_units)
+        for i, (fan_in, fan_out) in enumerate(zip(layer_units[:-1], layer_units[1:])):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            coefs[i][...] = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+            intercepts[i][...] = self._random_state.uniform(-bound, bound, fan_out)
+        self._bind(params, layer_units)
+        self._best_params = params.copy()
+
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _input_dtype(self):
+        if self.dtype is None:
+            return (np.float64, np.float32)
+        dtype = np.dtype(self.dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
+        return dtype
+
+    # ---- fitting ---------------------------------------------------------------------
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden_layer_sizes = self.hidden_layer_sizes
+        if not hasattr(hidden_layer_sizes, "__iter__"):
+            hidden_layer_sizes = [hidden_layer_sizes]
+        hidden_layer_sizes = list(hidden_layer_sizes)
+        if np.any(np.array(hidden_layer_sizes) <= 0):
+            raise ValueError(
+                f"hidden_layer_sizes must contain only positive sizes, got {hidden_layer_sizes}."
+            )
+        callbacks = list(self.callbacks) if self.callbacks is not None else []
+        for cb in callbacks:
+            if not callable(cb):
+                raise TypeError(f"callbacks must be callables, got {cb!r}")
+
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, y, y_target = self._validate_input(X, y, incremental, reset=first_pass)
+        dtype = X.dtype if first_pass else np.asarray(self.coefs_[0]).dtype
+        if sp.issparse(X):
+            X = X.tocsr().astype(dtype, copy=False)
+        else:
+            X = np.ascontiguousarray(X, dtype=dtype)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        Y = np.ascontiguousarray(y, dtype=dtype)
+        self.n_outputs_ = Y.shape[1]
+        layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
+
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, layer_units, dtype)
+        else:
+            if self._layer_units() != layer_units:
+                raise ValueError(
+                    f"The network has layers {self._layer_units()} but these data and "
+                    f"hidden_layer_sizes need {layer_units}; set warm_start=False to start over."
+                )
+            arch = _architecture(layer_units, dtype)
+            self._bind(arch.flatten(self.coefs_, self.intercepts_), layer_units)
+
+        progress = _Progress(self.verbose, 1 if incremental else self.max_iter)
+        try:
+            if self.solver in _STOCHASTIC_SOLVERS:
+                self._fit_stochastic(
+                    X, Y, y_target, sample_weight, layer_units, incremental, callbacks, progress
+                )
+            else:
+                self._fit_lbfgs(X, Y, sample_weight, layer_units, callbacks, progress)
+        finally:
+            progress.close()
+
+        if not np.isfinite(self._params).all():
+            raise ValueError(
+                "The solver produced non-finite weights; the input data may hold very "
+                "large values and need scaling."
+            )
+        return self
+
+    def _kernel_args(self):
+        return dict(
+            activation=self.activation,
+            out_activation=self.out_activation_,
+            loss=self._loss_name(),
+        )
+
+    def _fit_lbfgs(self, X, Y, sample_weight, layer_units, callbacks, progress):
+        # L-BFGS-B iterates in float64; the objective is evaluated in the network's
+        # dtype at the iterate rounded to it, as scipy hands it to scikit-learn.
+        dtype = self._params.dtype
+        grad = np.empty_like(self._params)
+        loss_grad = self._objective(X, Y, sample_weight, layer_units)
+        last = {}
+
+        def objective(x):
+            params = x.astype(dtype, copy=False)
+            value = loss_grad(params, grad)
+            if callbacks:
+                # Callbacks report the gradient at the accepted iterate, usually the
+                # last point evaluated.
+                last["x"], last["grad"] = x.copy(), grad.copy()
+            return value, grad.astype(np.float64)
+
+        state = {"n_iter": 0, "stopped": False}
+
+        def on_iteration(intermediate_result):
+            state["n_iter"] += 1
+            loss = float(intermediate_result.fun)
+            progress.epoch(state["n_iter"], loss)
+            if not callbacks:
+                return
+            if not np.array_equal(last.get("x"), intermediate_result.x):
+                objective(intermediate_result.x)
+            grad_norms = _grad_norms(last["grad"], layer_units)
+            if _run_callbacks(callbacks, EpochInfo(state["n_iter"], loss, None, grad_norms)):
+                state["stopped"] = True
+                raise StopIteration
+
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        result = scipy.optimize.minimize(
+            objective,
+            self._params,
+            method="L-BFGS-B",
+            jac=True,
+            callback=on_iteration if (callbacks or progress.enabled) else None,
+            options={
+                "maxfun": self.max_fun,
+                "maxiter": self.max_iter,
+                "gtol": self.tol,
+                **_get_additional_lbfgs_options_dict("iprint", iprint),
+            },
+        )
+        if state["stopped"]:
+            self.n_iter_ = min(result.nit, self.max_iter)
+        else:
+            self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = result.fun
+        self._params[...] = result.x
+
+    def _objective(self, X, Y, sample_weight, layer_units):
+        """L-BFGS's objective, bound once per fit: ``loss_grad(params, grad)`` -> the
+        full-batch loss plus the L2 term, grad := its gradient. Dense X runs in the
+        compiled plan (``_core.Plan.sk_objective``), sparse X in ``_sparse.loss_grad``."""
+        dtype = self._params.dtype
+        arch = self._architecture(layer_units)
+        dense = _dense_inputs(X, Y, sample_weight, dtype)
+        if dense is None:
+            scratch = _sparse.Scratch.allocate(layer_units, X.shape[0], dtype, gather=False)
+            names = (self.activation, self.out_activation_, self._loss_name())
+
+            def loss_grad_sparse(params, grad):
+                return _sparse.loss_grad(arch, params, grad, scratch, X, Y, sample_weight,
+                                         names=names, alpha=self.alpha)  # fmt: skip
+
+            return loss_grad_sparse
+        objective = optim.GradientOnly(self.alpha)
+        plan = arch.plan(X.shape[0], optimizer=objective, two_cores=False)
+        X, Y, sw = dense
+
+        def loss_grad(params, grad):
+            return plan.sk_objective(params, X, Y, sw, grad)
+
+        return loss_grad
+
+    def _fit_stochastic(
+        self, X, Y, y_target, sample_weight, layer_units, incremental, callbacks, progress
+    ):
+        dtype = self._params.dtype
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = _OptimizerState.create(self, self._params.size, dtype)
+        optimizer = self._optimizer
+
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        X_val = y_val = sw_val = None
+        if early_stopping:
+            # The split draws from the estimator's random stream, as scikit-learn's does:
+            # stratified for single-output classification only.
+            stratify = Y.astype(bool) if is_classifier(self) and self.n_outputs_ == 1 else None
+            train, valid = train_test_split(
+                np.arange(X.shape[0]),
+                random_state=self._random_state,
+                test_size=self.validation_fraction,
+                stratify=stratify,
+            )
+            if valid.shape[0] < 2:
+                raise ValueError(
+                    f"The validation set has {valid.shape[0]} sample(s); at least 2 are "
+                    "needed. Increase validation_fraction or provide more data."
+                )
+            X, X_val = X[train], X[valid]
+            Y, y_val = Y[train], y_target[valid]
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+            if sample_weight is not None:
+                sample_weight, sw_val = sample_weight[train], sample_weight[valid]
+
+        n_samples = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    f"batch_size={self.batch_size} is larger than the {n_samples} training "
+                    "samples; using batches of all of them.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        n_batches = -(-n_samples // batch_size)
+
+        # the L2 term is the estimator's current alpha, also for partial_fit's later calls
+        optimizer.optimizer.weight_decay = self.alpha
+        run_epoch, grad = _epoch_runner(
+            self._params, optimizer, X, Y, sample_weight,
+            arch=self._architecture(layer_units), batch_size=batch_size,
+            **self._kernel_args(),
+        )  # fmt: skip
+        sample_idx = np.arange(n_samples, dtype=np.intp)
+
+        self.n_iter_ = 0
+        try:
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    # sklearn.utils.shuffle(sample_idx, random_state=...) without its
+                    # input checks: the same draws, the same order
+                    permutation = np.arange(n_samples)
+                    self._random_state.shuffle(permutation)
+                    sample_idx = sample_idx[permutation]
+                accumulated_loss = run_epoch(sample_idx)
+                self.n_iter_ += 1
+                self.loss_ = accumulated_loss / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+
+                validation_score = self._update_no_improvement_count(
+                    early_stopping, X_val, y_val, sw_val
+                )
+                progress.epoch(self.n_iter_, self.loss_, validation_score)
+                optimizer.epoch_ends(n_batches, self.t_)
+
+                stop_requested = False
+                if callbacks:
+                    info = EpochInfo(
+                        self.n_iter_, self.loss_, validation_score, _grad_norms(grad, layer_units)
+                    )
+                    stop_requested = _run_callbacks(callbacks, info)
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        reason = (
+                            f"Validation score did not improve by tol={self.tol:f} for "
+                            f"{self.n_iter_no_change} consecutive epochs."
+                        )
+                    else:
+                        reason = (
+                            f"Training loss did not improve by tol={self.tol:f} for "
+                            f"{self.n_iter_no_change} consecutive epochs."
+                        )
+                    if optimizer.should_stop(reason, progress):
+                        break
+                    self._no_improvement_count = 0
+                if stop_requested:
+                    progress.message("A callback asked to stop training.")
+                    break
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic optimizer: reached max_iter={self.max_iter} epochs "
+                        "before the loss converged.",
+                        ConvergenceWarning,
+                        stacklevel=3,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by the user.", stacklevel=3)
+
+        if early_stopping:
+            # _best_params is None when the best weights are the live ones.
+            if self._best_params is not None:
+                self._params[...] = self._best_params
+            self._best_params = None
+
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val):
+        """Track improvement of the validation score or training loss; return the score."""
+        if early_stopping:
+            score = self._score(X_val, y_val, sample_weight=sw_val)
+            self.validation_scores_.append(score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self._params.copy()
+            return score
+        if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if self.loss_curve_[-1] < self.best_loss_:
+            self.best_loss_ = self.loss_curve_[-1]
+        return None
+
+    def _score_with_function(self, X, y, sample_weight, score_function):
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to X and y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (classification) or real targets (regression).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights of the loss.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                f"partial_fit needs a stochastic solver ('sgd' or 'adam'), got "
+                f"solver={self.solver!r}."
+            )
+        return True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
