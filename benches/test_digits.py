@@ -4,7 +4,7 @@
     BACKPROP_BENCH_SCALE=0.05 pytest benches/test_digits.py      # smoke run: 100 samples, 10 iters
 
 Each round fits a fresh estimator, made in pedantic's untimed setup (which then waits
-``bench.SETTLE_SECONDS`` for idle thread pools); what is timed is ``fit``
+``bench.workloads.SETTLE_SECONDS`` for idle thread pools); what is timed is ``fit``
 (ConvergenceWarning silenced), after one untimed warm-up round. The test accuracy and n_iter_
 of the last fit are stored in each benchmark's extra_info: both libraries should fit the same
 model, so they should agree.

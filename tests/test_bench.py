@@ -27,7 +27,7 @@ W3_SMALL = dataclasses.replace(
 @pytest.fixture(autouse=True)
 def brief_settle(monkeypatch):
     """The pause before each timed run (``bench.settle``), shortened for the tests."""
-    monkeypatch.setattr(bench, "SETTLE_SECONDS", 0.001)
+    monkeypatch.setattr(bench.workloads, "SETTLE_SECONDS", 0.001)
 
 
 def needs(name: str):
