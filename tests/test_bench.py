@@ -90,9 +90,9 @@ def test_data_and_params():
 
 def test_every_timed_digits_fit_starts_after_a_pause(monkeypatch):
     events = []
-    monkeypatch.setattr(bench, "settle", lambda: events.append("settle"))
+    monkeypatch.setattr(bench.digits, "settle", lambda: events.append("settle"))
     fit = bench.fit_quietly
-    monkeypatch.setattr(bench, "fit_quietly", lambda *a: (events.append("fit"), fit(*a))[1])
+    monkeypatch.setattr(bench.digits, "fit_quietly", lambda *a: (events.append("fit"), fit(*a))[1])
     bench.measure_digits(bench.DIGITS["sgd"].scaled(0.05), repeats=2)
     untimed = 2 * ["fit"]  # the first fit of each library, for accuracy, n_iter_ and loss_
     assert events == untimed + ["settle", "fit"] * 4
