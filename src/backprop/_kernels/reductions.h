@@ -27,43 +27,15 @@ typedef float bp_sum_vf __attribute__((vector_size(32), aligned(4), may_alias));
 #define BP_SQUARES_F(p)                                                                            \
   __builtin_convertvector((*(const bp_sum_vf *)(p)) * (*(const bp_sum_vf *)(p)), bp_sum_vd)
 
-static double bp_sum_squares_d(const double *x, ptrdiff_t n) {
-  bp_sum_vd acc0 = (bp_sum_vd){0}, acc1 = (bp_sum_vd){0};
-  double lanes[8], s = 0, tail = 0;
-  ptrdiff_t i = 0, j;
-  for (; i + 16 <= n; i += 16) {
-    acc0 += BP_SQUARES_D(x + i);
-    acc1 += BP_SQUARES_D(x + i + 8);
-  }
-  for (; i < n; i++) {
-    const double v = x[i] * x[i];
-    tail += v;
-  }
-  acc0 += acc1;
-  memcpy(lanes, &acc0, sizeof lanes);
-  for (j = 0; j < 8; j++)
-    s += lanes[j];
-  return s + tail;
-}
+#define BP_T double
+#define BP_SQUARES BP_SQUARES_D
+#define BP_SUM_SQUARES bp_sum_squares_d
+#include "reductions_body.h"
 
-static double bp_sum_squares_f(const float *x, ptrdiff_t n) {
-  bp_sum_vd acc0 = (bp_sum_vd){0}, acc1 = (bp_sum_vd){0};
-  double lanes[8], s = 0, tail = 0;
-  ptrdiff_t i = 0, j;
-  for (; i + 16 <= n; i += 16) {
-    acc0 += BP_SQUARES_F(x + i);
-    acc1 += BP_SQUARES_F(x + i + 8);
-  }
-  for (; i < n; i++) {
-    const float v = x[i] * x[i];
-    tail += v;
-  }
-  acc0 += acc1;
-  memcpy(lanes, &acc0, sizeof lanes);
-  for (j = 0; j < 8; j++)
-    s += lanes[j];
-  return s + tail;
-}
+#define BP_T float
+#define BP_SQUARES BP_SQUARES_F
+#define BP_SUM_SQUARES bp_sum_squares_f
+#include "reductions_body.h"
 
 #undef BP_SQUARES_D
 #undef BP_SQUARES_F
