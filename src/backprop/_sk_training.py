@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,12 +23,20 @@ from . import _layout, _names, _sparse, optim
 def _architecture(layer_units: Sequence[int], dtype, activation: str = "identity",
                   out_activation: str = "identity", loss: str = "squared_error"):  # fmt: skip
     """The network in scikit-learn's layout: W_i (n_in, n_out) packed before all b_i."""
+    sizes = tuple(int(u) for u in layer_units)
+    return _cached_architecture(sizes, np.dtype(dtype), activation, out_activation, loss)
+
+
+@lru_cache(maxsize=64)
+def _cached_architecture(sizes, dtype, activation, out_activation, loss):
+    # (a prediction of a few rows would otherwise spend as long building the layout's
+    # offsets as computing the outputs)
     return _layout.Architecture(
-        sizes=tuple(int(u) for u in layer_units),
+        sizes=sizes,
         hidden=int(_names.SK_ACTIVATIONS[activation]),
         output=int(_names.SK_ACTIVATIONS[out_activation]),
         loss=int(_names.SK_LOSSES[loss]),
-        dtype=np.dtype(dtype),
+        dtype=dtype,
         transposed=True,
         grouped=True,
     )
