@@ -102,9 +102,11 @@ def to_float(arr: np.ndarray, name: str, dtype: np.dtype, finite: bool = True) -
     return out
 
 
-def check_finite(out: np.ndarray, arr: np.ndarray, name: str) -> None:
-    """ValueError if ``out`` (``arr`` converted) holds NaN or infinity, saying which."""
+def check_finite(out: np.ndarray, source, name: str) -> None:
+    """ValueError if ``out`` (``source`` converted) holds NaN or infinity, saying which;
+    ``source`` is read again only to word the error."""
     if not _core.all_finite(out.reshape(-1)):
+        arr = np.asarray(source)
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinity")
         raise ValueError(f"{name} has values too large for {out.dtype.name}")

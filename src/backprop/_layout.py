@@ -42,6 +42,11 @@ def n_weights(sizes) -> int:
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def n_params(sizes) -> int:
+    """The number of weights and biases of a network of these layer widths."""
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
 def transposed_for(sizes) -> bool:
     """Whether ``Network`` stores the weights of a network of these widths transposed."""
     return TRANSPOSED_MIN_WEIGHTS <= n_weights(sizes) <= TRANSPOSED_MAX_WEIGHTS
@@ -87,7 +92,7 @@ class Architecture:
 
     @property
     def n_params(self) -> int:
-        return sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        return n_params(self.sizes)
 
     def weights(self, theta: np.ndarray) -> list[np.ndarray]:
         """Views of every W_l in ``theta``, in their stored shape."""

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from scipy.special import expit, xlogy
 from sklearn.utils.extmath import safe_sparse_dot
 
+from . import _layout
 from ._layout import Architecture
 
 
@@ -38,7 +39,7 @@ class Scratch:
         """``gather`` adds room for a gathered batch of Y and sample weights, which an
         epoch needs and the full-batch objective (which reads them in place) does not."""
         units = list(layer_units)
-        n_params = sum((a + 1) * b for a, b in zip(units[:-1], units[1:]))
+        n_params = _layout.n_params(units)
         scratch = cls(
             activations=[None] + [np.empty((rows, u), dtype=dtype) for u in units[1:]],
             deltas=[np.empty((rows, u), dtype=dtype) for u in units[1:]],

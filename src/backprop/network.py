@@ -426,7 +426,7 @@ class Network:
         # Batches of a few numbers are checked faster in one pass over X beforehand
         in_kernel = m * X.shape[1] >= _CHECK_IN_KERNEL_MIN
         if epochs == 0 or not in_kernel:
-            _checks.check_finite(X, np.asarray(given), "X")
+            _checks.check_finite(X, given, "X")
             if epochs == 0:
                 return []
         losses = np.full(epochs, np.nan)
@@ -472,7 +472,7 @@ class Network:
                     status and in_kernel and first == 0 and not _core.all_finite(X.reshape(-1))
                 ):  # a row of X is not finite: undo the call, say which error
                     self._theta[...] = saved[0]
-                    _checks.check_finite(X, np.asarray(given), "X")  # raises, naming the problem
+                    _checks.check_finite(X, given, "X")  # raises, naming the problem
                     raise ValueError("X contains NaN or infinity")  # X changed meanwhile
                 if status == Status.LOSS_NOT_FINITE and _core.all_finite(self._theta):
                     # the kernel stopped before the bad batch's step: nothing to undo
