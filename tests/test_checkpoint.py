@@ -9,6 +9,7 @@ Network round-trips too.
 """
 
 import copy
+import errno
 import fcntl
 import hashlib
 import io
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 import zipfile
 
 import numpy as np
@@ -426,8 +428,17 @@ def test_save_never_removes_a_temporary_file_a_live_writer_holds(tmp_path):
     assert os.listdir(tmp_path) == ["net.npz"]
 
 
-def test_without_flock_only_old_temporary_files_are_stale(tmp_path, monkeypatch):
-    monkeypatch.setattr(_checkpoint, "fcntl", None)
+def refused_lock(fd, operation):
+    raise OSError(errno.ENOLCK, "No locks available")
+
+
+@pytest.mark.parametrize(
+    "fcntl_module",
+    [None, types.SimpleNamespace(flock=refused_lock, LOCK_EX=2, LOCK_NB=4)],
+    ids=["no flock", "no locks on the file system"],
+)
+def test_without_locks_only_old_temporary_files_are_stale(tmp_path, monkeypatch, fcntl_module):
+    monkeypatch.setattr(_checkpoint, "fcntl", fcntl_module)
     old, recent = temporary_name("net.npz"), temporary_name("net.npz", "fedcba9876543210")
     for name in (old, recent):
         (tmp_path / name).write_bytes(b"")

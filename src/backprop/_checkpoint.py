@@ -16,8 +16,9 @@ Temporary files are named ``.<name>.<16 hex digits>.tmp`` after the target ``<na
 Their writer holds an exclusive ``flock`` on each from its creation until it is renamed
 or removed, so a save can tell a live writer's file (locked) from one left by a writer
 that died (unlocked): every save removes the unlocked temporary files of its target
-and never touches a locked one. Where ``flock`` does not exist, a save removes only
-those unmodified for ``STALE_SECONDS``. A save that fails removes its own.
+and never touches a locked one. Where there are no locks (no ``flock``, or a file system
+without them), a save removes only those unmodified for ``STALE_SECONDS``. A save that
+fails removes its own.
 
 Reading. The path is opened without blocking (a FIFO would otherwise wait for a writer)
 and read only if it is a regular file.
@@ -159,7 +160,10 @@ def _create_temporary(directory: str, base: str, existing) -> tuple[int, str]:
         try:
             if fcntl is None:
                 return fd, temporary
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks: saves there go by age
+                return fd, temporary
             # Another save may have found the file unlocked in the instant between its
             # creation and the lock, and removed it: then start again under a new name.
             if _same_file(os.fstat(fd), temporary):
@@ -213,19 +217,25 @@ def _remove_if_stale(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_NOFOLLOW)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # a live writer holds it
-                return
-        elif time.time() - st.st_mtime < STALE_SECONDS:
-            return
-        if _same_file(st, path):
+        if stat.S_ISREG(st.st_mode) and _stale(fd, st) and _same_file(st, path):
             os.unlink(path)
     finally:
         os.close(fd)
+
+
+def _stale(fd: int, st: os.stat_result) -> bool:
+    """Whether the temporary file open at ``fd`` was left by a writer that is gone: no
+    process holds its lock (this one now does), or, where there are no locks, it has not
+    been modified for ``STALE_SECONDS``."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:  # a live writer holds it
+            return False
+        except OSError:  # a file system without locks
+            pass
+    return time.time() - st.st_mtime >= STALE_SECONDS
 
 
 def _fsync_directory(directory: str) -> None:
