@@ -188,7 +188,7 @@ def test_bad_values_exit_with_usage_from_the_command(argv, env, option):
     assert done.stdout == ""
 
 
-def test_the_largest_values_are_taken(capsys):
+def test_steps_run_from_one_to_max_steps(capsys):
     assert main(["demo", "--steps", "1"]) == 0
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--steps", str(cli.MAX_STEPS + 1)])
