@@ -1,20 +1,29 @@
 """Checkpoints: save and load restore a network exactly; no fault leaves a bad file behind.
 
-``Network.save`` writes a versioned ``.npz`` through a temporary file, fsync and rename;
-``backprop.load`` refuses, with ValueError, anything that is not a whole checkpoint, and
-never unpickles. Pickling a Network round-trips too.
+``Network.save`` writes a versioned ``.npz`` through a temporary file, fsync and rename,
+only to a regular file or a new path (a symbolic link is followed), keeping the replaced
+file's mode; the next save removes the temporary files a killed save left, never those a
+live writer holds. ``backprop.load`` refuses, with ValueError, anything that is not a whole
+checkpoint in a regular file, without blocking on a FIFO, and never unpickles. Pickling a
+Network round-trips too.
 """
 
 import copy
+import errno
+import fcntl
+import hashlib
 import io
 import itertools
 import os
 import pickle
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import textwrap
 import time
+import types
 import zipfile
 
 import numpy as np
@@ -22,7 +31,7 @@ import pytest
 from conftest import OUTPUT_LOSSES, child_env
 
 import backprop
-from backprop import Network
+from backprop import Network, _checkpoint
 
 
 def trained(sizes=(4, 6, 3), activation="tanh", output="softmax", loss="cross_entropy",
@@ -143,13 +152,14 @@ def test_save_syncs_the_file_and_its_directory_before_and_after_the_rename(tmp_p
 
 CRASHING_SAVE = textwrap.dedent(
     """
-    import os, sys
+    import os, signal, sys
     import numpy as np
     from backprop import Network
 
     path = sys.argv[1]
     Network([3, 4, 2], seed=0).save(path)
-    os.fsync = lambda fd: os._exit(3)  # the process dies with the new file written
+    # the process is killed with the new file written, before the rename
+    os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
     Network([3, 4, 2], seed=1).save(path)
     """
 )
@@ -170,15 +180,19 @@ SAVING_FOREVER = textwrap.dedent(
 )
 
 
-def test_a_process_dying_during_save_leaves_the_old_file(tmp_path):
+def test_a_process_killed_during_save_leaves_the_old_file_and_the_next_save_cleans_up(
+    tmp_path,
+):
     path = tmp_path / "net.npz"
     child = subprocess.run(
         [sys.executable, "-c", CRASHING_SAVE, str(path)], env=child_env(), timeout=60
     )
-    assert child.returncode == 3
+    assert child.returncode == -signal.SIGKILL
     np.testing.assert_array_equal(backprop.load(path)._theta, Network([3, 4, 2], seed=0)._theta)
     stray = [name for name in os.listdir(tmp_path) if name != "net.npz"]
     assert len(stray) == 1 and stray[0].startswith(".net.npz.") and stray[0].endswith(".tmp")
+    Network([3, 4, 2], seed=2).save(path)
+    assert os.listdir(tmp_path) == ["net.npz"]
 
 
 def test_a_process_killed_at_any_moment_while_saving_leaves_a_whole_file(tmp_path):
@@ -199,6 +213,280 @@ def test_a_process_killed_at_any_moment_while_saving_leaves_a_whole_file(tmp_pat
         child.stdout.close()
         theta = backprop.load(path)._theta
         assert any(np.array_equal(theta, e) for e in expected)
+    Network([30, 40, 20], seed=0).save(path)
+    assert os.listdir(tmp_path) == ["net.npz"]  # whatever the kills left, that save removed
+
+
+# ------------------------------------------------- what save writes to, and how ---
+
+
+def run_child(code: str, *args, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``code`` in a child Python with ``args``; a hang fails the test instead of the run."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+SAVE_AND_LOAD = textwrap.dedent(
+    """
+    import sys
+    import backprop
+
+    for call in (lambda: backprop.Network([3, 2]).save(sys.argv[1]),
+                 lambda: backprop.load(sys.argv[1])):
+        try:
+            call()
+        except Exception as error:
+            print(type(error).__name__, error)
+        else:
+            print("no error")
+    """
+)
+
+
+def special_files(tmp_path, monkeypatch):
+    """(kind, path) of a FIFO, a socket and, where mknod is permitted, a character device
+    like /dev/null, all made in tmp_path."""
+    monkeypatch.chdir(tmp_path)  # a socket's path must be short
+    os.mkfifo("fifo")
+    files = [("FIFO", tmp_path / "fifo")]
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind("sock")
+    sock.close()
+    files.append(("socket", tmp_path / "sock"))
+    try:
+        os.mknod("null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        files.append(("character device", tmp_path / "null"))
+    except PermissionError:
+        pass
+    return files
+
+
+def kinds(tmp_path):
+    return {name: stat.S_IFMT(os.lstat(tmp_path / name).st_mode) for name in os.listdir(tmp_path)}
+
+
+def test_save_and_load_refuse_fifos_sockets_and_devices_at_once(tmp_path, monkeypatch):
+    files = special_files(tmp_path, monkeypatch)
+    before = kinds(tmp_path)
+    for kind, path in files:
+        child = run_child(SAVE_AND_LOAD, path)  # a FIFO opened for reading would block
+        assert child.returncode == 0, child.stderr
+        saved_, loaded = child.stdout.splitlines()
+        assert saved_ == (
+            f"ValueError cannot save a network to {path}: it is a {kind}"
+            f"{' (named pipe)' if kind == 'FIFO' else ''}, not a regular file"
+        )
+        assert loaded.startswith(f"ValueError {path} is not a valid backprop checkpoint: it is")
+        assert kind in loaded
+    assert kinds(tmp_path) == before  # nothing replaced, nothing left
+
+
+def test_load_of_a_fifo_fails_at_once_without_a_writer(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    child = run_child(
+        "import sys, backprop\nbackprop.load(sys.argv[1])", tmp_path / "fifo", timeout=30
+    )
+    assert "ValueError" in child.stderr and "it is a FIFO (named pipe)" in child.stderr
+
+
+def test_a_character_device_is_never_replaced(tmp_path):
+    try:
+        os.mknod(tmp_path / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod is not permitted here")
+    with pytest.raises(ValueError, match="it is a character device, not a regular file"):
+        Network([3, 2]).save(tmp_path / "null")
+    assert stat.S_ISCHR(os.stat(tmp_path / "null").st_mode)
+    assert os.listdir(tmp_path) == ["null"]
+
+
+def test_a_directory_is_refused_with_is_a_directory_error(tmp_path):
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(IsADirectoryError, match="cannot save a network to .*dir: it is a dir"):
+        Network([3, 2]).save(tmp_path / "dir")
+    with pytest.raises(IsADirectoryError, match="it is a directory, not a regular file"):
+        backprop.load(tmp_path / "dir")
+    assert os.listdir(tmp_path / "dir") == [] and os.listdir(tmp_path) == ["dir"]
+
+
+def test_a_symlink_is_followed_and_stays_a_link(tmp_path):
+    old, X, _ = trained(seed=0)
+    new, _, _ = trained(seed=1)
+    (tmp_path / "runs").mkdir()
+    target = saved(tmp_path / "runs", old, "run-1.npz")
+    link = tmp_path / "latest.npz"
+    link.symlink_to(os.path.join("runs", "run-1.npz"))
+    new.save(link)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("runs", "run-1.npz")
+    np.testing.assert_array_equal(backprop.load(target).forward(X), new.forward(X))
+    np.testing.assert_array_equal(backprop.load(link).forward(X), new.forward(X))
+    # the temporary file was made (and renamed) next to the target
+    assert sorted(os.listdir(tmp_path)) == ["latest.npz", "runs"]
+    assert os.listdir(tmp_path / "runs") == ["run-1.npz"]
+
+
+def test_a_dangling_symlink_creates_its_target(tmp_path):
+    net, X, _ = trained()
+    link = tmp_path / "latest.npz"
+    link.symlink_to("run-2.npz")
+    net.save(link)
+    assert link.is_symlink()
+    np.testing.assert_array_equal(backprop.load(tmp_path / "run-2.npz").forward(X), net.forward(X))
+
+
+def test_a_symlink_to_a_fifo_is_refused_naming_both(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to("fifo")
+    child = run_child(SAVE_AND_LOAD, tmp_path / "link")
+    assert child.stdout.splitlines()[0] == (
+        f"ValueError cannot save a network to {tmp_path / 'link'} (a link to "
+        f"{tmp_path / 'fifo'}): it is a FIFO (named pipe), not a regular file"
+    )
+    assert "FIFO" in child.stdout.splitlines()[1]
+    assert (tmp_path / "link").is_symlink() and stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o444, 0o755])
+def test_a_replaced_file_keeps_its_permission_bits(tmp_path, monkeypatch, mode):
+    path = saved(tmp_path, trained(seed=0)[0])
+    os.chmod(path, mode)
+    written = []
+    savez = np.savez
+
+    def spy(file, **arrays):  # the mode of the temporary file while data is written
+        written.append(os.fstat(file.fileno()).st_mode & 0o7777)
+        return savez(file, **arrays)
+
+    monkeypatch.setattr(np, "savez", spy)
+    trained(seed=1)[0].save(path)
+    assert written == [mode]  # never more open than the file it replaces
+    assert os.stat(path).st_mode & 0o7777 == mode
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_a_replaced_file_keeps_its_owner_and_group_when_run_as_root(tmp_path):
+    path = saved(tmp_path, trained(seed=0)[0])
+    os.chown(path, 12345, 23456)
+    trained(seed=1)[0].save(path)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (12345, 23456)
+
+
+def test_an_interrupted_save_removes_its_temporary_file(tmp_path, monkeypatch):
+    path = saved(tmp_path, trained(seed=0)[0])
+    before = path.read_bytes()
+
+    def interrupted(file, **arrays):
+        file.write(b"PK\x03\x04")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trained(seed=1)[0].save(path)
+    assert os.listdir(tmp_path) == ["net.npz"] and path.read_bytes() == before
+
+
+# ----------------------------------------------------------- temporary files ---
+
+
+def temporary_name(target: str, token: str = "0123456789abcdef") -> str:
+    return f".{target}.{token}.tmp"
+
+
+def test_save_removes_stale_temporary_files_of_its_target_only(tmp_path):
+    stale = [temporary_name("net.npz"), temporary_name("net.npz", "fedcba9876543210")]
+    others = [
+        temporary_name("other.npz"),  # another target's
+        ".net.npz.0123456789ABCDEF.tmp",  # not a name save makes
+        ".net.npz.0123456789abcdef.tmp.keep",
+        ".net.npz.notmine.tmp",
+        "net.npz.0123456789abcdef.tmp",
+    ]
+    for name in stale + others:
+        (tmp_path / name).write_bytes(b"PK\x03\x04 half")
+    Network([3, 2]).save(tmp_path / "net.npz")
+    assert sorted(os.listdir(tmp_path)) == sorted(["net.npz", *others])
+
+
+def test_save_never_removes_a_temporary_file_a_live_writer_holds(tmp_path):
+    live = tmp_path / temporary_name("net.npz")
+    fd = os.open(live, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        # flock locks belong to an open file description, so this one excludes the
+        # descriptor save opens, as another process's would
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        Network([3, 2]).save(tmp_path / "net.npz")
+        assert sorted(os.listdir(tmp_path)) == sorted(["net.npz", live.name])
+    finally:
+        os.close(fd)
+    Network([3, 2]).save(tmp_path / "net.npz")
+    assert os.listdir(tmp_path) == ["net.npz"]
+
+
+def refused_lock(fd, operation):
+    raise OSError(errno.ENOLCK, "No locks available")
+
+
+@pytest.mark.parametrize(
+    "fcntl_module",
+    [None, types.SimpleNamespace(flock=refused_lock, LOCK_EX=2, LOCK_NB=4)],
+    ids=["no flock", "no locks on the file system"],
+)
+def test_without_locks_only_old_temporary_files_are_stale(tmp_path, monkeypatch, fcntl_module):
+    monkeypatch.setattr(_checkpoint, "fcntl", fcntl_module)
+    old, recent = temporary_name("net.npz"), temporary_name("net.npz", "fedcba9876543210")
+    for name in (old, recent):
+        (tmp_path / name).write_bytes(b"")
+    then = time.time() - _checkpoint.STALE_SECONDS - 1
+    os.utime(tmp_path / old, (then, then))
+    Network([3, 2]).save(tmp_path / "net.npz")
+    assert sorted(os.listdir(tmp_path)) == sorted(["net.npz", recent])
+
+
+def test_a_long_name_gets_short_temporary_names(tmp_path):
+    name = "n" * 250  # the longest names file systems take are 255 bytes
+    left = tmp_path / f".{hashlib.sha256(name.encode()).hexdigest()[:32]}.0123456789abcdef.tmp"
+    left.write_bytes(b"")
+    net, X, _ = trained()
+    net.save(tmp_path / name)
+    np.testing.assert_array_equal(backprop.load(tmp_path / name).forward(X), net.forward(X))
+    assert os.listdir(tmp_path) == [name]
+
+
+SAVING_IN_TURN = textwrap.dedent(
+    """
+    import sys
+    from backprop import Network
+
+    nets = [Network([30, 40, 20], seed=s) for s in (0, 1)]
+    for i in range(int(sys.argv[2])):
+        nets[i % 2].save(sys.argv[1])
+    """
+)
+
+
+def test_two_processes_saving_at_once_both_succeed_and_leave_one_file(tmp_path):
+    path = tmp_path / "net.npz"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", SAVING_IN_TURN, str(path), "150"],
+            env=child_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+    theta = backprop.load(path)._theta
+    assert any(np.array_equal(theta, Network([30, 40, 20], seed=s)._theta) for s in (0, 1))
+    assert os.listdir(tmp_path) == ["net.npz"]
 
 
 # ------------------------------------------------------------ refused files ---

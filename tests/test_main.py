@@ -1,13 +1,49 @@
-"""The command line: the demo prints the tutorial's numbers, computed by the library."""
+"""The command line: the demo prints the tutorial's numbers, computed by the library; every
+option and environment variable is checked before work starts, a bad value ending with
+argparse's usage and status 2; a reader closing the pipe early is not an error."""
 
+import importlib.metadata
+import os
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
+from conftest import child_env
 from tutorial import by_hand
 
+import backprop
+from backprop import __main__ as cli
 from backprop.__main__ import main, worked_example
+
+# The smallest benchmark run: one repeat of W1 on one batch-sized slice, NumPy only.
+TINY_BENCH = ["bench", "--repeats", "1", "--workloads", "W1", "--trainers", "numpy",
+              "--gemm-size", "16", "--no-progress"]  # fmt: skip
+
+
+# The command line in a child where PyTorch and scikit-learn do not import (as where they are
+# not installed): the benchmark's header would otherwise import both, seconds of a test.
+WITHOUT_PEERS = textwrap.dedent(
+    """
+    import sys
+    sys.modules["torch"] = sys.modules["sklearn"] = None
+    from backprop.__main__ import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def backprop_command(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m backprop args`` in a child process importing the package under test."""
+    return subprocess.run(
+        [sys.executable, "-m", "backprop", *args],
+        env=child_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
 
 
 def test_worked_example_matches_the_hand_computation():
@@ -35,8 +71,7 @@ def test_demo_prints_every_quantity_to_1e_12(capsys):
 
 
 def test_command_line_entry_point_runs():
-    done = subprocess.run([sys.executable, "-m", "backprop", "demo", "--steps", "10"],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = backprop_command("demo", "--steps", "10")
     assert done.returncode == 0, done.stderr
     assert "Backward pass" in done.stdout and "y^ = sigmoid(z3)" in done.stdout
 
@@ -47,9 +82,175 @@ def test_bad_command_line_arguments_exit_with_usage():
     assert exc.value.code == 2
 
 
-@pytest.mark.parametrize("argv", [[], ["train"], ["demo", "--steps", "x"], ["demo", "extra"]])
+@pytest.mark.parametrize("argv", [["train"], ["demo", "--steps", "x"], ["demo", "extra"]])
 def test_unknown_commands_and_arguments_exit_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_no_command_prints_the_help():
+    done = backprop_command()
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("usage: backprop ")
+    assert "demo" in done.stdout and "bench" in done.stdout and "--version" in done.stdout
+
+
+def test_version_prints_the_version_of_this_copy():
+    done = backprop_command("--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"backprop {cli.version()}\n", "")
+    assert re.fullmatch(r"\d+\.\d+\S*", cli.version())
+
+
+class Distribution:
+    """An installed distribution's metadata, holding ``files`` at ``root``."""
+
+    def __init__(self, root, files, version="9.9.9"):
+        self.root, self.version = root, version
+        self.files = [importlib.metadata.PackagePath(f) for f in files]
+        for f in self.files:
+            f.dist = self
+
+    def locate_file(self, path):
+        return os.path.join(self.root, path)
+
+
+def test_version_reads_the_metadata_only_of_the_copy_that_runs(monkeypatch):
+    package = os.path.dirname(cli.__file__)
+    here = Distribution(os.path.dirname(package), ["backprop/__init__.py", "backprop/__main__.py"])
+    elsewhere = Distribution("/elsewhere/site-packages", ["backprop/__main__.py"])
+    for distribution, expected in [(here, "9.9.9"), (elsewhere, backprop.__version__)]:
+        monkeypatch.setattr(importlib.metadata, "distribution", lambda name, d=distribution: d)
+        assert cli.version() == expected
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    assert cli.version() == backprop.__version__
+
+
+BAD_VALUES = [
+    (["demo", "--steps", "1e20"], {}, "--steps"),
+    (["demo", "--steps", "1" + "0" * 20], {}, "--steps"),
+    (["demo", "--steps", str(cli.MAX_STEPS + 1)], {}, "--steps"),
+    (["demo", "--steps", "-3"], {}, "--steps"),
+    ([*TINY_BENCH, "--scale", "nan"], {}, "--scale"),
+    ([*TINY_BENCH, "--scale", "inf"], {}, "--scale"),
+    ([*TINY_BENCH, "--scale", "1e9"], {}, "--scale"),
+    ([*TINY_BENCH, "--scale", "0"], {}, "--scale"),
+    ([*TINY_BENCH, "--scale", "-0.5"], {}, "--scale"),
+    ([*TINY_BENCH, "--scale", "half"], {}, "--scale"),
+    ([*TINY_BENCH, "--gemm-size", "-5"], {}, "--gemm-size"),
+    ([*TINY_BENCH, "--gemm-size", "100000"], {}, "--gemm-size"),
+    ([*TINY_BENCH, "--repeats", "0"], {}, "--repeats"),
+    ([*TINY_BENCH, "--workloads", ","], {}, "--workloads"),
+    ([*TINY_BENCH, "--trainers", ""], {}, "--trainers"),
+    (TINY_BENCH, {"BACKPROP_BENCH_SCALE": "nan"}, "BACKPROP_BENCH_SCALE"),
+    (TINY_BENCH, {"BACKPROP_BENCH_SCALE": "1e9"}, "BACKPROP_BENCH_SCALE"),
+    (TINY_BENCH, {"BACKPROP_BENCH_SCALE": "-1"}, "BACKPROP_BENCH_SCALE"),
+]
+# Read when the benchmark is imported: only a new process sees another value.
+BAD_SETTLE_TIMES = [
+    (TINY_BENCH, {"BACKPROP_BENCH_SETTLE": value}, "BACKPROP_BENCH_SETTLE")
+    for value in ("a while", "-1", "inf")
+]
+
+
+def assert_usage_error(argv, code, err, option):
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0].startswith(f"usage: backprop {argv[0]}")
+    assert re.fullmatch(rf"backprop {argv[0]}: error: .*{option}.*expected .*", lines[-1])
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv,env,option", BAD_VALUES)
+def test_bad_values_exit_with_usage_naming_the_option(argv, env, option, monkeypatch, capsys):
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    captured = capsys.readouterr()
+    assert_usage_error(argv, exc.value.code, captured.err, option)
+    assert captured.out == ""  # nothing ran
+
+
+@pytest.mark.parametrize(
+    "argv,env,option",
+    [case for case in BAD_VALUES if case[1] or case[0][-1] in ("nan", "inf", "1e9", "-5", "1e20")]
+    + BAD_SETTLE_TIMES,
+)
+def test_bad_values_exit_with_usage_from_the_command(argv, env, option):
+    done = backprop_command(*argv, env=env)
+    assert_usage_error(argv, done.returncode, done.stderr, option)
+    assert done.stdout == ""
+
+
+def test_steps_run_from_one_to_max_steps(capsys):
+    assert main(["demo", "--steps", "1"]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--steps", str(cli.MAX_STEPS + 1)])
+    assert exc.value.code == 2 and f"{cli.MAX_STEPS:,}" in capsys.readouterr().err
+
+
+def bench_without_peers(*args, env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_PEERS, *args],
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_bench_scale_comes_from_the_environment_and_the_option_overrides_it():
+    done = bench_without_peers(*TINY_BENCH, env={"BACKPROP_BENCH_SCALE": "0.0005"})
+    assert done.returncode == 0, done.stderr
+    assert "scale 0.0005;" in done.stdout and "W1 tiny-online" in done.stdout
+    assert "torch" not in done.stdout  # the peers were hidden
+    done = bench_without_peers(*TINY_BENCH, "--scale", "0.001", env={"BACKPROP_BENCH_SCALE": "9"})
+    assert done.returncode == 0, done.stderr
+    assert "scale 0.001;" in done.stdout
+
+
+def test_importing_the_benchmark_refuses_a_bad_settle_time():
+    done = subprocess.run(
+        [sys.executable, "-c", "import backprop.bench"],
+        env=child_env(BACKPROP_BENCH_SETTLE="nan"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "backprop._options.EnvironmentValueError: environment variable BACKPROP_BENCH_SETTLE: "
+        "expected a finite number in [0, 60]; got 'nan'"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--steps", "10"],
+        ["--help"],
+        ["--version"],
+        [],
+        ["bench", "--help"],
+        [*TINY_BENCH, "--scale", "0.0005"],
+    ],  # fmt: skip
+    ids=["demo", "help", "version", "bare", "bench-help", "bench"],
+)
+def test_a_reader_closing_the_pipe_is_not_an_error(argv):
+    command = ["-c", WITHOUT_PEERS] if argv[:1] == ["bench"] else ["-m", "backprop"]
+    child = subprocess.Popen(
+        [sys.executable, *command, *argv],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    child.stdout.close()  # like `| head -0`: every write to stdout fails
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 0 and err == ""

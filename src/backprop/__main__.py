@@ -1,11 +1,21 @@
-"""The command line: ``backprop demo`` (the tutorial's worked example) and ``backprop bench``."""
+"""The command line: ``backprop demo`` (the tutorial's worked example) and ``backprop bench``.
+
+Run as ``backprop`` or ``python -m backprop``. Without a command it prints its help and
+exits with status 0; ``--version`` prints ``backprop <version>``. Every option and
+environment variable is checked before any work starts: a bad value exits with status 2,
+the usage line and a message naming it. Output cut short by its reader (``| head``) ends
+the run quietly, with status 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 
+from . import __version__
+from ._options import EnvironmentValueError, integer
 from .network import Network
 
 # The tutorial's 2-2-1 network: inputs, target, weights into each neuron, biases, rate.
@@ -14,6 +24,9 @@ TARGET = 0.6
 WEIGHTS = [[[0.4, 0.3], [0.6, 0.9]], [[0.5, 0.7]]]
 BIASES = [[0.1, 0.2], [0.3]]
 ETA = 0.1
+# The demo's training keeps every step's loss: ten million steps take about ten seconds
+# and 80 MB, and the loss stopped falling a long way before.
+MAX_STEPS = 10_000_000
 
 
 def worked_example() -> dict[str, float]:
@@ -120,32 +133,69 @@ def demo(steps: int = 1000, out=None) -> None:
     say(f"    y^ after training = {net.forward(X)[0, 0]:.6f}  (target {TARGET})")
 
 
+def version() -> str:
+    """The version of this copy of backprop: its installed metadata's, or ``__version__``
+    where it runs from elsewhere (a source tree), since the metadata found could then be
+    another copy's."""
+    try:
+        distribution = importlib.metadata.distribution("backprop")
+    except importlib.metadata.PackageNotFoundError:
+        return __version__
+    here = os.path.realpath(__file__)
+    for file in distribution.files or ():
+        if file.name == "__main__.py" and os.path.realpath(file.locate()) == here:
+            return distribution.version
+    return __version__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs the command line on ``argv`` (default ``sys.argv[1:]``); its exit status."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit, where a closed pipe could not be caught
+    except BrokenPipeError:  # the reader (e.g. `head`) stopped early: not an error
+        # Nothing more can be written, and what is still buffered would fail again on exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="backprop", description="Multilayer perceptrons trained by backpropagation."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"backprop {version()}")
+    commands = parser.add_subparsers(dest="command", metavar="{demo,bench}")
     demo_cmd = commands.add_parser("demo", help="the tutorial's worked example, step by step")
-    demo_cmd.add_argument("--steps", type=int, default=1000, help="training steps at the end")
-    commands.add_parser(
+    demo_cmd.add_argument(
+        "--steps",
+        type=integer(1, MAX_STEPS),
+        default=1000,
+        help=f"training steps at the end, from 1 to {MAX_STEPS:,} (default 1000)",
+    )
+    bench_cmd = commands.add_parser(
         "bench",
         help="time backprop against its peers (see `backprop bench --help`)",
         add_help=False,
     )
     args, rest = parser.parse_known_args(argv)
-    if args.command == "bench":
-        from .bench import main as bench_main
-
-        return bench_main(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.steps < 1:
-        parser.error("--steps must be >= 1")
-    try:
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command == "demo":
+        if rest:
+            demo_cmd.error(f"unrecognized arguments: {' '.join(rest)}")
         demo(args.steps)
-    except BrokenPipeError:  # the reader (e.g. `head`) stopped early: not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+        return 0
+    try:  # the benchmark reads BACKPROP_BENCH_SETTLE when it is imported
+        from .bench import main as bench_main
+    except EnvironmentValueError as refusal:
+        bench_cmd.error(str(refusal))
+    return bench_main(rest)
 
 
 if __name__ == "__main__":

@@ -617,7 +617,11 @@ class Network:
         (for each layer its weights, row-major (n_out, n_in), then its biases). It is
         written to a temporary file in the same directory, flushed to disk and then
         renamed onto ``path``, so ``path`` holds the old file or the whole new one,
-        never part of one, whatever happens during the save.
+        never part of one, whatever happens during the save; a replaced file keeps its
+        permission bits. ``path`` must be a regular file or a new name: a directory
+        raises IsADirectoryError, a FIFO, socket or device ValueError. A symbolic link
+        is followed: it stays a link and its target receives the network. Temporary
+        files left by a save that was killed are removed by the next save to ``path``.
         """
         with self._guard.reading():
             parameters = np.concatenate(
@@ -639,7 +643,9 @@ def load(path) -> Network:
 
     A file that is not a whole, valid checkpoint of a version this library reads
     (truncated, altered, written by something else, a pickle) raises ValueError
-    saying what is wrong. Nothing in the file is unpickled or executed.
+    saying what is wrong, as does a FIFO, socket or device (at once: a FIFO is never
+    waited on); a directory raises IsADirectoryError. Nothing in the file is unpickled
+    or executed.
     """
     return _checkpoint.read(path, _from_checkpoint)
 

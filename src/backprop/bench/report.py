@@ -14,6 +14,7 @@ from typing import TextIO
 
 import numpy as np
 
+from .._options import EnvironmentValueError, from_environment, integer, number
 from .digits import (
     DIGITS,
     DIGITS_LIBRARIES,
@@ -257,19 +258,39 @@ def _problem(workload: Workload) -> tuple[Data, Params]:
     return _PROBLEMS[workload]
 
 
+# --scale (or BACKPROP_BENCH_SCALE) multiplies every workload's samples; at 1 they are the
+# published tables' workloads. W3's inputs alone take 188 MB per unit of scale (60,000 x 784
+# float32) and every peer converts a copy of its own: above 10 (1.9 GB of inputs) a run would
+# measure the machine's memory rather than the trainers, or not fit in it at all.
+MAX_SCALE = 10.0
+SCALE_VARIABLE = "BACKPROP_BENCH_SCALE"
+MAX_REPEATS = 1000  # the median of more runs says nothing new
+# The gemm reference holds three n x n float32 matrices: 768 MB and 1.1 Tflop a product at 8192.
+MAX_GEMM_SIZE = 8192
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m backprop bench [--repeats N] [--scale S] [--workloads W1,W3,digits] ...``"""
+    """``backprop bench [--repeats N] [--scale S] [--workloads W1,W3,digits] ...``
+
+    Every option is checked before anything runs; a value out of range exits with status 2
+    and argparse's usage message. ``--scale`` defaults to ``BACKPROP_BENCH_SCALE`` if that
+    is set, else 1.
+    """
     names = [*WORKLOADS, "digits"]
+    scale = number(0.0, MAX_SCALE, low_included=False)
     parser = argparse.ArgumentParser(
-        prog="python -m backprop bench",
+        prog="backprop bench",
         description="Time backprop against NumPy, PyTorch and scikit-learn on fixed workloads.",
     )
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per trainer")
+    parser.add_argument(
+        "--repeats", type=integer(1, MAX_REPEATS), default=5, help="timed runs per trainer"
+    )
     parser.add_argument(
         "--scale",
-        type=float,
-        default=1.0,
-        help="fraction of the samples (smoke runs); digits: also of max_iter, at most 1",
+        type=scale,
+        default=None,
+        help=f"fraction of the samples, in (0, {MAX_SCALE:g}] (e.g. 0.01 for a smoke run); "
+        f"digits: also of max_iter, at most 1 (default: ${SCALE_VARIABLE} if set, else 1)",
     )
     parser.add_argument(
         "--workloads",
@@ -282,28 +303,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=",".join(TRAINERS),
         help=f"from {','.join(TRAINERS)} (not for digits)",
     )
-    parser.add_argument("--gemm-size", type=int, default=2048, help="n of the gemm reference")
+    parser.add_argument(
+        "--gemm-size",
+        type=integer(1, MAX_GEMM_SIZE),
+        default=2048,
+        help="n of the NumPy gemm reference",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
-    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    trainers = [t.strip() for t in args.trainers.split(",") if t.strip()]
-    for value, known, option in (
-        (workloads, names, "--workloads"),
-        (trainers, TRAINERS, "--trainers"),
+    if args.scale is None:
+        try:
+            args.scale = from_environment(SCALE_VARIABLE, scale, default=1.0)
+        except EnvironmentValueError as refusal:
+            parser.error(str(refusal))
+    chosen = {}
+    for text, known, option in (
+        (args.workloads, names, "--workloads"),
+        (args.trainers, list(TRAINERS), "--trainers"),
     ):
-        unknown = [v for v in value if v not in known]
-        if unknown:
-            parser.error(
-                f"{option}: unknown {', '.join(unknown)}; expected some of {', '.join(known)}"
-            )
-    if args.repeats < 1 or args.scale <= 0:
-        parser.error(f"--repeats must be >= 1 and --scale > 0, got {args.repeats}, {args.scale}")
+        values = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+        unknown = [v for v in values if v not in known]
+        if unknown or not values:
+            got = f"unknown {', '.join(unknown)}" if unknown else f"got {text!r}"
+            parser.error(f"argument {option}: {got}; expected some of {', '.join(known)}")
+        chosen[option] = values
     run_table(
-        workloads,
+        chosen["--workloads"],
         repeats=args.repeats,
         scale=args.scale,
         progress=not args.no_progress,
-        trainers=trainers,
+        trainers=chosen["--trainers"],
         gemm_size=args.gemm_size,
     )
     return 0
