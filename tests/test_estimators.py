@@ -711,13 +711,13 @@ def test_callbacks_must_be_callable():
 
 # verbose: what scikit-learn prints, word for word; early stopping, the stopping rules
 # and the adaptive learning rate each print a line of their own.
+STALLS = dict(max_iter=30, n_iter_no_change=1, tol=10.0)
 VERBOSE_FITS = [
     dict(solver="sgd", max_iter=3),
-    dict(max_iter=30, early_stopping=True, n_iter_no_change=1, tol=10.0),
-    dict(solver="sgd", max_iter=30, n_iter_no_change=1, tol=10.0),
-    dict(solver="sgd", learning_rate="adaptive", max_iter=30, n_iter_no_change=1, tol=10.0),
-    dict(solver="sgd", learning_rate="adaptive", learning_rate_init=1e-6, max_iter=30,
-         n_iter_no_change=1, tol=10.0),  # fmt: skip
+    dict(STALLS, early_stopping=True),
+    dict(STALLS, solver="sgd"),
+    dict(STALLS, solver="sgd", learning_rate="adaptive"),
+    dict(STALLS, solver="sgd", learning_rate="adaptive", learning_rate_init=1e-6),
 ]
 
 

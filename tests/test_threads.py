@@ -167,6 +167,7 @@ def test_concurrent_kernels_leave_blas_threads_to_the_user():
     with threadpool_limits(2):
         rng = np.random.default_rng(0)
         X, y = rng.normal(size=(4000, 256)), rng.integers(0, 10, size=4000)
+
         def make():
             return Network([256, 256, 10], activation="relu", output="softmax",
                            loss="cross_entropy", seed=0)  # fmt: skip

@@ -218,9 +218,9 @@ class _Progress:
             self.bar.set_postfix(postfix, refresh=False)
             self.bar.update(1)
         if lines:
-            self.message("Iteration %d, loss = %.8f" % (n_iter, loss))
+            self.message(f"Iteration {n_iter}, loss = {loss:.8f}")
             if validation_score is not None:
-                self.message("Validation score: %f" % validation_score)
+                self.message(f"Validation score: {validation_score:f}")
 
     def message(self, text):
         if not self.verbose:
