@@ -709,28 +709,151 @@ def test_callbacks_must_be_callable():
         bp.MLPClassifier(callbacks=[1]).fit(X, y)
 
 
-def test_verbose_prints_lines_without_tqdm(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tqdm", None)
-    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+# verbose: what scikit-learn prints, word for word; early stopping, the stopping rules
+# and the adaptive learning rate each print a line of their own.
+STALLS = dict(max_iter=30, n_iter_no_change=1, tol=10.0)
+VERBOSE_FITS = [
+    dict(solver="sgd", max_iter=3),
+    dict(STALLS, early_stopping=True),
+    dict(STALLS, solver="sgd"),
+    dict(STALLS, solver="sgd", learning_rate="adaptive"),
+    dict(STALLS, solver="sgd", learning_rate="adaptive", learning_rate_init=1e-6),
+]
+
+
+@pytest.mark.parametrize("params", VERBOSE_FITS)
+def test_verbose_prints_what_scikit_learn_prints(params, capsys):
+    pytest.importorskip("tqdm")  # installed or not, verbose draws no bar
     X, y = _classification(3)
-    bp.MLPClassifier(**dict(BASE, solver="sgd", max_iter=3, verbose=True)).fit(X, y)
-    out = capsys.readouterr().out
-    assert "Iteration 3, loss = " in out
-    bp.MLPClassifier(
-        **dict(BASE, max_iter=3, verbose=True, early_stopping=True, n_iter_no_change=1, tol=10.0)
-    ).fit(X, y)
-    out = capsys.readouterr().out
-    assert "Validation score" in out
-    assert "Stopping" in out
+    params = dict(BASE, **params, verbose=True)
+    sk.MLPClassifier(**params).fit(X, y)
+    expected = capsys.readouterr()
+    bp.MLPClassifier(**params).fit(X, y)
+    captured = capsys.readouterr()
+    assert "Iteration 1, loss = " in expected.out
+    assert captured.out == expected.out
+    assert captured.err == expected.err == ""
 
 
-def test_verbose_shows_a_tqdm_bar(capsys):
+def test_verbose_lbfgs_prints_no_lines_of_its_own(capsys):
+    X, y = _classification(3)
+    bp.MLPClassifier(**dict(BASE, solver="lbfgs", max_iter=3, verbose=True)).fit(X, y)
+    assert "Iteration" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_progress_bar_is_a_tqdm_bar_on_stderr(solver, capsys):
     pytest.importorskip("tqdm")
     X, y = _classification(3)
-    bp.MLPClassifier(**dict(BASE, solver="sgd", max_iter=3, verbose=True)).fit(X, y)
+    bp.MLPClassifier(**dict(BASE, solver=solver, max_iter=3, progress_bar=True)).fit(X, y)
     captured = capsys.readouterr()
     assert "3/3" in captured.err
     assert "loss=" in captured.err
+    assert captured.out == ""  # the bar alone: verbose is off
+
+
+def test_progress_bar_with_verbose_keeps_scikit_learns_lines(capsys):
+    pytest.importorskip("tqdm")
+    X, y = _classification(3)
+    params = dict(BASE, solver="sgd", max_iter=3, verbose=True)
+    sk.MLPClassifier(**params).fit(X, y)
+    expected = capsys.readouterr().out
+    bp.MLPClassifier(**params, progress_bar=True).fit(X, y)
+    captured = capsys.readouterr()
+    assert captured.out == expected
+    assert "3/3" in captured.err
+
+
+def test_progress_bar_without_tqdm_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    X, y = _classification(3)
+    with pytest.raises(ImportError, match="tqdm"):
+        bp.MLPClassifier(**dict(BASE, max_iter=2, progress_bar=True)).fit(X, y)
+
+
+# Callbacks under L-BFGS see the iterate they are called for: a snapshot taken at
+# iteration k is the model a fit with max_iter=k ends with.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lbfgs_callbacks_see_the_model_of_their_iteration(dtype):
+    X, y = _classification(3)
+    params = dict(BASE, solver="lbfgs", max_iter=6, dtype=dtype)
+    snapshots = {}
+
+    def snapshot(info):
+        snapshots[info.epoch] = dict(
+            coefs=[c.copy() for c in est.coefs_],
+            intercepts=[b.copy() for b in est.intercepts_],
+            loss=info.loss,
+            loss_=est.loss_,
+            n_iter_=est.n_iter_,
+            proba=est.predict_proba(X),
+            score=est.score(X, y),
+        )
+
+    est = bp.MLPClassifier(**params, callbacks=[snapshot])
+    est.fit(X, y)
+    assert sorted(snapshots) == list(range(1, est.n_iter_ + 1))
+    for k in (1, 3, est.n_iter_):
+        stopped = bp.MLPClassifier(**dict(params, max_iter=k)).fit(X, y)
+        seen = snapshots[k]
+        for a, b in zip(seen["coefs"] + seen["intercepts"], stopped.coefs_ + stopped.intercepts_):
+            assert_array_equal(a, b)
+        assert seen["loss"] == seen["loss_"] == stopped.loss_
+        assert seen["n_iter_"] == k
+        assert_array_equal(seen["proba"], stopped.predict_proba(X))
+        assert seen["score"] == stopped.score(X, y)
+    # not the initial weights at every iteration, as callbacks once saw
+    assert not np.array_equal(snapshots[3]["coefs"][0], snapshots[1]["coefs"][0])
+    assert snapshots[est.n_iter_]["loss"] < snapshots[1]["loss"]
+
+
+# float32 networks sum sample weights and losses in float64: a float32 running sum stops
+# growing at 2^24, so that a weight of 2^24 followed by weights of 1 sums to 2^24 however
+# many follow. 200_000 of them: the weight sum (and every mean over it) is 1.2% off.
+def _drifting_weights(n=200_001):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 2))
+    y = X @ np.array([1.0, -2.0]) + rng.normal(size=n)
+    sample_weight = np.ones(n)
+    sample_weight[0] = 2.0**24
+    return X, y, sample_weight
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_float32_objective_sums_in_float64(sparse):
+    X, y, sample_weight = _drifting_weights()
+    if sparse:
+        X = sp.csr_matrix(X)
+    values = {}
+    for dtype in (np.float64, np.float32):
+        est = bp.MLPRegressor(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=1,
+                              alpha=1.0, random_state=0, dtype=dtype)  # fmt: skip
+        est.fit(X[:10], y[:10])  # the weights; the objective is then taken on all of X
+        theta = np.concatenate([c.ravel() for c in est.coefs_ + est.intercepts_])
+        values[dtype] = est._loss_grad_lbfgs(theta, X, y, sample_weight, [], [], [], [])
+    (loss64, grad64), (loss32, grad32) = values[np.float64], values[np.float32]
+    assert loss32 == pytest.approx(loss64, rel=1e-5)
+    assert_allclose(grad32, grad64, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["one batch", "halves"])
+def test_float32_epoch_sums_in_float64(path):
+    X, y, sample_weight = _drifting_weights()
+    # one batch of every sample, evaluated before its step: loss_ is the loss at the
+    # initial weights, the same in both dtypes but for float32's rounding
+    losses = {}
+    for dtype in (np.float64, np.float32):
+        est = bp.MLPRegressor(hidden_layer_sizes=(4,), solver="sgd", batch_size=X.shape[0],
+                              max_iter=1, shuffle=False, alpha=1.0, random_state=0,
+                              dtype=dtype)  # fmt: skip
+        if path == "halves":
+            with force_path("halves"):
+                est.fit(X, y, sample_weight=sample_weight)
+        else:
+            est.fit(X, y, sample_weight=sample_weight)
+        losses[dtype] = est.loss_
+    assert losses[np.float32] == pytest.approx(losses[np.float64], rel=1e-5)
 
 
 def test_convergence_warning_at_max_iter():
@@ -746,12 +869,12 @@ def test_errors():
     assert not hasattr(bp.MLPClassifier(solver="lbfgs"), "partial_fit")
     assert not hasattr(bp.MLPRegressor(solver="lbfgs"), "partial_fit")
     est = bp.MLPClassifier(**dict(BASE, warm_start=True)).fit(X, y)
-    with pytest.raises(ValueError, match="warm_start"):
+    with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same"):
         est.fit(X, np.where(y == 2, 1, y))
     est = bp.MLPClassifier(**BASE).partial_fit(X, y, classes=[0, 1, 2])
     with pytest.raises(ValueError, match="not in classes_"):
         est.partial_fit(X, y + 1)
-    with pytest.raises(ValueError, match="validation set"):
+    with pytest.raises(ValueError, match="The validation set is too small"):
         bp.MLPRegressor(early_stopping=True).fit(X[:5], y[:5])
 
 

@@ -119,51 +119,96 @@ def test_readers_share_a_network():
         np.testing.assert_array_equal(out, expected)
 
 
-def test_concurrent_kernels_hold_blas_at_one_thread_and_give_it_back():
-    """Two fits at once would each split their products over every core: while more than
-    one runs, scipy's OpenBLAS is held at one thread; afterwards it has its count back."""
+def _scipy_blas_threads():
+    """The thread count of scipy's OpenBLAS, the BLAS the kernels call; skips without it."""
     from threadpoolctl import threadpool_info
 
     from backprop import _core
 
-    if not any("scipy_openblas-" in i["filepath"] for i in threadpool_info()):
-        pytest.skip("scipy's BLAS is not an OpenBLAS whose threads can be set")
-    assert _core.BLAS_THREAD_CONTROL  # backprop found that OpenBLAS and took its controls
+    infos = [i for i in threadpool_info() if "scipy_openblas-" in i["filepath"]]
+    if not infos:
+        pytest.skip("scipy's BLAS is not an OpenBLAS whose threads can be read")
+    assert _core.BLAS_THREAD_CONTROL  # backprop found that OpenBLAS and reads its count
+    return infos[0]["num_threads"]
 
-    def scipy_blas_threads():
-        (info,) = [i for i in threadpool_info() if "scipy_openblas-" in i["filepath"]]
-        return info["num_threads"]
 
+def _fits_in_two_threads(fit_once, user_limit_during):
+    """Runs fit_once() over and over in two threads; after 0.25 s the main thread sets
+    threadpool_limits(user_limit_during), a while later both stop. Returns the scipy
+    BLAS counts seen before the user's call."""
+    stop = threading.Event()
+
+    def train():
+        while not stop.is_set():
+            fit_once()
+
+    threads = [threading.Thread(target=train) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        seen = []
+        for _ in range(25):
+            time.sleep(0.01)
+            seen.append(_scipy_blas_threads())
+        threadpool_limits(user_limit_during)  # kept: not used as a context manager
+        time.sleep(0.25)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return seen
+
+
+def test_concurrent_kernels_leave_blas_threads_to_the_user():
+    """Two fits at once take turns at BLAS's threads and never set their count: the count
+    the user set before the fits holds while they run, and the one the user sets while
+    they run is the one left after them."""
+    _scipy_blas_threads()
     with threadpool_limits(2):
         rng = np.random.default_rng(0)
         X, y = rng.normal(size=(4000, 256)), rng.integers(0, 10, size=4000)
-        nets = [Network([256, 256, 10], activation="relu", output="softmax",
-                        loss="cross_entropy", seed=s) for s in (0, 1)]  # fmt: skip
-        stop = threading.Event()
 
-        def train(net):
-            while not stop.is_set():
-                net.fit(X, y, batch_size=128, lr=0.01)
+        def make():
+            return Network([256, 256, 10], activation="relu", output="softmax",
+                           loss="cross_entropy", seed=0)  # fmt: skip
 
-        threads = [threading.Thread(target=train, args=(net,)) for net in nets]
-        for thread in threads:
-            thread.start()
-        try:
-            seen = []
-            for _ in range(50):
-                time.sleep(0.01)
-                seen.append(scipy_blas_threads())
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-        assert 1 in seen  # the two fits overlap almost all the time
-        assert scipy_blas_threads() == 2
+        nets = [make(), make()]
+        which = threading.local()
+
+        def fit_once():
+            if not hasattr(which, "net"):
+                which.net = nets.pop()
+            which.net.fit(X, y, batch_size=128, lr=0.01)
+
+        seen = _fits_in_two_threads(fit_once, 1)
+        assert set(seen) == {2}
+        assert _scipy_blas_threads() == 1
+
+
+def test_concurrent_estimator_fits_leave_the_users_limit():
+    """threadpool_limits(1) set while two MLPClassifier fits run in two threads is the
+    limit after they end."""
+    pytest.importorskip("sklearn")
+    from backprop import MLPClassifier
+
+    _scipy_blas_threads()
+    with threadpool_limits(2):
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(2000, 256)), rng.integers(0, 10, size=2000)
+
+        def fit_once():
+            # three epochs, stopped by the stalled loss before max_iter: no warning (the
+            # warnings filters are the process's, not a thread's, to silence one)
+            MLPClassifier((256,), tol=1e9, n_iter_no_change=1, random_state=0).fit(X, y)
+
+        seen = _fits_in_two_threads(fit_once, 1)
+        assert set(seen) == {2}
+        assert _scipy_blas_threads() == 1
 
 
 def test_concurrent_training_with_blas_threads_matches_sequential_training():
-    """With two BLAS threads allowed, two fits at once (which hold BLAS at one thread while
-    they overlap) end bit-identical to the same fits one after the other."""
+    """With two BLAS threads allowed, two fits at once (whose threaded products take turns
+    while they overlap) end bit-identical to the same fits one after the other."""
     with threadpool_limits(2):
         rng = np.random.default_rng(0)
         X, y = rng.normal(size=(2000, 256)), rng.integers(0, 10, size=2000)

@@ -3,7 +3,8 @@
 ``Network`` is the fast network; ``backprop.reference.Network`` the same network in
 plain Python, readable and slow. ``load`` reads back what ``Network.save`` wrote.
 The scikit-learn estimators ``MLPClassifier`` and ``MLPRegressor`` are imported on
-first use (they need scikit-learn).
+first use: they need scikit-learn (``pip install "backprop[sklearn]"``), the rest of
+the package does not.
 """
 
 from .network import DivergenceError, Network, Trace, load

@@ -75,6 +75,7 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "dtype": [None, StrOptions({"float32", "float64"}), type, np.dtype],
         "callbacks": [None, list, tuple],
+        "progress_bar": ["boolean"],
     }
 
     @abstractmethod
@@ -203,7 +204,7 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
             arch = _architecture(layer_units, dtype)
             self._bind(arch.flatten(self.coefs_, self.intercepts_), layer_units)
 
-        progress = _Progress(self.verbose, 1 if incremental else self.max_iter)
+        progress = _Progress(self.verbose, self.progress_bar, 1 if incremental else self.max_iter)
         try:
             if self.solver in _STOCHASTIC_SOLVERS:
                 self._fit_stochastic(
@@ -215,9 +216,10 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
             progress.close()
 
         if not np.isfinite(self._params).all():
+            # worded as scikit-learn's, which code and tests written for it match
             raise ValueError(
-                "The solver produced non-finite weights; the input data may hold very "
-                "large values and need scaling."
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
             )
         return self
 
@@ -250,12 +252,16 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         def on_iteration(intermediate_result):
             state["n_iter"] += 1
             loss = float(intermediate_result.fun)
-            progress.epoch(state["n_iter"], loss)
+            progress.epoch(state["n_iter"], loss, lines=False)
             if not callbacks:
                 return
             if not np.array_equal(last.get("x"), intermediate_result.x):
                 objective(intermediate_result.x)
             grad_norms = _grad_norms(last["grad"], layer_units)
+            # The callbacks see the model of this iteration: coefs_, intercepts_ (views
+            # of _params), predict and score are those a fit with max_iter=n_iter ends with.
+            self._params[...] = intermediate_result.x
+            self.n_iter_, self.loss_ = state["n_iter"], loss
             if _run_callbacks(callbacks, EpochInfo(state["n_iter"], loss, None, grad_norms)):
                 state["stopped"] = True
                 raise StopIteration
@@ -263,10 +269,11 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         result = scipy.optimize.minimize(
             objective,
-            self._params,
+            # a copy: the callbacks write each iterate into _params
+            self._params.astype(np.float64),
             method="L-BFGS-B",
             jac=True,
-            callback=on_iteration if (callbacks or progress.enabled) else None,
+            callback=on_iteration if (callbacks or progress.bar is not None) else None,
             options={
                 "maxfun": self.max_fun,
                 "maxiter": self.max_iter,
@@ -280,6 +287,29 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
             self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = result.fun
         self._params[...] = result.x
+
+    def _loss_grad_lbfgs(
+        self, packed_coef_inter, X, y, sample_weight, activations, deltas, coef_grads,
+        intercept_grads,
+    ):  # fmt: skip
+        """scikit-learn's private L-BFGS objective, for code written against it: the
+        loss and its gradient (float64, packed as ``packed_coef_inter``) at the packed
+        weights, which become the estimator's, as in scikit-learn; coef_grads and
+        intercept_grads (lists) receive the gradient's parts. ``activations`` and
+        ``deltas``, scikit-learn's buffers, are not used."""
+        layer_units = self._layer_units()
+        dtype = self._params.dtype
+        self._params[...] = packed_coef_inter
+        X = X.tocsr().astype(dtype) if sp.issparse(X) else np.ascontiguousarray(X, dtype=dtype)
+        Y = np.ascontiguousarray(y, dtype=dtype).reshape((X.shape[0], -1))
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
+        grad = np.empty_like(self._params)
+        value = self._objective(X, Y, sample_weight, layer_units)(self._params, grad)
+        coefs, intercepts = _unflatten(grad, layer_units)
+        coef_grads[:] = [c.copy() for c in coefs]
+        intercept_grads[:] = [b.copy() for b in intercepts]
+        return value, grad.astype(np.float64)
 
     def _objective(self, X, Y, sample_weight, layer_units):
         """L-BFGS's objective, bound once per fit: ``loss_grad(params, grad)`` -> the
@@ -330,8 +360,9 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
             )
             if valid.shape[0] < 2:
                 raise ValueError(
-                    f"The validation set has {valid.shape[0]} sample(s); at least 2 are "
-                    "needed. Increase validation_fraction or provide more data."
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    f"or the size of your dataset (it has {valid.shape[0]} sample(s); "
+                    "at least 2 are needed)."
                 )
             X, X_val = X[train], X[valid]
             Y, y_val = Y[train], y_target[valid]
@@ -394,13 +425,13 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
                         reason = (
-                            f"Validation score did not improve by tol={self.tol:f} for "
-                            f"{self.n_iter_no_change} consecutive epochs."
+                            f"Validation score did not improve more than tol={self.tol:f} "
+                            f"for {self.n_iter_no_change} consecutive epochs."
                         )
                     else:
                         reason = (
-                            f"Training loss did not improve by tol={self.tol:f} for "
-                            f"{self.n_iter_no_change} consecutive epochs."
+                            f"Training loss did not improve more than tol={self.tol:f} "
+                            f"for {self.n_iter_no_change} consecutive epochs."
                         )
                     if optimizer.should_stop(reason, progress):
                         break

@@ -6,6 +6,7 @@ output see after each epoch."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -152,10 +153,10 @@ class _OptimizerState:
             progress.message(f"{reason} Stopping.")
             return True
         if self.optimizer.lr <= 1e-6:
-            progress.message(f"{reason} The learning rate is already small; stopping.")
+            progress.message(f"{reason} Learning rate too small. Stopping.")
             return True
         self.optimizer.lr /= 5.0
-        progress.message(f"{reason} Learning rate lowered to {self.optimizer.lr:f}.")
+        progress.message(f"{reason} Setting learning rate to {self.optimizer.lr:f}")
         return False
 
 
@@ -179,44 +180,53 @@ class EpochInfo:
 def _grad_norms(grad, layer_units):
     coef_grads, intercept_grads = _unflatten(grad, layer_units)
     return tuple(
-        math.sqrt(float(np.dot(gw.ravel(), gw.ravel())) + float(np.dot(gb, gb)))
+        math.sqrt(_sparse.sum_squares(gw) + _sparse.sum_squares(gb))
         for gw, gb in zip(coef_grads, intercept_grads)
     )
 
 
 class _Progress:
-    """Progress output for ``verbose``: a tqdm bar when tqdm is installed, else lines."""
+    """Progress output. ``verbose`` prints what scikit-learn's MLP prints, on stdout:
+    ``Iteration N, loss = ...`` after each epoch of a stochastic solver, the validation
+    score with early stopping, and why training stopped ('lbfgs' leaves its output to
+    scipy). ``progress_bar`` draws a tqdm bar on stderr, an epoch ('lbfgs': an
+    iteration) a step; the lines then go through the bar, which keeps them apart."""
 
-    def __init__(self, enabled, total):
-        self.enabled = bool(enabled)
+    def __init__(self, verbose, progress_bar, total):
+        self.verbose = bool(verbose)
         self.bar = None
-        if self.enabled:
+        if progress_bar:
             try:
                 from tqdm.auto import tqdm
-            except ImportError:
-                pass
-            else:
-                self.bar = tqdm(total=total, unit="epoch", leave=True)
+            except ImportError as err:
+                raise ImportError(
+                    'progress_bar=True needs tqdm; install it with "pip install tqdm".'
+                ) from err
+            self.bar = tqdm(total=total, unit="epoch", leave=True)
 
-    def epoch(self, n_iter, loss, validation_score=None):
-        if not self.enabled:
-            return
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is shown after each epoch or iteration."""
+        return self.verbose or self.bar is not None
+
+    def epoch(self, n_iter, loss, validation_score=None, lines=True):
+        """After epoch (iteration) ``n_iter``; ``lines=False`` updates the bar only."""
         if self.bar is not None:
             postfix = {"loss": f"{loss:.6f}"}
             if validation_score is not None:
                 postfix["validation"] = f"{validation_score:.4f}"
             self.bar.set_postfix(postfix, refresh=False)
             self.bar.update(1)
-            return
-        print(f"Iteration {n_iter}, loss = {loss:.8f}")
-        if validation_score is not None:
-            print(f"Validation score: {validation_score:f}")
+        if lines:
+            self.message(f"Iteration {n_iter}, loss = {loss:.8f}")
+            if validation_score is not None:
+                self.message(f"Validation score: {validation_score:f}")
 
     def message(self, text):
-        if not self.enabled:
+        if not self.verbose:
             return
         if self.bar is not None:
-            self.bar.write(text)
+            self.bar.write(text, file=sys.stdout)
         else:
             print(text)
 

@@ -113,6 +113,12 @@ def _data_loss(loss: str, y: np.ndarray, p: np.ndarray, sw, tmp: np.ndarray):
     return -np.average(terms, weights=sw, axis=0).sum()
 
 
+def sum_squares(a) -> float:
+    """sum a^2, accumulated in float64 whatever a's dtype."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    return float(np.dot(a, a))
+
+
 def _dot(a, b, out):
     """out := a @ b, for a dense or sparse a."""
     if sp.issparse(a):
@@ -141,11 +147,9 @@ def forward_backward(arch: Architecture, params, grad, scratch, x, y, sample_wei
 
     out = acts[-1]
     batch_loss = _data_loss(loss, y, out, sample_weight, scratch.tmp[: out.size].reshape(out.shape))
-    squared_norm = 0
-    for w in coefs:
-        flat_w = w.ravel()
-        squared_norm += np.dot(flat_w, flat_w)
-    weight_sum = rows if sample_weight is None else sample_weight.sum()
+    squared_norm = sum(sum_squares(w) for w in coefs)
+    # Sums in float64 whatever the dtype: a float32 sum of weights stops growing at 2^24.
+    weight_sum = rows if sample_weight is None else float(sample_weight.sum(dtype=np.float64))
     batch_loss += (0.5 * alpha) * squared_norm / weight_sum
 
     # With a canonical link (identity/squared, logistic/binary log loss, softmax/log

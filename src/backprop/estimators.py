@@ -5,8 +5,9 @@ Drop-in replacements for the estimators of the same names in
 validation, and the same fitted model for the same data, parameters and
 ``random_state`` -- the weights are drawn from the same random stream, the batches
 come in the same order, and every update computes the same terms in the same order.
-Two parameters are added: ``dtype`` (the floating type of the network) and
-``callbacks`` (called after each epoch, able to stop training).
+Three parameters are added: ``dtype`` (the floating type of the network),
+``callbacks`` (called after each epoch, able to stop training) and ``progress_bar``
+(a tqdm bar; ``verbose`` prints scikit-learn's lines).
 
 Design
 ------
@@ -42,6 +43,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+try:
+    import sklearn  # noqa: F401
+except ModuleNotFoundError as err:  # pragma: no cover - tested in a subprocess
+    raise ImportError(
+        "backprop's MLPClassifier and MLPRegressor need scikit-learn, which is not "
+        'installed; install it with: pip install "backprop[sklearn]"'
+    ) from err
+
 from sklearn.base import (
     ClassifierMixin,
     RegressorMixin,
@@ -93,7 +103,9 @@ _PARAMETERS_DOC = """
     tol : float, default=1e-4
         Improvement below which an epoch counts as stalled; gradient tolerance of 'lbfgs'.
     verbose : bool, default=False
-        Report progress: a tqdm bar when tqdm is installed, else one line per epoch.
+        Print progress on stdout as scikit-learn does: ``Iteration N, loss = ...`` after
+        each epoch of 'sgd' and 'adam' (with early stopping also the validation score)
+        and why training stopped; 'lbfgs' leaves its output to scipy.
     warm_start : bool, default=False
         Continue from the current weights on the next call to fit.
     momentum : float, default=0.9
@@ -118,7 +130,13 @@ _PARAMETERS_DOC = """
         converts everything else to float64.
     callbacks : list of callables, default=None
         Each is called as ``cb(info)`` with an :class:`EpochInfo` after every epoch
-        (every iteration for 'lbfgs'); training stops when one returns True.
+        (every iteration for 'lbfgs'); training stops when one returns True. During
+        the call the estimator holds that epoch's (iteration's) model: ``coefs_``,
+        ``intercepts_``, ``loss_``, ``n_iter_``, ``predict`` and ``score`` are those
+        of a fit stopped there.
+    progress_bar : bool, default=False
+        Draw a tqdm progress bar on stderr, one step per epoch ('lbfgs': iteration).
+        Needs tqdm.
 """
 
 _ATTRIBUTES_DOC = """
@@ -199,6 +217,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         max_fun=15000,
         dtype=None,
         callbacks=None,
+        progress_bar=False,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -225,6 +244,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.max_fun = max_fun
         self.dtype = dtype
         self.callbacks = callbacks
+        self.progress_bar = progress_bar
 
     def _loss_name(self):
         if getattr(self, "out_activation_", None) == "logistic":
@@ -254,9 +274,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             classes = unique_labels(y)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
+                    # worded as scikit-learn's, which code and tests written for it match
                     raise ValueError(
-                        "warm_start needs y to have the classes of the previous fit: "
-                        f"expected {self.classes_}, got {classes}."
+                        "warm_start can only be used where `y` has the same "
+                        "classes as in the previous call to fit. Previously "
+                        f"got {self.classes_}, `y` has {classes}"
                     )
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(
@@ -397,6 +419,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         max_fun=15000,
         dtype=None,
         callbacks=None,
+        progress_bar=False,
     ):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -424,6 +447,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.max_fun = max_fun
         self.dtype = dtype
         self.callbacks = callbacks
+        self.progress_bar = progress_bar
 
     def _loss_name(self):
         return self.loss

@@ -9,13 +9,13 @@ helper stays inlinable); each level calls only the ones above it in this list:
                       Path) and the structs a pass reads: Net (the network's shape),
                       Rows (a batch), Work (buffers), Data (a training set)
 ``_elementwise.pxi``  per-element and per-row helpers: exp, sigmoid, softmax, RNG
+``_threads.pxi``      kernel calls running at once and BLAS's threads; Ctrl-C
 ``_gemm.pxi``         matrix products: plain loops, register tiles (tile_gemm.h) or
                       BLAS, by size; the thresholds and why
 ``_layers.pxi``       per-layer kernels (dense, deltas, gradients, dropout) and
                       ``_batch``: one mini-batch's forward pass, loss and backward pass
 ``_losses.pxi``       the output layer's loss and delta, one function per family
 ``_solvers.pxi``      the optimizers: SGD, momentum (PyTorch's and scikit-learn's), Adam
-``_threads.pxi``      BLAS's threads while kernels run concurrently; Ctrl-C
 ``_parallel.pxi``     the two-core paths: halves of rows, hidden units cut in two
 ``_loops.pxi``        the training loops: Network's epochs, the estimators' epoch
 this file             ``Plan`` and the Python-callable entry points
@@ -36,13 +36,15 @@ from libc.math cimport exp, expf, fma, fmaf, log, log1p, tanh, tanhf, fabs, isfi
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock,
+                               PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
 from cython.parallel cimport parallel, prange, threadid
 from openmp cimport omp_get_max_threads, omp_get_num_threads
 
 include "_types.pxi"
 include "_elementwise.pxi"
-include "_gemm.pxi"
 include "_threads.pxi"
+include "_gemm.pxi"
 include "_layers.pxi"
 include "_losses.pxi"
 include "_solvers.pxi"
@@ -430,7 +432,7 @@ cdef _sk_objective_call(Plan plan, const floating[::1] params,
                         floating[::1] grad):
     cdef const floating[::1] sw = sample_weight
     cdef Py_ssize_t m = X.shape[0], i
-    cdef floating wsum = m
+    cdef double wsum = m  # float64 whatever the dtype: a float32 sum stops growing at 2^24
     cdef floating* theta = <floating*>&params[0]
     cdef Rows rows
     cdef double value
@@ -452,8 +454,8 @@ cdef _sk_objective_call(Plan plan, const floating[::1] params,
             # NO_STEP: the gradient's normalisation alone; the moments are not touched
             # (params stands in for them)
             value += 0.5 * plan.solver.decay * _solver_steps(
-                &plan.net, &plan.solver, theta, &grad[0], NULL, theta, theta, wsum,
-                False) / wsum
+                &plan.net, &plan.solver, theta, &grad[0], NULL, theta, theta,
+                <floating>wsum, False) / wsum
     finally:
         _calls_exit()
     return value

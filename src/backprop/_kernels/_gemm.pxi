@@ -53,14 +53,18 @@ cdef void _gemm_blocked(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t
     C^T = op(B)^T op(A)^T, which is the same call with A and B swapped."""
     cdef int im, in_, ik, ilda, ildb, ildc
     cdef Py_ssize_t work = m * n * k
+    cdef bint turn
     if work >= BLAS_MIN_WORK or (_narrow(n, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK):
         im, in_, ik, ilda, ildb, ildc = m, n, k, lda, ldb, ldc
+        # a product BLAS would thread waits for its turn while other kernel calls run
+        turn = work >= BLAS_ONE_THREAD_WORK and _blas_turn_take()
         if floating is float:
             sgemm(&tb, &ta, &in_, &im, &ik, &alpha, <float*>b, &ildb, <float*>a, &ilda,
                   &beta, c, &ildc)
         else:
             dgemm(&tb, &ta, &in_, &im, &ik, &alpha, <double*>b, &ildb, <double*>a, &ilda,
                   &beta, c, &ildc)
+        _blas_turn_give(turn)
         return
     if floating is float:
         _tile_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

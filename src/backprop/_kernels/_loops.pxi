@@ -5,15 +5,15 @@
 # solver family (_solvers.pxi).
 
 
-cdef floating _gather(const floating* X, const floating* Y, const Py_ssize_t* labels,
-                      const floating* sw, const Py_ssize_t* order, Py_ssize_t m,
-                      Py_ssize_t n_in, Py_ssize_t k, floating* xb, floating* yb,
-                      Py_ssize_t* lb, floating* swb) noexcept nogil:
+cdef double _gather(const floating* X, const floating* Y, const Py_ssize_t* labels,
+                    const floating* sw, const Py_ssize_t* order, Py_ssize_t m,
+                    Py_ssize_t n_in, Py_ssize_t k, floating* xb, floating* yb,
+                    Py_ssize_t* lb, floating* swb) noexcept nogil:
     """Rows order[0 .. m-1] of X and of Y (or of labels, when not NULL), and of sw
     (when not NULL), copied into the batch buffers; returns the batch's weight sum
-    sum_i sw_i (m without weights)."""
+    sum_i sw_i (m without weights), summed in float64 whatever the dtype."""
     cdef Py_ssize_t i, row
-    cdef floating wsum = m
+    cdef double wsum = m
     for i in range(m):
         row = order[i]
         memcpy(xb + i * n_in, X + row * n_in, n_in * sizeof(floating))
@@ -149,7 +149,7 @@ cdef int _sk_epoch(const Net* net, const Work* work, const Data* data, Solver s,
         # a split batch has both threads awake: they share the step as well
         sq = _solver_steps(net, &s, params, grad, halves if split else NULL, moment1,
                            moment2, <floating>rows.wsum, split)
-        value += 0.5 * s.decay * sq / <floating>rows.wsum
+        value += 0.5 * s.decay * sq / rows.wsum
         total[0] += value * m
         b += 1
         start += m

@@ -298,8 +298,7 @@ cdef double _units_epoch(const Net* net, Solver s, const Data* data, floating* p
     cdef floating* db
     cdef floating* pb
     cdef floating* bb
-    cdef floating wsum
-    cdef double value, sq
+    cdef double wsum, value, sq
     cdef Solver ts
     flats[0], flats[1], flats[2], flats[3] = params, moment1, moment2, grad
     j0s[0], j0s[1], widths[0], widths[1] = 0, cut, cut, h - cut
@@ -373,7 +372,7 @@ cdef double _units_epoch(const Net* net, Solver s, const Data* data, floating* p
             t = p
             while t < 2:
                 sq = _units_backward(net, &ts, t == 0, widths[t], wps[t], parts[t], flats,
-                                     xb, db, m, a1s[t], d1s[t], wsum)
+                                     xb, db, m, a1s[t], d1s[t], <floating>wsum)
                 totals[1 + t] += 0.5 * ts.decay * sq / wsum * m
                 t = t + nth
             b = b + 1

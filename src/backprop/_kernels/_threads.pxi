@@ -3,41 +3,47 @@
 # threadpoolctl or OMP_NUM_THREADS say otherwise). When the caller already runs kernels
 # in parallel, two threaded products at once would oversubscribe the cores (two fits in
 # two threads took twice as long as one after the other): while more than one kernel
-# call is running, OpenBLAS is held at one thread, and given back what it had when the
-# last of them ends. The counter is only touched with the GIL held. OpenBLAS reads its
-# thread count when a call starts, so a call already running keeps the count it began
-# with; lowering or restoring the count creates and frees no threads.
+# call is running and BLAS has more than one thread, the products BLAS would thread
+# take turns, one at a time (``_blas_turn_take``/``_blas_turn_give`` around the call;
+# the lock blocks, it does not spin). BLAS's thread count is only read, never set: a
+# limit the user sets, before or during a fit, is the one BLAS has after it. The
+# counter is only touched with the GIL held.
 
-ctypedef void (*_set_threads_t)(int) noexcept nogil
 ctypedef int (*_get_threads_t)() noexcept nogil
-cdef _set_threads_t _blas_set_threads = NULL
 cdef _get_threads_t _blas_get_threads = NULL
 cdef int _running = 0
-cdef int _saved_blas_threads = 0
+cdef PyThread_type_lock _blas_turn = PyThread_allocate_lock()
 
 
-def bind_blas_threads(size_t set_address, size_t get_address):
-    """Take OpenBLAS's set/get_num_threads (C function addresses) for thread control."""
-    global _blas_set_threads, _blas_get_threads
-    _blas_set_threads = <_set_threads_t>set_address
+def bind_blas_threads(size_t get_address):
+    """Take OpenBLAS's get_num_threads (a C function address) to read its thread count."""
+    global _blas_get_threads
     _blas_get_threads = <_get_threads_t>get_address
 
 
+cdef inline bint _blas_turn_take() noexcept nogil:
+    """Before a product BLAS may thread: while another kernel call is running and BLAS
+    has more than one thread, waits for the turn and returns True (``_blas_turn_give``
+    after the product); else returns False at once."""
+    if _running <= 1 or _blas_get_threads == NULL or _blas_get_threads() <= 1:
+        return False
+    PyThread_acquire_lock(_blas_turn, WAIT_LOCK)
+    return True
+
+
+cdef inline void _blas_turn_give(bint taken) noexcept nogil:
+    if taken:
+        PyThread_release_lock(_blas_turn)
+
+
 cdef void _calls_enter() noexcept:
-    global _running, _saved_blas_threads
+    global _running
     _running += 1
-    if _running == 2 and _blas_get_threads != NULL:
-        _saved_blas_threads = _blas_get_threads()
-        if _saved_blas_threads > 1:
-            _blas_set_threads(1)
 
 
 cdef void _calls_exit() noexcept:
-    global _running, _saved_blas_threads
+    global _running
     _running -= 1
-    if _running == 1 and _saved_blas_threads > 1:
-        _blas_set_threads(_saved_blas_threads)
-        _saved_blas_threads = 0
 
 
 cdef extern from "Python.h":
@@ -52,9 +58,9 @@ cdef int _raise_pending() except -1:
 
 
 def _bind_scipy_openblas():
-    """Find the OpenBLAS behind scipy.linalg.cython_blas and take its thread controls.
+    """Find the OpenBLAS behind scipy.linalg.cython_blas and take its thread count.
 
-    Returns whether it was found; without it BLAS threads are left as they are.
+    Returns whether it was found; without it products never take turns.
     """
     import ctypes
 
@@ -69,11 +75,9 @@ def _bind_scipy_openblas():
     for path in paths:
         try:
             lib = ctypes.CDLL(path.strip())
-            set_fn = lib.scipy_openblas_set_num_threads
             get_fn = lib.scipy_openblas_get_num_threads
         except (OSError, AttributeError):
             continue
-        bind_blas_threads(ctypes.cast(set_fn, ctypes.c_void_p).value,
-                          ctypes.cast(get_fn, ctypes.c_void_p).value)
+        bind_blas_threads(ctypes.cast(get_fn, ctypes.c_void_p).value)
         return True
     return False
