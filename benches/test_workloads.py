@@ -9,14 +9,15 @@ setup, ``run`` (exactly one epoch of training, or one forward pass) is what is t
 GFLOP/s of the median round is stored in each benchmark's extra_info.
 """
 
-import os
-
 import pytest
 
 from backprop import bench
+from backprop._options import from_environment, integer, number
+from backprop.bench.report import MAX_REPEATS, MAX_SCALE, SCALE_VARIABLE
 
-SCALE = float(os.environ.get("BACKPROP_BENCH_SCALE", "1.0"))
-ROUNDS = int(os.environ.get("BACKPROP_BENCH_ROUNDS", "5"))
+# checked as the command line checks --scale and --repeats: a bad value names the variable
+SCALE = from_environment(SCALE_VARIABLE, number(0.0, MAX_SCALE, low_included=False), 1.0)
+ROUNDS = from_environment("BACKPROP_BENCH_ROUNDS", integer(1, MAX_REPEATS), 5)
 
 
 @pytest.fixture(scope="module", params=list(bench.WORKLOADS))
