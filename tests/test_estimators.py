@@ -876,6 +876,10 @@ def test_errors():
         est.partial_fit(X, y + 1)
     with pytest.raises(ValueError, match="The validation set is too small"):
         bp.MLPRegressor(early_stopping=True).fit(X[:5], y[:5])
+    for sizes in [(5.0,), (4, 2.5), (True,)]:
+        with pytest.raises(TypeError, match="hidden_layer_sizes must hold whole numbers"):
+            bp.MLPClassifier(**dict(BASE, hidden_layer_sizes=sizes)).fit(X, y)
+    assert bp.MLPClassifier(**dict(BASE, hidden_layer_sizes=(np.int64(4),))).fit(X, y).coefs_
 
 
 def test_plot_loss_curve():

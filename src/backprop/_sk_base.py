@@ -168,6 +168,13 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
         hidden_layer_sizes = list(hidden_layer_sizes)
+        for size in hidden_layer_sizes:
+            if isinstance(size, (bool, np.bool_)) or not isinstance(size, Integral):
+                raise TypeError(
+                    f"hidden_layer_sizes must hold whole numbers of units, got {size!r} in "
+                    f"{self.hidden_layer_sizes!r}."
+                )
+        hidden_layer_sizes = [int(size) for size in hidden_layer_sizes]
         if np.any(np.array(hidden_layer_sizes) <= 0):
             raise ValueError(
                 f"hidden_layer_sizes must contain only positive sizes, got {hidden_layer_sizes}."
