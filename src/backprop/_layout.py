@@ -138,8 +138,7 @@ class Architecture:
 
     def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         """The network's outputs for the rows of X (C-contiguous, of the dtype), computed
-        by the kernels ``chunk_rows()`` rows per call (rows are independent: the chunks
-        change no number)."""
+        by the kernels ``chunk_rows()`` rows per call."""
         n = X.shape[0]
         out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
         rows = self.chunk_rows()

@@ -31,8 +31,10 @@ INITIALISATIONS = ("glorot", "he")
 # two numbers, W1's, cost more than the pass)
 _CHECK_IN_KERNEL_MIN = 256
 DIVERGENCE_POLICIES = ("raise", "warn")
-# fit's kernel calls run at most this many epochs each (their losses, 8 bytes each, are
-# kept in a buffer of this many)
+# fit's kernel calls run blocks of epochs, from this many (so that training starts at
+# once, whatever the number of epochs) doubling up to _FIT_BLOCK (the blocks' losses
+# buffer, 8 bytes an epoch)
+_FIT_FIRST_BLOCK = 1
 _FIT_BLOCK = 2**16
 
 
@@ -338,7 +340,8 @@ class Network:
         """The network's outputs y_hat, shape (n_samples, n_outputs); 1-D X is one sample.
 
         Many rows run a chunk at a time (~10-40 ms of work each), and Ctrl-C is answered
-        between two chunks; rows are computed independently, so chunks change nothing.
+        between two chunks. A row's outputs depend on that row alone, up to rounding: the
+        size of its chunk can choose another product kernel (``_kernels/_gemm.pxi``).
         """
         X, _ = self._check_X(X)
         with self._guard.reading():
@@ -514,14 +517,15 @@ class Network:
                               losses=epoch_losses, velocity=velocity,
                               check_input=check_input)  # fmt: skip
 
-        # The epochs run in blocks, one kernel call each, with the losses of the blocks
-        # done kept: one epoch per permutation when shuffling, else blocks that double
-        # from 1 to _FIT_BLOCK epochs, so that nothing the size of ``epochs`` is
-        # allocated before training starts. theta, the velocity and the dropout stream
-        # carry over from one call to the next: the blocks do the arithmetic of one call.
+        # The epochs run in blocks, one kernel call each, and the losses of the blocks
+        # done are kept: one epoch per permutation when shuffling, else blocks that double
+        # from _FIT_FIRST_BLOCK to _FIT_BLOCK epochs, so that nothing the size of
+        # ``epochs`` is allocated before training starts. theta, the velocity and the
+        # dropout stream carry over from one call to the next: the blocks do the
+        # arithmetic of one call, bit for bit.
         losses: list[float] = []
         block = np.empty(1 if shuffle else min(epochs, _FIT_BLOCK))
-        size = 1
+        size = _FIT_FIRST_BLOCK
         order = None
         # where a diverged call is replayed from: theta, the masks' stream, the velocity
         live = [a for a in (self._theta, plan.rng_state, velocity) if a is not None]
