@@ -30,13 +30,15 @@ from . import _core
 TRANSPOSED_MIN_WEIGHTS = 1024
 TRANSPOSED_MAX_WEIGHTS = 16384
 # forward, loss and gradients run over many rows a chunk of rows per compiled call, and
-# Python answers Ctrl-C between two calls: a chunk is about this many multiply-adds
-# (~10-40 ms on the benchmarks' machine), ...
-CHUNK_WORK = 2**28
+# Python answers Ctrl-C between two calls. A chunk's forward pass is about this many
+# multiply-adds (~25-50 ms on one core; a gradient pass takes three times as long), ...
+CHUNK_WORK = 2**29
 # ... but at least this many rows, so that each chunk's products read a wide network's
 # weights from memory once for enough rows to stay compute-bound, ...
 CHUNK_MIN_ROWS = 64
 # ... and at most this many: bounds the workspace (activations, deltas) of a chunk.
+# Chunks much shorter cost more per row: [784, 256, 10]'s kernels take ~1.7 times as
+# long per row in chunks of 1536 rows as in chunks of 2048 or more.
 CHUNK_MAX_ROWS = 4096
 # BLAS takes dimensions as C ints: no layer may be wider, nor a batch longer, than this.
 MAX_DIM = 2**31 - 1
@@ -129,12 +131,10 @@ class Architecture:
         """A compiled plan for batches of up to ``rows`` rows (see ``_core.Plan``)."""
         return _core.Plan(self, rows, **options)
 
-    def chunk_rows(self, passes: int = 1) -> int:
-        """Rows per compiled call of a pass over many rows: ``passes`` products per
-        layer (1 for the outputs, 3 for gradients) make about CHUNK_WORK multiply-adds,
-        within [CHUNK_MIN_ROWS, CHUNK_MAX_ROWS]."""
-        rows = CHUNK_WORK // (passes * n_weights(self.sizes))
-        return max(CHUNK_MIN_ROWS, min(CHUNK_MAX_ROWS, rows))
+    def chunk_rows(self) -> int:
+        """Rows per compiled call of a pass over many rows: about CHUNK_WORK multiply-adds
+        of the forward pass, within [CHUNK_MIN_ROWS, CHUNK_MAX_ROWS]."""
+        return max(CHUNK_MIN_ROWS, min(CHUNK_MAX_ROWS, CHUNK_WORK // n_weights(self.sizes)))
 
     def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         """The network's outputs for the rows of X (C-contiguous, of the dtype), computed
@@ -161,7 +161,7 @@ class Architecture:
         """
         mode = _core.Mode.LOSS_ONLY if grad is None else _core.Mode.GRADIENTS
         n = X.shape[0]
-        rows = self.chunk_rows(1 if grad is None else 3)
+        rows = self.chunk_rows()
         plan = self.plan(min(n, rows), two_cores=grad is not None)
         if n <= rows:
             return plan.batch(theta, X, targets, mode=mode, grad=grad)
