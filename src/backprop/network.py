@@ -114,6 +114,12 @@ class Network:
     ``init="he"``, r = sqrt(6 / n_in), that of ReLU layers, whose outputs are zero half
     the time (He et al. 2015). ``weights[l]`` has shape (n_out, n_in): row j holds the
     weights into neuron j of layer l.
+
+    The architecture and configuration (``sizes``, ``activation``, ``output``,
+    ``loss_name``, ``dtype``) are fixed when the network is built: setting or deleting
+    any public attribute raises AttributeError (build a new network, or use
+    ``Network.from_params(net.weights, net.biases, ...)``). ``weights`` and ``biases``
+    are views to write into, in place.
     """
 
     def __init__(
