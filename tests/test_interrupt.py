@@ -1,9 +1,12 @@
-"""Ctrl-C during fit: honoured within 0.1 s, leaving the weights of the last completed step.
+"""Ctrl-C during fit: honoured within 0.1 s, leaving the weights of the last completed step;
+during forward, loss and gradients: within a chunk of rows.
 
 The compiled training loop checks for pending signals every ~2 million multiply-adds
 (at least once per batch). After the KeyboardInterrupt the network holds exactly the
 weights some whole number of steps produced (found by replaying them one ``step`` at a
-time), and it forwards, trains and saves as before.
+time), and it forwards, trains and saves as before. fit starts at once whatever the
+number of epochs. forward, loss and gradients run many rows a chunk (~10-40 ms of work)
+per kernel call, and Python answers Ctrl-C between two calls.
 """
 
 import _thread
@@ -24,6 +27,8 @@ import backprop
 from backprop import Network
 
 LATENCY = 0.1  # seconds from the signal to the KeyboardInterrupt
+# ... in forward, loss and gradients: a chunk's time, with room for a busy machine
+CHUNKED_LATENCY = 1.0
 
 # Run by the child process: train until interrupted, then check the network.
 CHILD = textwrap.dedent(
@@ -130,3 +135,97 @@ def test_interrupt_main_during_fit(shuffle, tmp_path):
         steps = check_after_interrupt(net, start, X, Y, 256, path, shuffle, seed=7)
     assert latency < LATENCY, f"{latency:.3f} s from interrupt_main to KeyboardInterrupt"
     assert steps > 0
+
+
+def test_fit_of_half_a_billion_epochs_starts_at_once_and_answers_ctrl_c():
+    """fit keeps the losses of the epochs done, block by block: nothing the size of
+    ``epochs`` is allocated before the first batch."""
+    import tracemalloc
+
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    Y = np.array([[0.0], [1.0], [1.0], [0.0]])
+    net = Network([2, 2, 1], seed=0)
+    start = net._theta.copy()
+    sent = []
+
+    def interrupt():
+        time.sleep(0.2)
+        sent.append(time.monotonic())
+        _thread.interrupt_main()
+
+    tracemalloc.start()
+    try:
+        threading.Thread(target=interrupt).start()
+        with pytest.raises(KeyboardInterrupt):  # minutes, and 4 GB of losses, if ignored
+            net.fit(X, Y, epochs=500_000_000, batch_size=2, lr=0.5)
+        latency = time.monotonic() - sent[0]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    print(f"interrupted after {1e3 * latency:.2f} ms; peak {peak / 2**20:.1f} MB")
+    assert latency < LATENCY, f"{latency:.3f} s from interrupt_main to KeyboardInterrupt"
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MB allocated"
+    twin = copy_of(net)
+    twin._theta[...] = start
+    twin.fit(X, Y, epochs=1, batch_size=2, lr=0.5)
+    assert not np.array_equal(twin._theta, start)  # it trained before the interrupt
+    assert np.isfinite(net.forward(X)).all()
+
+
+# Run by the child process: one long forward, loss or gradients call, interrupted.
+CHUNKED_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from backprop import Network
+
+    net = Network([256, 2048, 2048, 10], seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(20_000, 256)), rng.uniform(size=(20_000, 10))
+    calls = {
+        "forward": lambda rows: net.forward(X[:rows]),
+        "loss": lambda rows: net.loss(X[:rows], Y[:rows]),
+        "gradients": lambda rows: net.gradients(X[:rows], Y[:rows]),
+    }
+    call = calls[sys.argv[1]]
+    began = time.monotonic()
+    call(len(X) // 50)
+    print(f"ready {50 * (time.monotonic() - began)!r}", flush=True)  # the whole call's time
+    try:
+        call(len(X))
+    except KeyboardInterrupt:
+        caught = time.monotonic()
+    else:
+        sys.exit("the call ran to its end")
+    assert np.isfinite(net.forward(X[:3])).all()  # nothing left locked
+    print(f"caught at {caught!r}", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("method", ["forward", "loss", "gradients"])
+def test_sigint_to_a_long_forward_loss_or_gradients(method):
+    """Many rows run a chunk per kernel call, and Python answers Ctrl-C between two."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHUNKED_CHILD, method],
+        env=child_env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = child.stdout.readline()
+        assert line.startswith("ready "), line + child.stderr.read()
+        whole = float(line.split()[1])
+        time.sleep(0.3)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=300)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == 0, out + err
+    latency = float(out.split("caught at ")[1].split()[0]) - sent
+    print(f"{method}: SIGINT honoured after {1e3 * latency:.1f} ms of a ~{whole:.1f} s call")
+    assert whole > 3 * CHUNKED_LATENCY  # else the test proves nothing
+    assert 0 <= latency < CHUNKED_LATENCY, f"{latency:.3f} s from SIGINT to KeyboardInterrupt"

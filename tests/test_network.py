@@ -9,7 +9,7 @@ import pytest
 from conftest import HEADS, finite_difference_gradients, reference_twin
 from tutorial import BIASES, LR, WEIGHTS, X1, X2, Y, by_hand
 
-from backprop import Network, reference
+from backprop import DivergenceError, Network, _layout, network, reference
 
 SHAPES = [[2, 2, 1], [3, 5, 4, 2], [4, 3], [2, 1, 3], [7, 16, 8, 5]]
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity"]
@@ -304,3 +304,132 @@ def test_momentum_speeds_up_a_slow_descent():
         net = Network([5, 1], output="identity", seed=0)
         runs[momentum] = net.fit(X, Y, epochs=20, batch_size=20, lr=0.005, momentum=momentum)
     assert runs[0.9][-1] < runs[0.0][-1] / 10
+
+
+# ------------------------------------------------------ blocks and chunks ---
+
+# fit's epochs per kernel call, (first block, largest block): one call for them all,
+# one call per epoch, blocks of 3, and fit's own doubling blocks
+BLOCKINGS = [(10**9, 10**9), (1, 1), (3, 3), (1, network._FIT_BLOCK)]
+
+
+def fit_in_blocks(monkeypatch, blocking, make, X, Y, **kwargs):
+    """(fit's result, or its DivergenceError's epoch, batch, losses and message; the
+    weights after it) for a fresh ``make()`` trained in blocks of epochs ``blocking``."""
+    monkeypatch.setattr(network, "_FIT_FIRST_BLOCK", blocking[0])
+    monkeypatch.setattr(network, "_FIT_BLOCK", blocking[1])
+    net = make()
+    try:
+        outcome = net.fit(X, Y, **kwargs)
+    except DivergenceError as err:
+        outcome = (err.epoch, err.batch, err.losses, str(err))
+    return outcome, net._theta.copy()
+
+
+def assert_same_in_every_blocking(monkeypatch, make, X, Y, **kwargs):
+    results = [fit_in_blocks(monkeypatch, b, make, X, Y, **kwargs) for b in BLOCKINGS]
+    for outcome, theta in results[1:]:
+        assert outcome == results[0][0]
+        np.testing.assert_array_equal(theta, results[0][1])
+    return results[0][0]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(momentum=0.9, weight_decay=0.01),
+        dict(momentum=0.9, nesterov=True, dropout=0.3),
+        dict(shuffle=True, momentum=0.9, dropout=0.3),
+        dict(batch_size=11, dropout=0.5),
+    ],
+)
+def test_fit_in_blocks_of_epochs_is_one_call_bit_for_bit(monkeypatch, dtype, options):
+    net, X, Yt = make_problem([4, 6, 3], "softmax", "cross_entropy", "labels", dtype)
+    kwargs = dict(epochs=40, batch_size=4, lr=0.2, seed=5) | options
+    losses = assert_same_in_every_blocking(
+        monkeypatch, lambda: Network([4, 6, 3], activation="tanh", output="softmax",
+                                     loss="cross_entropy", dtype=dtype, seed=1),
+        X, Yt, **kwargs,
+    )  # fmt: skip
+    assert len(losses) == 40 and np.isfinite(losses).all()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_a_loss_that_diverges_in_a_later_block_stops_where_one_call_stops(
+    monkeypatch, dtype, dropout
+):
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(37, 5)) * 3, rng.uniform(size=(37, 3)) * 6
+    epoch, *_ = assert_same_in_every_blocking(
+        monkeypatch,
+        lambda: Network([5, 8, 3], activation="relu", output="identity", dtype=dtype, seed=2),
+        X, Y, epochs=40, batch_size=5, lr=0.02, momentum=0.9, dropout=dropout, seed=4,
+    )  # fmt: skip
+    assert epoch > 2  # past fit's first blocks
+
+
+@pytest.mark.parametrize("dtype,batch_size", [("float32", 1), ("float32", 3), ("float64", 1)])
+def test_weights_that_overflow_in_a_later_block_are_rewound_as_in_one_call(
+    monkeypatch, dtype, batch_size
+):
+    # Weight decay of lr * 3: each step multiplies the weight by about -2 until it
+    # overflows, while the saturated sigmoid keeps every loss finite: the kernel finds
+    # the infinite weight at the end of its call, and fit replays the call.
+    X, Y = np.array([[1.0], [2.0], [1.0], [2.0]]), np.array([[1.0], [0.0], [1.0], [0.0]])
+    epoch, batch, losses, message = assert_same_in_every_blocking(
+        monkeypatch, lambda: Network.from_params([[[0.5]]], [[0.0]], dtype=dtype),
+        X, Y, epochs=3000, batch_size=batch_size, lr=1.0, weight_decay=3.0,
+    )  # fmt: skip
+    assert epoch > 8 and len(losses) == epoch and "the step made the weights" in message
+
+
+def chunked(monkeypatch, rows):
+    """Makes forward, loss and gradients take ``rows`` rows per kernel call."""
+    monkeypatch.setattr(_layout, "CHUNK_MIN_ROWS", rows)
+    monkeypatch.setattr(_layout, "CHUNK_MAX_ROWS", rows)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("sizes,activation,output,loss,kind", list(cases())[1::4])
+def test_forward_loss_gradients_in_chunks_match_one_pass_and_reference(
+    monkeypatch, sizes, activation, output, loss, kind, dtype
+):
+    _, X, Yt = make_problem(sizes, output, loss, kind, dtype, n=50)
+    fast, ref = pair(sizes, activation, output, loss, dtype)
+    whole = fast.forward(X), fast.loss(X, Yt), fast.gradients(X, Yt)
+    for rows in (1, 7, 16):
+        chunked(monkeypatch, rows)
+        out, value, (g_value, gw, gb) = fast.forward(X), fast.loss(X, Yt), fast.gradients(X, Yt)
+        np.testing.assert_allclose(out, whole[0], **TOL[dtype])
+        np.testing.assert_allclose(out, np.array(ref.forward(X)), **TOL[dtype])
+        for got, one_pass, want in [(value, whole[1], ref.loss(X, Yt)),
+                                    (g_value, whole[2][0], ref.loss(X, Yt))]:  # fmt: skip
+            np.testing.assert_allclose(got, one_pass, **TOL[dtype])
+            np.testing.assert_allclose(got, want, **TOL[dtype])
+        _, ref_gw, ref_gb = ref.gradients(X, Yt)
+        for got, one_pass, want in zip(gw + gb, whole[2][1] + whole[2][2], ref_gw + ref_gb):
+            assert got.dtype == np.dtype(dtype)
+            np.testing.assert_allclose(got, one_pass, **TOL[dtype])
+            np.testing.assert_allclose(got, np.array(want), **TOL[dtype])
+
+
+def test_gradients_in_chunks_match_finite_differences(monkeypatch):
+    net, X, Yt = make_problem([3, 5, 4, 2], "softmax", "cross_entropy", "labels", "float64",
+                              n=23, seed=1)  # fmt: skip
+    chunked(monkeypatch, 5)
+    _, gw, gb = net.gradients(X, Yt)
+    numeric = finite_difference_gradients(lambda: net.loss(X, Yt), net.weights + net.biases)
+    for g, n in zip(gw + gb, numeric):
+        np.testing.assert_allclose(g, n, rtol=1e-5, atol=1e-8)
+
+
+def test_chunks_are_bounded_by_work_and_rows():
+    arch = Network([784, 256, 10], seed=0)._arch
+    assert arch.chunk_rows() == _layout.CHUNK_WORK // _layout.n_weights(arch.sizes)
+    assert Network([2, 2, 1])._arch.chunk_rows() == _layout.CHUNK_MAX_ROWS
+    wide = _layout.Architecture(sizes=(4096, 4096, 4096), hidden=1, output=1, loss=0,
+                                dtype=np.dtype("float64"))  # fmt: skip
+    assert wide.chunk_rows() == _layout.CHUNK_MIN_ROWS

@@ -31,6 +31,11 @@ INITIALISATIONS = ("glorot", "he")
 # two numbers, W1's, cost more than the pass)
 _CHECK_IN_KERNEL_MIN = 256
 DIVERGENCE_POLICIES = ("raise", "warn")
+# fit's kernel calls run blocks of epochs, from this many (so that training starts at
+# once, whatever the number of epochs) doubling up to _FIT_BLOCK (the blocks' losses
+# buffer, 8 bytes an epoch)
+_FIT_FIRST_BLOCK = 1
+_FIT_BLOCK = 2**16
 
 
 class DivergenceError(FloatingPointError):
@@ -71,6 +76,24 @@ class Trace:
 
 # ----------------------------------------------------------------- network ---
 
+_CONFIGURATION = ("sizes", "activation", "output", "loss_name", "dtype", "n_layers")
+
+
+def _read_only_message(name: str, verb: str) -> str:
+    """Why a Network's public attribute ``name`` cannot be set or deleted, and what to do."""
+    if name in ("weights", "biases"):
+        return (
+            f"cannot {verb} a Network's {name}; write into its arrays instead "
+            f"(net.{name}[l][...] = values)"
+        )
+    if name in _CONFIGURATION:
+        return (
+            f"cannot {verb} a Network's {name}: its architecture and configuration are "
+            f"fixed when it is built; build a new Network, or use Network.from_params("
+            f"net.weights, net.biases, ...) to keep its parameters under other settings"
+        )
+    return f"cannot {verb} {name!r}: a Network's public attributes are read-only"
+
 
 class Network:
     """A fully connected feed-forward network trained by backpropagation.
@@ -91,6 +114,12 @@ class Network:
     ``init="he"``, r = sqrt(6 / n_in), that of ReLU layers, whose outputs are zero half
     the time (He et al. 2015). ``weights[l]`` has shape (n_out, n_in): row j holds the
     weights into neuron j of layer l.
+
+    The architecture and configuration (``sizes``, ``activation``, ``output``,
+    ``loss_name``, ``dtype``) are fixed when the network is built: setting or deleting
+    any public attribute raises AttributeError (build a new network, or use
+    ``Network.from_params(net.weights, net.biases, ...)``). ``weights`` and ``biases``
+    are views to write into, in place.
     """
 
     def __init__(
@@ -150,32 +179,53 @@ class Network:
         return net
 
     def _configure(self, sizes, activation, output, loss, dtype) -> None:
-        self.sizes = _checks.check_sizes(sizes)
-        self.activation = _checks.check_name(activation, "activation", HIDDEN_ACTIVATIONS)
-        self.output = _checks.check_name(output, "output", OUTPUT_ACTIVATIONS)
-        self.loss_name = _checks.check_name(loss, "loss", LOSSES)
-        if self.output not in _names.LOSS_OUTPUTS[loss]:
+        sizes = _checks.check_sizes(sizes)
+        self._activation = _checks.check_name(activation, "activation", HIDDEN_ACTIVATIONS)
+        self._output = _checks.check_name(output, "output", OUTPUT_ACTIVATIONS)
+        self._loss_name = _checks.check_name(loss, "loss", LOSSES)
+        if output not in _names.LOSS_OUTPUTS[loss]:
             raise ValueError(
                 f"loss={loss!r} needs output in {_names.LOSS_OUTPUTS[loss]}; got output={output!r}"
             )
         self._dtype = _checks.check_dtype(dtype)
         self._arch = _layout.Architecture(
-            sizes=tuple(self.sizes),
-            hidden=int(_names.HIDDEN[self.activation]),
-            output=int(_names.OUTPUT[self.output]),
-            loss=int(_names.LOSSES[self.loss_name]),
+            sizes=tuple(sizes),
+            hidden=int(_names.HIDDEN[activation]),
+            output=int(_names.OUTPUT[output]),
+            loss=int(_names.LOSSES[loss]),
             dtype=self._dtype,
-            transposed=_layout.transposed_for(self.sizes),
+            transposed=_layout.transposed_for(sizes),
         )
         n = self._arch.n_params
         if n * self._dtype.itemsize > _MAX_BYTES:
-            raise ValueError(
-                f"sizes {self.sizes} make {n} parameters, more than memory can address"
-            )
+            raise ValueError(f"sizes {sizes} make {n} parameters, more than memory can address")
         self._theta = np.zeros(n, dtype=self._dtype)
         self._guard = Guard()
 
     # ------------------------------------------------------------ properties ---
+    # The architecture and the configuration are fixed when the network is built: the
+    # kernels read them from ``_arch``, and the properties below are read from it too.
+
+    @property
+    def sizes(self) -> list[int]:
+        """Every layer's width, input first; a new list each time (changing it changes
+        nothing: build another network for other widths)."""
+        return list(self._arch.sizes)
+
+    @property
+    def activation(self) -> str:
+        """The hidden layers' activation."""
+        return self._activation
+
+    @property
+    def output(self) -> str:
+        """The output layer's activation."""
+        return self._output
+
+    @property
+    def loss_name(self) -> str:
+        """The loss training minimises."""
+        return self._loss_name
 
     @property
     def dtype(self) -> np.dtype:
@@ -183,7 +233,7 @@ class Network:
 
     @property
     def n_layers(self) -> int:
-        return len(self.sizes) - 1
+        return len(self._arch.sizes) - 1
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -195,6 +245,16 @@ class Network:
     def biases(self) -> list[np.ndarray]:
         """Per-layer bias vectors (n_out,); views into the network's parameters."""
         return self._arch.biases(self._theta)
+
+    def __setattr__(self, name: str, value) -> None:
+        if not name.startswith("_"):
+            raise AttributeError(_read_only_message(name, "set"))
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if not name.startswith("_"):
+            raise AttributeError(_read_only_message(name, "delete"))
+        object.__delattr__(self, name)
 
     def __repr__(self) -> str:
         return (
@@ -210,6 +270,12 @@ class Network:
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        # a network pickled while its configuration was public attributes
+        for public in ("activation", "output", "loss_name"):
+            if public in state:
+                state["_" + public] = state.pop(public)
+        state.pop("sizes", None)
         self.__dict__.update(state)
         self._guard = Guard()
 
@@ -227,15 +293,14 @@ class Network:
             )
         if arr.shape[0] == 0:
             raise ValueError(f"{name} has no samples")
-        if arr.shape[1] != self.sizes[0]:
-            raise ValueError(
-                f"{name} has {arr.shape[1]} features, but the network expects {self.sizes[0]}"
-            )
+        n_in = self._arch.sizes[0]
+        if arr.shape[1] != n_in:
+            raise ValueError(f"{name} has {arr.shape[1]} features, but the network expects {n_in}")
         return _checks.to_float(arr, name, self._dtype, finite), single
 
     def _check_Y(self, Y, n: int, single: bool, name: str = "Y"):
         """Targets as (dense rows (n, k), integer labels (n,)); the unused one is empty."""
-        k = self.sizes[-1]
+        k = self._arch.sizes[-1]
         arr = _checks.as_real_array(Y, name)
         no_labels = np.empty(0, dtype=np.intp)
         if self.loss_name == "cross_entropy" and (
@@ -278,7 +343,12 @@ class Network:
     # ----------------------------------------------------------- computation ---
 
     def forward(self, X) -> np.ndarray:
-        """The network's outputs y_hat, shape (n_samples, n_outputs); 1-D X is one sample."""
+        """The network's outputs y_hat, shape (n_samples, n_outputs); 1-D X is one sample.
+
+        Many rows run a chunk at a time (~10-40 ms of work each), and Ctrl-C is answered
+        between two chunks. A row's outputs depend on that row alone, up to rounding: the
+        size of its chunk can choose another product kernel (``_kernels/_gemm.pxi``).
+        """
         X, _ = self._check_X(X)
         with self._guard.reading():
             out = self._arch.forward(self._theta, X)
@@ -286,39 +356,19 @@ class Network:
                 raise ValueError(self._not_finite("the outputs are", X))
         return out
 
-    def _batch(self, X, Y, mode: Mode, lr: float = 1.0, grad=None, weight_decay=0.0) -> float:
+    def _batch(self, X, Y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X, targets, Y's dense rows) checked: targets are the rows or integer labels."""
         X, single = self._check_X(X)
         rows, labels = self._check_Y(Y, X.shape[0], single)
         if X.shape[0] > _MAX_DIM:
             raise ValueError(f"X has {X.shape[0]} samples; one batch takes at most {_MAX_DIM}")
-        step = mode == Mode.FUSED_STEP
-        # as in fit: a mid-size batch may run as two halves, so a step is fit's step exactly
-        plan = self._arch.plan(
-            X.shape[0],
-            optimizer=optim.SGD(lr, weight_decay=weight_decay) if step else None,
-            two_cores=mode != Mode.LOSS_ONLY,
-        )
-        guard = self._guard.writing() if step else self._guard.reading()
-        with guard:
-            if step:
-                self._check_parameters()
-                before = self._theta.copy()
-            value = plan.batch(
-                self._theta, X, labels if labels.size else rows, mode=mode, grad=grad
-            )
-            if step and not (math.isfinite(value) and np.isfinite(self._theta).all()):
-                self._theta[...] = before
-                what = "the loss is" if not math.isfinite(value) else "the step made the weights"
-                raise DivergenceError(
-                    f"the step diverged: {what} not finite (lr={lr}); the weights are "
-                    f"unchanged. Try a smaller learning rate.",
-                    0,
-                    0,
-                    [],
-                )
-            if not step and not (
-                math.isfinite(value) and (grad is None or np.isfinite(grad).all())
-            ):
+        return X, labels if labels.size else rows, rows
+
+    def _mean_loss(self, X, Y, grad: np.ndarray | None) -> float:
+        X, targets, rows = self._batch(X, Y)
+        with self._guard.reading():
+            value = self._arch.mean_loss(self._theta, X, targets, grad)
+            if not (math.isfinite(value) and (grad is None or np.isfinite(grad).all())):
                 raise ValueError(self._not_finite("the loss or its gradients are", X, rows))
         return value
 
@@ -339,13 +389,22 @@ class Network:
         )
 
     def loss(self, X, Y) -> float:
-        """The mean loss over the batch (X, Y)."""
-        return self._batch(X, Y, mode=Mode.LOSS_ONLY)
+        """The mean loss over the batch (X, Y).
+
+        Many rows run a chunk at a time, and Ctrl-C is answered between two chunks; the
+        mean is then the chunks' means weighted by their rows, which differs from one
+        pass's by rounding (``_layout.Architecture.mean_loss``).
+        """
+        return self._mean_loss(X, Y, None)
 
     def gradients(self, X, Y) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-        """(loss, dL/dweights, dL/dbiases) of the mean loss over the batch (X, Y)."""
+        """(loss, dL/dweights, dL/dbiases) of the mean loss over the batch (X, Y).
+
+        Many rows run a chunk at a time, as in ``loss``: the gradients are then the
+        chunks' gradients weighted by their rows, equal to one pass's up to rounding.
+        """
         grad = np.empty_like(self._theta)
-        value = self._batch(X, Y, mode=Mode.GRADIENTS, grad=grad)
+        value = self._mean_loss(X, Y, grad)
         view = self._like(grad)
         return value, view.weights, view.biases
 
@@ -359,7 +418,24 @@ class Network:
         """
         lr = _checks.check_lr(lr, self._dtype)
         weight_decay = _checks.check_nonnegative(weight_decay, "weight_decay")
-        return self._batch(X, Y, mode=Mode.FUSED_STEP, lr=lr, weight_decay=weight_decay)
+        X, targets, _ = self._batch(X, Y)
+        # as in fit: a mid-size batch may run as two halves, so a step is fit's step exactly
+        plan = self._arch.plan(X.shape[0], optimizer=optim.SGD(lr, weight_decay=weight_decay))
+        with self._guard.writing():
+            self._check_parameters()
+            before = self._theta.copy()
+            value = plan.batch(self._theta, X, targets, mode=Mode.FUSED_STEP)
+            if not (math.isfinite(value) and np.isfinite(self._theta).all()):
+                self._theta[...] = before
+                what = "the loss is" if not math.isfinite(value) else "the step made the weights"
+                raise DivergenceError(
+                    f"the step diverged: {what} not finite (lr={lr}); the weights are "
+                    f"unchanged. Try a smaller learning rate.",
+                    0,
+                    0,
+                    [],
+                )
+        return value
 
     def fit(
         self,
@@ -429,7 +505,6 @@ class Network:
             _checks.check_finite(X, given, "X")
             if epochs == 0:
                 return []
-        losses = np.full(epochs, np.nan)
         targets = labels if labels.size else rows
         optimizer = optim.SGD(lr, momentum, bool(nesterov), weight_decay)
         optimizer.init_state(self._theta.size, self._dtype)
@@ -448,14 +523,25 @@ class Network:
                               losses=epoch_losses, velocity=velocity,
                               check_input=check_input)  # fmt: skip
 
-        count = 1 if shuffle else epochs  # epochs per call: one per permutation
+        # The epochs run in blocks, one kernel call each, and the losses of the blocks
+        # done are kept: one epoch per permutation when shuffling, else blocks that double
+        # from _FIT_FIRST_BLOCK to _FIT_BLOCK epochs, so that nothing the size of
+        # ``epochs`` is allocated before training starts. theta, the velocity and the
+        # dropout stream carry over from one call to the next: the blocks do the
+        # arithmetic of one call, bit for bit.
+        losses: list[float] = []
+        block = np.empty(1 if shuffle else min(epochs, _FIT_BLOCK))
+        size = _FIT_FIRST_BLOCK
         order = None
         # where a diverged call is replayed from: theta, the masks' stream, the velocity
         live = [a for a in (self._theta, plan.rng_state, velocity) if a is not None]
         saved = [np.empty_like(a) for a in live]
         with self._guard.writing():
             self._check_parameters()
-            for first in range(0, epochs, count):
+            first = 0
+            while first < epochs:
+                count = min(size, block.size, epochs - first)
+                size *= 2
                 if shuffle:
                     order = rng.permutation(n).astype(np.intp, copy=False)
                 for copy, array in zip(saved, live):
@@ -463,7 +549,7 @@ class Network:
                 status, epoch, batch = train(
                     order,
                     count,
-                    losses[first : first + count],
+                    block[:count],
                     check_input=in_kernel and first == 0,
                 )
                 if status == Status.INPUT_NOT_FINITE or (
@@ -476,24 +562,27 @@ class Network:
                     raise ValueError("X contains NaN or infinity")  # X changed meanwhile
                 if status == Status.LOSS_NOT_FINITE and _core.all_finite(self._theta):
                     # the kernel stopped before the bad batch's step: nothing to undo
-                    epoch, what = epoch + first, "the loss is"
-                    break
-                if status:
+                    what = "the loss is"
+                elif status:
                     epoch, batch, what = self._rewind(saved, live, train, order, count, m, X,
                                                       targets)  # fmt: skip
+                if status:
+                    losses += block[:epoch].tolist()  # the block's epochs before the bad one
                     epoch += first
                     break
+                losses += block[:count].tolist()
+                first += count
             else:
-                return losses.tolist()
+                return losses
         message = (
             f"training diverged at epoch {epoch}, batch {batch}: {what} not finite "
             f"(lr={lr}); the weights are those from before that batch. "
             f"Try a smaller learning rate."
         )
         if on_divergence == "raise":
-            raise DivergenceError(message, epoch, batch, losses[:epoch].tolist())
+            raise DivergenceError(message, epoch, batch, losses)
         warnings.warn(message, RuntimeWarning, stacklevel=2)
-        return losses[:epoch].tolist()
+        return losses
 
     def _rewind(self, saved, live, train, order, epochs, m, X, targets):
         """Replays a diverged ``train`` run from its start up to its first bad batch.
