@@ -408,3 +408,20 @@ def test_bad_dropout(dropout, error):
 def test_bad_momentum(kwargs, error, match):
     with pytest.raises(error, match=match):
         Network([3, 2], seed=0).fit(np.ones((4, 3)), np.zeros((4, 2)), **kwargs)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True, [1, -2]])
+def test_a_bad_seed_is_refused_by_name(seed):
+    with pytest.raises((TypeError, ValueError), match="seed must be None, a non-negative"):
+        Network([3, 2], seed=seed)
+    net = Network([3, 2], seed=0)
+    before = net.weights[0].copy()
+    with pytest.raises((TypeError, ValueError), match="seed must be None, a non-negative"):
+        net.fit(np.zeros((4, 3)), np.zeros((4, 2)), shuffle=True, seed=seed)
+    np.testing.assert_array_equal(net.weights[0], before)
+
+
+def test_a_seed_may_be_a_generator():
+    a = Network([3, 2], seed=np.random.default_rng(7))
+    b = Network([3, 2], seed=7)
+    np.testing.assert_array_equal(a.weights[0], b.weights[0])

@@ -32,6 +32,18 @@ def check_int(value, name: str, minimum: int, maximum: int | None = None) -> int
     return int(value)
 
 
+def random_generator(seed, name: str = "seed") -> np.random.Generator:
+    """``numpy.random.default_rng(seed)``, with a refusal that names the argument."""
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"{name} must be None, a non-negative integer or a Generator; got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as refusal:
+        raise type(refusal)(
+            f"{name} must be None, a non-negative integer or a Generator; got {seed!r} ({refusal})"
+        ) from None
+
+
 def check_lr(lr, dtype: np.dtype) -> float:
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(f"lr must be a real number; got {lr!r}")

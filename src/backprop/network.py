@@ -134,7 +134,7 @@ class Network:
     ):
         self._configure(sizes, activation, output, loss, dtype)
         init = _checks.check_name(init, "init", INITIALISATIONS)
-        rng = np.random.default_rng(seed)
+        rng = _checks.random_generator(seed)
         for W, fan_in, fan_out in zip(self.weights, self.sizes[:-1], self.sizes[1:]):
             limit = math.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
             W[...] = rng.uniform(-limit, limit, size=W.shape)
@@ -494,7 +494,7 @@ class Network:
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
         on_divergence = _checks.check_name(on_divergence, "on_divergence", DIVERGENCE_POLICIES)
-        rng = np.random.default_rng(seed)
+        rng = _checks.random_generator(seed)
         n = X.shape[0]
         m = min(batch_size, n)
         if m > _MAX_DIM:
