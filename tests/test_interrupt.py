@@ -115,19 +115,26 @@ def test_sigint_to_a_process_in_fit(tmp_path):
     assert 0 <= latency < LATENCY, f"{latency:.3f} s from SIGINT to KeyboardInterrupt"
 
 
+def interrupt_main_after(seconds: float, sent: list) -> None:
+    """Raises KeyboardInterrupt in the main thread ``seconds`` from now, appending the
+    time it did so to ``sent``."""
+
+    def interrupt():
+        time.sleep(seconds)
+        sent.append(time.monotonic())
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt).start()
+
+
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_interrupt_main_during_fit(shuffle, tmp_path):
     net, X, Y = problem()
     start = net._theta.copy()
     sent = []
 
-    def interrupt():
-        time.sleep(0.2)
-        sent.append(time.monotonic())
-        _thread.interrupt_main()
-
     with threadpool_limits(1):  # as in the child process above
-        threading.Thread(target=interrupt).start()
+        interrupt_main_after(0.2, sent)
         with pytest.raises(KeyboardInterrupt):  # ~30 s if the interrupt were ignored
             net.fit(X, Y, epochs=3000, batch_size=256, lr=1e-3, shuffle=shuffle, seed=7)
         latency = time.monotonic() - sent[0]
@@ -148,14 +155,9 @@ def test_fit_of_half_a_billion_epochs_starts_at_once_and_answers_ctrl_c():
     start = net._theta.copy()
     sent = []
 
-    def interrupt():
-        time.sleep(0.2)
-        sent.append(time.monotonic())
-        _thread.interrupt_main()
-
     tracemalloc.start()
     try:
-        threading.Thread(target=interrupt).start()
+        interrupt_main_after(0.2, sent)
         with pytest.raises(KeyboardInterrupt):  # minutes, and 4 GB of losses, if ignored
             net.fit(X, Y, epochs=500_000_000, batch_size=2, lr=0.5)
         latency = time.monotonic() - sent[0]
