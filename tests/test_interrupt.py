@@ -88,27 +88,36 @@ def check_after_interrupt(net, start, X, Y, batch_size, path, shuffle=False, see
     return steps
 
 
-def test_sigint_to_a_process_in_fit(tmp_path):
-    here = os.path.dirname(os.path.abspath(__file__))
+def sigint_child(code: str, *args: str, timeout: float) -> tuple[str, str, str, float]:
+    """Runs ``code`` in a child Python, sends it SIGINT 0.3 s after its first line of
+    output and waits for it to end; returns (that line, the rest of its output, its
+    errors, the time the signal was sent). The child has one BLAS thread: on a busy
+    machine a batch then takes as long as its work, not as long as the slowest of
+    several competing BLAS threads."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path / "net.npz"), here],
-        # One BLAS thread: on a busy machine a batch then takes as long as its work,
-        # not as long as the slowest of several competing BLAS threads.
+        [sys.executable, "-c", code, *args],
         env=child_env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        assert child.stdout.readline() == "training\n"
-        time.sleep(0.3)  # well inside the compiled loop
+        line = child.stdout.readline()
+        time.sleep(0.3)  # well inside the compiled call
         sent = time.monotonic()
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=120)
+        out, err = child.communicate(timeout=timeout)
     finally:
         child.kill()
         child.wait()
-    assert child.returncode == 0, out + err
+    assert child.returncode == 0, line + out + err
+    return line, out, err, sent
+
+
+def test_sigint_to_a_process_in_fit(tmp_path):
+    here = os.path.dirname(os.path.abspath(__file__))
+    line, out, err, sent = sigint_child(CHILD, str(tmp_path / "net.npz"), here, timeout=120)
+    assert line == "training\n", line + out + err
     caught = float(out.split("caught at ")[1].split()[0])
     latency = caught - sent
     print(f"SIGINT honoured after {1e3 * latency:.2f} ms; {out.strip()}")
@@ -208,25 +217,9 @@ CHUNKED_CHILD = textwrap.dedent(
 @pytest.mark.parametrize("method", ["forward", "loss", "gradients"])
 def test_sigint_to_a_long_forward_loss_or_gradients(method):
     """Many rows run a chunk per kernel call, and Python answers Ctrl-C between two."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHUNKED_CHILD, method],
-        env=child_env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = child.stdout.readline()
-        assert line.startswith("ready "), line + child.stderr.read()
-        whole = float(line.split()[1])
-        time.sleep(0.3)
-        sent = time.monotonic()
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=300)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == 0, out + err
+    line, out, err, sent = sigint_child(CHUNKED_CHILD, method, timeout=300)
+    assert line.startswith("ready "), line + out + err
+    whole = float(line.split()[1])
     latency = float(out.split("caught at ")[1].split()[0]) - sent
     print(f"{method}: SIGINT honoured after {1e3 * latency:.1f} ms of a ~{whole:.1f} s call")
     assert whole > 3 * CHUNKED_LATENCY  # else the test proves nothing
