@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import child_env
 
+import backprop
 from backprop import Network
 
 CONFIGURATION = ["sizes", "activation", "output", "loss_name", "dtype", "n_layers"]
@@ -230,6 +231,87 @@ def test_a_network_pickled_with_public_configuration_still_loads():
     X, labels = problem()
     assert repr(again) == repr(net)
     assert_same_behaviour(again, net, X, labels)
+
+
+def test_a_pickle_whose_names_disagree_with_its_architecture_keeps_the_architecture():
+    """The kernels computed with ``_arch``: an old pickle's public names that say
+    otherwise are not believed, by repr or save."""
+    net = network()
+    state = net.__getstate__()
+    for name in ("activation", "output", "loss_name"):
+        state.pop("_" + name)
+    state.update(activation="relu", output="identity", loss_name="mse", sizes=[4, 1])
+    again = Network.__new__(Network)
+    again.__setstate__(state)
+    assert repr(again) == repr(net)
+    X, labels = problem()
+    assert_same_behaviour(again, net, X, labels)
+
+
+class Relabelled(Network):
+    """A subclass whose class attributes shadow the configuration's properties."""
+
+    activation = "relu"
+    loss_name = "mse"
+
+    @property
+    def sizes(self):
+        return [1, 1]
+
+    @property
+    def weights(self):
+        return [np.zeros((1, 1))]
+
+
+def test_a_subclass_cannot_make_the_library_misread_its_network(tmp_path):
+    """The library reads the architecture the kernels use, never a property a subclass
+    overrides: checks, trace, save and load agree with what forward computes."""
+    net = Relabelled([4, 6, 3], activation="tanh", output="softmax", loss="cross_entropy",
+                     seed=0)  # fmt: skip
+    twin = network()
+    X, labels = problem()
+    np.testing.assert_array_equal(net.forward(X), twin.forward(X))
+    np.testing.assert_array_equal(net.loss(X, labels), twin.loss(X, labels))  # labels, not rows
+    np.testing.assert_array_equal(net.trace(X, labels).deltas[0], twin.trace(X, labels).deltas[0])
+    assert repr(net) == "Relabelled" + repr(twin)[len("Network") :]
+    net.save(tmp_path / "net.npz")
+    loaded = backprop.load(tmp_path / "net.npz")
+    assert repr(loaded) == repr(twin)
+    np.testing.assert_array_equal(loaded.forward(X), twin.forward(X))
+
+
+def test_a_subclass_may_add_public_attributes_of_its_own():
+    class Named(Network):
+        __slots__ = ("tag",)
+
+        def __init__(self, *args, name="", **kwargs):
+            super().__init__(*args, **kwargs)
+            self.name = name
+            self.tag = 1
+
+    net = Named([2, 2, 1], name="xor", seed=0)
+    net.name = "and"
+    del net.tag
+    assert net.name == "and"
+    for name in ("sizes", "activation", "weights", "fit"):
+        with pytest.raises(AttributeError, match="cannot set"):
+            setattr(net, name, None)
+    with pytest.raises(AttributeError, match="read-only"):
+        Network([2, 2, 1]).name = "xor"  # a Network itself takes no new public names
+
+
+def test_save_refuses_weights_load_would_refuse_and_keeps_the_old_file(tmp_path):
+    path = tmp_path / "net.npz"
+    net = network()
+    net.save(path)
+    before = path.read_bytes()
+    for value in (np.nan, np.inf):
+        bad = copy.deepcopy(net)
+        bad.biases[1][0] = value
+        with pytest.raises(ValueError, match="NaN or infinity; nothing was saved"):
+            bad.save(path)
+        assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["net.npz"]
 
 
 def test_the_layout_the_kernels_read_is_read_only():

@@ -615,3 +615,28 @@ def test_a_single_array_and_a_foreign_archive_are_refused(tmp_path):
 def test_a_missing_file_is_not_a_value_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         backprop.load(tmp_path / "nothing.npz")
+
+
+# ------------------------------------------------------------- unusual paths ---
+
+
+def test_save_refuses_paths_open_would_refuse_naming_the_users_path(tmp_path, monkeypatch):
+    net, X, _ = trained()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="empty path"):
+        net.save("")
+    with pytest.raises(FileNotFoundError, match=r"nope/x\.npz: no such directory") as missing:
+        net.save("nope/x.npz")
+    assert ".tmp" not in str(missing.value)  # the user's name, not a temporary file's
+    with pytest.raises(IsADirectoryError):
+        net.save("new.npz/")  # open("new.npz/", "wb") refuses it too
+    assert os.listdir(tmp_path) == []
+    path = saved(tmp_path, net)
+    before = path.read_bytes()
+    # a file the process may not write is refused, as open(path, "wb") would refuse it
+    # (root may write any file, so the permission check is what is replaced here)
+    monkeypatch.setattr(_checkpoint.os, "access", lambda *args, **kwargs: False)
+    with pytest.raises(PermissionError, match="may not write"):
+        trained(seed=1)[0].save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["net.npz"]

@@ -961,3 +961,67 @@ def test_halves_do_not_depend_on_the_number_of_threads(solver, hidden, batch_siz
     for a, b in zip(one.coefs_ + one.intercepts_, two.coefs_ + two.intercepts_):
         np.testing.assert_array_equal(a, b)
     assert one.loss_curve_ == two.loss_curve_
+
+
+def test_predict_follows_coefs_the_user_assigns():
+    """As scikit-learn's MLP, whose predict reads coefs_: arrays assigned to coefs_ and
+    intercepts_ (whole lists, one element, after pickling) are the model predict uses,
+    dense or sparse."""
+    import copy
+
+    X, y = _classification(3)
+    a = bp.MLPClassifier(**dict(BASE, random_state=0)).fit(X, y)
+    b = bp.MLPClassifier(**dict(BASE, random_state=1)).fit(X, y)
+    expected = b.predict_proba(X)
+    a.coefs_ = [c.copy() for c in b.coefs_]
+    a.intercepts_ = [c.copy() for c in b.intercepts_]
+    assert_allclose(a.predict_proba(X), expected, rtol=1e-12)
+    assert_allclose(a.predict_proba(sp.csr_matrix(X)), expected, rtol=1e-10)
+    c = bp.MLPClassifier(**dict(BASE, random_state=0)).fit(X, y)
+    c.coefs_[0] = np.zeros_like(c.coefs_[0])
+    c.intercepts_[0] = np.zeros_like(c.intercepts_[0])
+    assert_allclose(c.predict_proba(X), c.predict_proba(sp.csr_matrix(X)), rtol=1e-10)
+    for clone_of in (lambda e: pickle.loads(pickle.dumps(e)), copy.deepcopy):
+        d = clone_of(b)
+        d.coefs_[-1][...] = 0
+        d.intercepts_[-1][...] = 0
+        assert_allclose(d.predict_proba(X), 1 / 3, rtol=1e-12)  # in place, after the copy
+        assert_allclose(b.predict_proba(X), expected, rtol=0)  # the original unchanged
+    e = bp.MLPClassifier(**dict(BASE, random_state=0)).fit(X, y)
+    e.coefs_[1] = np.zeros((3, 6))
+    with pytest.raises(ValueError, match=r"coefs_\[1\] has shape \(3, 6\)"):
+        e.predict(X)
+    e.coefs_[1] = np.zeros((12, 6))
+    e.intercepts_[1] = np.zeros(1)
+    with pytest.raises(ValueError, match=r"intercepts_\[1\] has shape \(1,\)"):
+        e.predict(X)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_fit_from_its_own_callback_is_refused(solver):
+    X, y = _classification(3)
+    est = bp.MLPClassifier(**dict(BASE, solver=solver, max_iter=5))
+    errors = []
+
+    def refit(info):
+        try:
+            est.fit(X[:30], y[:30] % 2)
+        except RuntimeError as error:
+            errors.append(str(error))
+
+    est.set_params(callbacks=[refit])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    assert errors and all("already being fitted" in e for e in errors)
+    assert_array_equal(est.classes_, [0, 1, 2])
+    twin = bp.MLPClassifier(**dict(BASE, solver=solver, max_iter=5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        twin.fit(X, y)
+    assert_array_equal(est.predict_proba(X), twin.predict_proba(X))
+    est.set_params(callbacks=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X[:30], y[:30] % 2)  # and after it, fit works again
+    assert_array_equal(est.classes_, [0, 1])

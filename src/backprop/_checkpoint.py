@@ -83,12 +83,23 @@ def write(path, *, sizes, activation, output, loss, dtype, parameters) -> None:
     is not a regular file ValueError.
     """
     name = os.fsdecode(os.fspath(path))
+    if not name:
+        raise FileNotFoundError(errno.ENOENT, "cannot save a network to an empty path", name)
     target = os.path.realpath(name)
     existing = _stat_or_none(target)
+    where = name if target == os.path.abspath(name) else f"{name} (a link to {target})"
     if existing is not None:
-        where = name if target == os.path.abspath(name) else f"{name} (a link to {target})"
         _refuse_special(
             existing, f"cannot save a network to {where}: it is {{}}, not a regular file"
+        )
+        if not os.access(target, os.W_OK):  # as open(path, "wb") would refuse it
+            raise PermissionError(errno.EACCES, "cannot save a network over a file it may "
+                                  "not write", name)  # fmt: skip
+    elif name.endswith(("/", os.sep)):  # a name for a directory, as open() takes it
+        raise IsADirectoryError(errno.EISDIR, "cannot save a network to a directory", name)
+    if not os.path.isdir(os.path.dirname(target)):
+        raise FileNotFoundError(
+            errno.ENOENT, f"cannot save a network to {where}: no such directory", name
         )
     arrays = {
         "format": np.array(FORMAT),

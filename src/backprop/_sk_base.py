@@ -4,7 +4,9 @@ and prediction (``_BaseMLP``)."""
 
 from __future__ import annotations
 
+import threading
 import warnings
+import weakref
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
@@ -39,6 +41,10 @@ from ._sk_training import (
 )
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
+# The estimators whose fit is running: a second fit of one of them (from a callback, or
+# from another thread) would rebind the weights the first is training.
+_FITTING: weakref.WeakSet = weakref.WeakSet()
+_FITTING_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------
@@ -91,6 +97,51 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
         """Make ``params`` the live weights, with coefs_/intercepts_ as views into it."""
         self._params = params
         self.coefs_, self.intercepts_ = _unflatten(params, layer_units)
+        self._views = (*self.coefs_, *self.intercepts_)
+
+    def _live_params(self):
+        """The flat parameters of the model ``coefs_`` and ``intercepts_`` hold now.
+
+        They are views into ``_params`` until the user replaces one of them (scikit-learn's
+        MLP reads ``coefs_`` at every prediction, so code written for it may assign them);
+        then the arrays there are checked and copied into a new flat array.
+        """
+        current = (*self.coefs_, *self.intercepts_)
+        views = getattr(self, "_views", ())
+        if len(current) == len(views) and all(a is b for a, b in zip(current, views)):
+            return self._params
+        return self._flatten_attributes()
+
+    def _flatten_attributes(self):
+        """``coefs_`` and ``intercepts_`` in one new flat array of the network's dtype,
+        refused with ValueError unless they describe one network of this estimator's
+        inputs and outputs."""
+        coefs = [np.asarray(c) for c in self.coefs_]
+        intercepts = [np.asarray(b) for b in self.intercepts_]
+        if not coefs or len(coefs) != len(intercepts):
+            raise ValueError(
+                f"coefs_ and intercepts_ must hold one array per layer; got {len(coefs)} and "
+                f"{len(intercepts)}"
+            )
+        for i, (w, b) in enumerate(zip(coefs, intercepts)):
+            fan_in = self.n_features_in_ if i == 0 else coefs[i - 1].shape[1]
+            fan_out = self.n_outputs_ if i == len(coefs) - 1 else None
+            if w.ndim != 2 or w.shape[0] != fan_in or fan_out not in (None, w.shape[1]):
+                raise ValueError(
+                    f"coefs_[{i}] has shape {w.shape}; it must be ({fan_in}, "
+                    f"{'n_units' if fan_out is None else fan_out})"
+                )
+            if b.shape != (w.shape[1],):
+                raise ValueError(
+                    f"intercepts_[{i}] has shape {b.shape}; it must be {(w.shape[1],)}"
+                )
+        return self._architecture().flatten(coefs, intercepts)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "coefs_" in self.__dict__ and "_params" in self.__dict__:
+            # unpickled arrays are copies: coefs_ and intercepts_ become views again
+            self._bind(self._flatten_attributes(), self._layer_units())
 
     def _forward_pass_fast(self, X, check_input=True):
         """Output of the network for X, without keeping hidden activations."""
@@ -105,7 +156,8 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                 _sparse.activate(self.out_activation_ if i == last else self.activation, a)
             return a
         X = np.ascontiguousarray(X, dtype=self._params.dtype)
-        return self._architecture().forward(self._params, X)
+        params = self._live_params()
+        return self._architecture().forward(params, X)
 
     def _architecture(self, layer_units=None):
         """The network as the compiled kernels see it (``backprop._layout``)."""
@@ -164,6 +216,20 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
     # ---- fitting ---------------------------------------------------------------------
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
+        with _FITTING_LOCK:
+            if self in _FITTING:
+                raise RuntimeError(
+                    f"{type(self).__name__} is already being fitted (fit called from one of "
+                    "its callbacks, or from another thread); fit a clone instead"
+                )
+            _FITTING.add(self)
+        try:
+            return self._fit_once(X, y, sample_weight, incremental)
+        finally:
+            with _FITTING_LOCK:
+                _FITTING.discard(self)
+
+    def _fit_once(self, X, y, sample_weight, incremental):
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]

@@ -133,7 +133,10 @@ _PARAMETERS_DOC = """
         (every iteration for 'lbfgs'); training stops when one returns True. During
         the call the estimator holds that epoch's (iteration's) model: ``coefs_``,
         ``intercepts_``, ``loss_``, ``n_iter_``, ``predict`` and ``score`` are those
-        of a fit stopped there.
+        of a fit stopped there. A callback reads the model; what it writes into
+        ``coefs_`` is used by the next epoch of 'sgd' and 'adam', but not by 'lbfgs'
+        (scipy keeps its own iterate). Fitting the same estimator from a callback
+        raises RuntimeError: fit a clone.
     progress_bar : bool, default=False
         Draw a tqdm progress bar on stderr, one step per epoch ('lbfgs': iteration).
         Needs tqdm.

@@ -95,6 +95,17 @@ def _read_only_message(name: str, verb: str) -> str:
     return f"cannot {verb} {name!r}: a Network's public attributes are read-only"
 
 
+def _settable(net, name: str) -> bool:
+    """Whether ``name`` may be set on ``net``: private names, and in a subclass the
+    public names it adds (never one Network defines)."""
+    return name.startswith("_") or (type(net) is not Network and not hasattr(Network, name))
+
+
+def _name_of(names: dict, code: int) -> str:
+    """The name under which ``names`` maps to the kernels' ``code``."""
+    return next(name for name, value in names.items() if value == code)
+
+
 class Network:
     """A fully connected feed-forward network trained by backpropagation.
 
@@ -135,7 +146,8 @@ class Network:
         self._configure(sizes, activation, output, loss, dtype)
         init = _checks.check_name(init, "init", INITIALISATIONS)
         rng = _checks.random_generator(seed)
-        for W, fan_in, fan_out in zip(self.weights, self.sizes[:-1], self.sizes[1:]):
+        sizes = self._arch.sizes
+        for W, fan_in, fan_out in zip(self._layers()[0], sizes[:-1], sizes[1:]):
             limit = math.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
             W[...] = rng.uniform(-limit, limit, size=W.shape)
 
@@ -173,9 +185,10 @@ class Network:
                 )
         net = cls.__new__(cls)
         net._configure([ws[0].shape[1]] + [w.shape[0] for w in ws], activation, output, loss, dtype)
+        weights, biases = net._layers()
         for l, (w, b) in enumerate(zip(ws, bs)):
-            net.weights[l][...] = _checks.to_float(w, f"weights[{l}]", net._dtype)
-            net.biases[l][...] = _checks.to_float(b, f"biases[{l}]", net._dtype)
+            weights[l][...] = _checks.to_float(w, f"weights[{l}]", net._dtype)
+            biases[l][...] = _checks.to_float(b, f"biases[{l}]", net._dtype)
         return net
 
     def _configure(self, sizes, activation, output, loss, dtype) -> None:
@@ -238,28 +251,35 @@ class Network:
     @property
     def weights(self) -> list[np.ndarray]:
         """Per-layer weight matrices (n_out, n_in); views: writing into them changes the net."""
-        stored = self._arch.weights(self._theta)
-        return [W.T for W in stored] if self._arch.transposed else stored
+        return self._layers()[0]
 
     @property
     def biases(self) -> list[np.ndarray]:
         """Per-layer bias vectors (n_out,); views into the network's parameters."""
-        return self._arch.biases(self._theta)
+        return self._layers()[1]
+
+    def _layers(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(weights, biases) as views into the parameters, read from the architecture the
+        kernels use: the library's own code reads these, never the public properties a
+        subclass may override."""
+        stored = self._arch.weights(self._theta)
+        weights = [W.T for W in stored] if self._arch.transposed else stored
+        return weights, self._arch.biases(self._theta)
 
     def __setattr__(self, name: str, value) -> None:
-        if not name.startswith("_"):
+        if not _settable(self, name):
             raise AttributeError(_read_only_message(name, "set"))
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
-        if not name.startswith("_"):
+        if not _settable(self, name):
             raise AttributeError(_read_only_message(name, "delete"))
         object.__delattr__(self, name)
 
     def __repr__(self) -> str:
         return (
-            f"Network({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
-            f"loss={self.loss_name!r}, dtype={self._dtype.name!r})"
+            f"{type(self).__name__}({list(self._arch.sizes)}, activation={self._activation!r}, "
+            f"output={self._output!r}, loss={self._loss_name!r}, dtype={self._dtype.name!r})"
         )
 
     def __getstate__(self):
@@ -271,11 +291,14 @@ class Network:
 
     def __setstate__(self, state):
         state = dict(state)
-        # a network pickled while its configuration was public attributes
-        for public in ("activation", "output", "loss_name"):
-            if public in state:
-                state["_" + public] = state.pop(public)
-        state.pop("sizes", None)
+        # the names are those of the architecture the kernels computed with, also in a
+        # network pickled while its configuration was public attributes
+        for public in ("sizes", "activation", "output", "loss_name"):
+            state.pop(public, None)
+        arch = state["_arch"]
+        state["_activation"] = _name_of(_names.HIDDEN, arch.hidden)
+        state["_output"] = _name_of(_names.OUTPUT, arch.output)
+        state["_loss_name"] = _name_of(_names.LOSSES, arch.loss)
         self.__dict__.update(state)
         self._guard = Guard()
 
@@ -303,7 +326,7 @@ class Network:
         k = self._arch.sizes[-1]
         arr = _checks.as_real_array(Y, name)
         no_labels = np.empty(0, dtype=np.intp)
-        if self.loss_name == "cross_entropy" and (
+        if self._loss_name == "cross_entropy" and (
             arr.ndim == 0 or (arr.ndim == 1 and not (single and arr.shape[0] == k and k > 1))
         ):
             labels = arr.reshape(-1)
@@ -328,9 +351,9 @@ class Network:
         if arr.shape[0] != n:
             raise ValueError(f"{name} has {arr.shape[0]} samples but X has {n}")
         rows = _checks.to_float(arr, name, self._dtype)
-        if self.loss_name == "binary_cross_entropy" and ((rows < 0) | (rows > 1)).any():
+        if self._loss_name == "binary_cross_entropy" and ((rows < 0) | (rows > 1)).any():
             raise ValueError(f"{name} must lie in [0, 1] for binary_cross_entropy")
-        if self.loss_name == "cross_entropy":
+        if self._loss_name == "cross_entropy":
             if (rows < 0).any():
                 raise ValueError(f"{name} rows are class probabilities and must be >= 0")
             tol = 1e-4 if self._dtype == np.float32 else 1e-8
@@ -414,7 +437,8 @@ class Network:
         W := W - lr (dL/dW + weight_decay W) for every layer's weights (L2 weight decay,
         as PyTorch's SGD applies it; biases are not decayed), b := b - lr dL/db.
         Raises DivergenceError, leaving the weights unchanged, if the loss or the
-        updated weights are not finite.
+        updated weights are not finite. The batch is one compiled call: Ctrl-C is
+        answered when it ends (``fit`` answers it between batches).
         """
         lr = _checks.check_lr(lr, self._dtype)
         weight_decay = _checks.check_nonnegative(weight_decay, "weight_decay")
@@ -640,15 +664,15 @@ class Network:
         if X.shape[0] > _MAX_DIM:
             raise ValueError(f"X has {X.shape[0]} samples; one batch takes at most {_MAX_DIM}")
         hidden, output, loss = self._arch.hidden, self._arch.output, self._arch.loss
-        n, k = X.shape[0], self.sizes[-1]
+        n, k, n_layers = X.shape[0], self._arch.sizes[-1], len(self._arch.sizes) - 1
         zs, activations = [], [X]
         with self._guard.reading():
-            weights, biases = [w.copy() for w in self.weights], [b.copy() for b in self.biases]
+            weights, biases = ([a.copy() for a in arrays] for arrays in self._layers())
         for l, (W, b) in enumerate(zip(weights, biases)):
             Z = np.empty((n, W.shape[0]), dtype=self._dtype)
             _core.dense(activations[-1], W, b, Z)
             A = np.empty_like(Z)
-            _core.activate(Z, A, output if l == self.n_layers - 1 else hidden)
+            _core.activate(Z, A, output if l == n_layers - 1 else hidden)
             zs.append(Z)
             activations.append(A)
         delta = np.empty_like(zs[-1])
@@ -658,9 +682,9 @@ class Network:
         # dL/dy_hat is infinite where a probability rounds to 0 or 1 against a target
         # that is not; where the target is too, the limit is taken instead of 0/0.
         with np.errstate(all="ignore"):
-            if self.loss_name == "mse":
+            if self._loss_name == "mse":
                 dloss = 2 * (y_hat - target) / (n * k)
-            elif self.loss_name == "cross_entropy":
+            elif self._loss_name == "cross_entropy":
                 dloss = -target / (n * y_hat)
                 dloss[(target == 0) & (y_hat == 0)] = 0
             else:
@@ -668,12 +692,12 @@ class Network:
                 limit = (y_hat == target) & ((y_hat == 0) | (y_hat == 1))
                 dloss[limit] = (1 - 2 * target[limit]) / (n * k)
         prime = None
-        if self.output != "softmax":
+        if self._output != "softmax":
             prime = np.empty_like(y_hat)
             _core.activation_prime(y_hat, prime, output)
         deltas = [delta]
         grad_w, grad_b = [], []
-        for l in range(self.n_layers - 1, -1, -1):
+        for l in range(n_layers - 1, -1, -1):
             gW, gb = np.empty_like(weights[l]), np.empty_like(biases[l])
             _core.weight_gradients(deltas[0], activations[l], gW, gb)
             grad_w.insert(0, gW)
@@ -711,17 +735,25 @@ class Network:
         raises IsADirectoryError, a FIFO, socket or device ValueError. A symbolic link
         is followed: it stays a link and its target receives the network. Temporary
         files left by a save that was killed are removed by the next save to ``path``.
+        What ``open(path, "wb")`` would refuse, save refuses too (a missing directory
+        FileNotFoundError, a file the process may not write PermissionError), and
+        weights or biases that are NaN or infinite, which ``load`` would refuse,
+        ValueError; a refused save leaves ``path`` as it was.
         """
         with self._guard.reading():
             parameters = np.concatenate(
-                [p.ravel() for w, b in zip(self.weights, self.biases) for p in (w, b)]
+                [p.ravel() for w, b in zip(*self._layers()) for p in (w, b)]
+            )
+        if not np.isfinite(parameters).all():  # load would refuse the file: keep the old one
+            raise ValueError(
+                "the network's weights or biases contain NaN or infinity; nothing was saved"
             )
         _checkpoint.write(
             path,
-            sizes=self.sizes,
-            activation=self.activation,
-            output=self.output,
-            loss=self.loss_name,
+            sizes=list(self._arch.sizes),
+            activation=self._activation,
+            output=self._output,
+            loss=self._loss_name,
             dtype=self._dtype.name,
             parameters=parameters,
         )
