@@ -263,7 +263,8 @@ def fields_of(info: str) -> dict[str, str]:
 
 
 def test_info_prints_the_version_cpu_targets_blas_and_threads():
-    done = backprop_command("info", env={"OPENBLAS_CORETYPE": "Haswell", "OMP_NUM_THREADS": "1"})
+    env = {"OPENBLAS_CORETYPE": "Haswell", "OMP_NUM_THREADS": "1", "BACKPROP_CPU": ""}
+    done = backprop_command("info", env=env)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     lines = done.stdout.splitlines()
     assert lines[:2] == ["backprop:", f"  version: {backprop.__version__}"]
@@ -274,7 +275,10 @@ def test_info_prints_the_version_cpu_targets_blas_and_threads():
         "threads:",
     ]
     fields = fields_of(done.stdout)
-    assert fields["supported targets"] != "none"
+    assert fields["target"].startswith(f"{backprop._core.TARGET} (backprop._core_")
+    assert fields["target"].split()[0] in fields["supported targets"].split(", ")
+    assert fields["target"].split()[0] in fields["built targets"].split(", ")
+    assert fields["BACKPROP_CPU"] == "unset"
     assert fields["library"] != "unknown" and fields["version"] != "unknown"
     assert fields["OPENBLAS_CORETYPE"] == "Haswell"
     assert (fields["openmp"], fields["two-core paths"]) == ("1", "1")

@@ -1,4 +1,5 @@
-"""What this copy of backprop runs on: its version, the CPU targets, BLAS and the threads.
+"""What this copy of backprop runs on: its version, the CPU target of its kernels (the one in
+use, those built, those this CPU runs), BLAS and the threads.
 
 ``show_config`` prints it (``python -m backprop info`` too); ``config`` returns the same as
 plain values. BLAS is the library behind ``scipy.linalg.cython_blas``, which the kernels
@@ -33,7 +34,10 @@ def config() -> dict[str, dict[str, Any]]:
         },
         "cpu": {
             "machine": platform.machine(),
+            "target": f"{_core.TARGET} (backprop.{_cpu.TARGETS[_core.TARGET][0]})",
+            "built targets": _cpu.built(),
             "supported targets": _cpu.supported(),
+            _cpu.VARIABLE: os.environ.get(_cpu.VARIABLE) or "unset",
         },
         "blas": _blas(),
         "threads": {

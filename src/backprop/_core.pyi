@@ -1,6 +1,6 @@
-"""Signatures of the compiled kernels (``_kernels/_core.pyx``); arrays are float32 or
-float64, one dtype per call, C-contiguous; ``intp`` arrays hold sizes, offsets, labels,
-orders."""
+"""Signatures of the compiled kernels (``_kernels/_core.pyx``, built once per CPU target;
+``_core.py`` re-exports the one in use); arrays are float32 or float64, one dtype per call,
+C-contiguous; ``intp`` arrays hold sizes, offsets, labels, orders."""
 
 import enum
 
@@ -51,6 +51,7 @@ class Path(enum.IntEnum):
     HALVES = 1
     UNITS = 2
 
+TARGET: str
 BLAS_LIBRARY: str | None
 BLAS_THREAD_CONTROL: bool
 
