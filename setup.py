@@ -15,6 +15,7 @@ Environment switches:
                            build that compiles once instead of three times.
 """
 
+import glob
 import os
 import runpy
 
@@ -78,12 +79,19 @@ extensions = [
 
 class BuildTargets(build_ext):
     """Cythonizes each module into a directory of its own (one source, one C file per
-    module name) and compiles the modules in parallel."""
+    module name) and compiles the modules in parallel; in place, it first removes the
+    single ``backprop._core`` module older builds made."""
 
     def finalize_options(self):
         super().finalize_options()
         if self.parallel is None:
             self.parallel = min(len(self.extensions), os.cpu_count() or 1)
+
+    def run(self):
+        if self.inplace:  # a single backprop._core module of an older build would shadow _core.py
+            for stale in glob.glob(os.path.join(HERE, "src", "backprop", "_core.*.so")):
+                os.remove(stale)
+        super().run()
 
     def build_extensions(self):
         for ext in self.extensions:  # one at a time: Cython is not thread-safe
