@@ -3,43 +3,42 @@
 tests/c/test_tile_gemm.c checks bp_tile_sgemm/dgemm against naive loops in long double
 over every transpose, alpha and beta (0 and 1 among them), k = 0 and shapes on either
 side of the tile edges, and bp_sum_squares_d/f against a naive sum. It is compiled
-warning-free (-Wall -Wextra -Werror) for a baseline x86-64 target and for this machine,
-the two kinds of target the kernels are built for, and must exit 0.
+warning-free (-Wall -Wextra -Werror) for every CPU target the kernels are built for
+(``backprop._cpu``) and must exit 0 on each one this CPU runs.
 """
 
-import platform
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from backprop import _cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "src" / "backprop" / "_kernels"
 SOURCE = ROOT / "tests" / "c" / "test_tile_gemm.c"
-X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 
-# A baseline x86-64 target (what a wheel is built for) and this machine's (a local build).
-MARCHES = [
-    pytest.param("x86-64-v2", marks=pytest.mark.skipif(not X86, reason="x86-64 only")),
-    "native",
-]
-
-
-@pytest.mark.parametrize("march", MARCHES)
-def test_c_kernels(tmp_path, march):
+@pytest.mark.parametrize("target", _cpu.platform_targets())
+def test_c_kernels(tmp_path, target):
     cc = shutil.which("cc")
     if cc is None:
         pytest.skip("no C compiler (cc) on PATH")
-    binary = tmp_path / f"test_tile_gemm_{march}"
-    flags = ["-O2", f"-march={march}", "-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Werror"]
+    binary = tmp_path / f"test_tile_gemm_{target}"
+    march = _cpu.TARGETS[target][1]
+    flags = ["-O2", "-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Werror"]
+    if march:
+        flags.append(f"-march={march}")
     build = subprocess.run(
         [cc, *flags, "-I", str(KERNELS), str(SOURCE), "-o", str(binary)],
         capture_output=True,
         text=True,
     )
     assert build.returncode == 0, build.stderr
+    lacking = _cpu.missing_flags(target, _cpu.cpu_flags())
+    if lacking:
+        pytest.skip(f"built; this CPU lacks {', '.join(lacking)} to run it")
     run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "0 failures" in run.stdout

@@ -254,3 +254,61 @@ def test_a_reader_closing_the_pipe_is_not_an_error(argv):
     child.stdout.close()  # like `| head -0`: every write to stdout fails
     _, err = child.communicate(timeout=120)
     assert child.returncode == 0 and err == ""
+
+
+def fields_of(info: str) -> dict[str, str]:
+    """The ``name: value`` lines of ``backprop info``'s output."""
+    pairs = (line.partition(":") for line in info.splitlines() if line.startswith(" "))
+    return {name.strip(): value.strip() for name, _, value in pairs}
+
+
+def test_info_prints_the_version_cpu_targets_blas_and_threads():
+    env = {"OPENBLAS_CORETYPE": "Haswell", "OMP_NUM_THREADS": "1", "BACKPROP_CPU": ""}
+    done = backprop_command("info", env=env)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["backprop:", f"  version: {backprop.__version__}"]
+    assert [line for line in lines if not line.startswith(" ")] == [
+        "backprop:",
+        "cpu:",
+        "blas:",
+        "threads:",
+    ]
+    fields = fields_of(done.stdout)
+    assert fields["target"].startswith(f"{backprop._core.TARGET} (backprop._core_")
+    assert fields["target"].split()[0] in fields["supported targets"].split(", ")
+    assert fields["target"].split()[0] in fields["built targets"].split(", ")
+    assert fields["BACKPROP_CPU"] == "unset"
+    assert fields["library"] != "unknown" and fields["version"] != "unknown"
+    assert fields["OPENBLAS_CORETYPE"] == "Haswell"
+    assert (fields["openmp"], fields["two-core paths"]) == ("1", "1")
+
+
+def test_info_describes_blas_without_threadpoolctl():
+    script = (
+        "import sys; sys.modules['threadpoolctl'] = None; import backprop; backprop.show_config()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=child_env(), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    fields = fields_of(done.stdout)
+    assert fields["described by"] == "scipy"
+    assert fields["library"] != "unknown" and fields["version"] != "unknown"
+    assert int(fields["threads"]) >= 1
+
+
+def test_show_config_prints_config(capsys):
+    backprop.show_config()
+    out = capsys.readouterr().out
+    config = backprop._config.config()
+    assert out.count("\n") == len(config) + sum(map(len, config.values()))
+    assert f"  two-core paths: {config['threads']['two-core paths']}\n" in out
+    assert config["threads"]["two-core paths"] == min(2, config["threads"]["openmp"])
+
+
+def test_info_takes_no_arguments(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["info", "extra"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: extra" in capsys.readouterr().err

@@ -2,15 +2,25 @@
 
 ``Network`` is the fast network; ``backprop.reference.Network`` the same network in
 plain Python, readable and slow. ``load`` reads back what ``Network.save`` wrote.
+``show_config`` prints the version, the CPU target of the kernels, BLAS and the threads.
 The scikit-learn estimators ``MLPClassifier`` and ``MLPRegressor`` are imported on
 first use: they need scikit-learn (``pip install "backprop[sklearn]"``), the rest of
 the package does not.
 """
 
+from ._config import show_config
 from .network import DivergenceError, Network, Trace, load
 
 __version__ = "0.1.0"
-__all__ = ["DivergenceError", "MLPClassifier", "MLPRegressor", "Network", "Trace", "load"]
+__all__ = [
+    "DivergenceError",
+    "MLPClassifier",
+    "MLPRegressor",
+    "Network",
+    "Trace",
+    "load",
+    "show_config",
+]
 
 
 def __getattr__(name):

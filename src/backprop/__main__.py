@@ -1,4 +1,5 @@
-"""The command line: ``backprop demo`` (the tutorial's worked example) and ``backprop bench``.
+"""The command line: ``backprop demo`` (the tutorial's worked example), ``backprop bench``
+and ``backprop info`` (the version, CPU targets, BLAS and threads: ``show_config``).
 
 Run as ``backprop`` or ``python -m backprop``. Without a command it prints its help and
 exits with status 0; ``--version`` prints ``backprop <version>``. Every option and
@@ -15,6 +16,7 @@ import os
 import sys
 
 from . import __version__
+from ._config import show_config
 from ._options import EnvironmentValueError, integer
 from .network import Network
 
@@ -169,7 +171,7 @@ def _run(argv: list[str] | None) -> int:
         prog="backprop", description="Multilayer perceptrons trained by backpropagation."
     )
     parser.add_argument("--version", action="version", version=f"backprop {version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{demo,bench}")
+    commands = parser.add_subparsers(dest="command", metavar="{demo,bench,info}")
     demo_cmd = commands.add_parser("demo", help="the tutorial's worked example, step by step")
     demo_cmd.add_argument(
         "--steps",
@@ -182,6 +184,9 @@ def _run(argv: list[str] | None) -> int:
         help="time backprop against its peers (see `backprop bench --help`)",
         add_help=False,
     )
+    info_cmd = commands.add_parser(
+        "info", help="the version, the CPU targets of the kernels, BLAS and the threads"
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
@@ -190,6 +195,11 @@ def _run(argv: list[str] | None) -> int:
         if rest:
             demo_cmd.error(f"unrecognized arguments: {' '.join(rest)}")
         demo(args.steps)
+        return 0
+    if args.command == "info":
+        if rest:
+            info_cmd.error(f"unrecognized arguments: {' '.join(rest)}")
+        show_config()
         return 0
     try:  # the benchmark reads BACKPROP_BENCH_SETTLE when it is imported
         from .bench import main as bench_main

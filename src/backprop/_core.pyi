@@ -1,6 +1,6 @@
-"""Signatures of the compiled kernels (``_kernels/_core.pyx``); arrays are float32 or
-float64, one dtype per call, C-contiguous; ``intp`` arrays hold sizes, offsets, labels,
-orders."""
+"""Signatures of the compiled kernels (``_kernels/_core.pyx``, built once per CPU target;
+``_core.py`` re-exports the one in use); arrays are float32 or float64, one dtype per call,
+C-contiguous; ``intp`` arrays hold sizes, offsets, labels, orders."""
 
 import enum
 
@@ -51,6 +51,8 @@ class Path(enum.IntEnum):
     HALVES = 1
     UNITS = 2
 
+TARGET: str
+BLAS_LIBRARY: str | None
 BLAS_THREAD_CONTROL: bool
 
 class Plan:
@@ -111,6 +113,9 @@ def set_thresholds(
     split_min_rows: int | None = ...,
 ) -> tuple[int, int, int, int, int]: ...
 def bind_blas_threads(get_address: int) -> None: ...
+def blas_threads() -> int: ...
+def openmp_threads() -> int: ...
+def team_size() -> int: ...
 def all_finite(values: Float) -> bool: ...
 def dense(X: Float, W: Float, b: Float, Z: Float) -> None: ...
 def activate(Z: Float, A: Float, act: int) -> None: ...

@@ -534,4 +534,5 @@ def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev
                   A_prev.shape[1], delta.shape[1], <floating>1, <floating>0, <floating>0, False)
 
 
-BLAS_THREAD_CONTROL = _bind_scipy_openblas()
+BLAS_LIBRARY = _bind_scipy_openblas()
+BLAS_THREAD_CONTROL = BLAS_LIBRARY is not None

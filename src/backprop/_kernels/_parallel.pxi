@@ -22,6 +22,16 @@ cdef inline int _team_size() noexcept nogil:
     return 2 if _running <= 1 and omp_get_max_threads() >= 2 else 1
 
 
+def openmp_threads():
+    """OpenMP's thread limit (``omp_get_max_threads``: OMP_NUM_THREADS, threadpoolctl)."""
+    return omp_get_max_threads()
+
+
+def team_size():
+    """The threads a two-core path takes now (``_team_size``)."""
+    return _team_size()
+
+
 cdef bint _splits(const Net* net, Py_ssize_t m) noexcept nogil:
     """Whether a batch of m rows is trained as two halves (see ``_split_batch``)."""
     return m >= SPLIT_MIN_ROWS and _two_cores(net, m, (m + 1) // 2)

@@ -57,10 +57,16 @@ cdef int _raise_pending() except -1:
     return -1
 
 
+def blas_threads():
+    """BLAS's thread count as the kernels read it; 0 where they cannot read it."""
+    return _blas_get_threads() if _blas_get_threads != NULL else 0
+
+
 def _bind_scipy_openblas():
     """Find the OpenBLAS behind scipy.linalg.cython_blas and take its thread count.
 
-    Returns whether it was found; without it products never take turns.
+    Returns the library's path, or None where it was not found: products then never
+    take turns.
     """
     import ctypes
 
@@ -71,7 +77,7 @@ def _bind_scipy_openblas():
                 if len(fields) == 6 and "openblas" in fields[5]
             })
     except OSError:
-        return False
+        return None
     for path in paths:
         try:
             lib = ctypes.CDLL(path.strip())
@@ -79,5 +85,5 @@ def _bind_scipy_openblas():
         except (OSError, AttributeError):
             continue
         bind_blas_threads(ctypes.cast(get_fn, ctypes.c_void_p).value)
-        return True
-    return False
+        return path.strip()
+    return None

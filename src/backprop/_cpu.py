@@ -1,0 +1,116 @@
+"""The CPU targets the kernels are built for, which of them this CPU runs, and the choice.
+
+The kernels are one source (``_kernels/``) compiled once per target into extension modules
+of their own: on x86-64 the microarchitecture levels of the psABI, ``x86-64-v2`` (SSE4.2,
+POPCNT), ``x86-64-v3`` (AVX2, FMA, BMI2) and ``x86-64-v4`` (AVX-512 F, BW, CD, DQ, VL);
+elsewhere one module at the compiler's default. ``backprop._core`` imports the best one
+this CPU runs, or the one ``BACKPROP_CPU`` names.
+
+Detection executes no instruction above the baseline: it reads the feature flags Linux
+lists in ``/proc/cpuinfo``, which leave out what the kernel does not support (AVX when the
+OS does not save the wide registers). Without that file only the baseline target is taken.
+The ``setup.py`` of the sources reads ``TARGETS`` from here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+
+#: Every target: its extension module (in ``backprop``), and the ``-march`` it is built for
+#: (None: the compiler's default).
+TARGETS = {
+    "x86-64-v2": ("_core_v2", "x86-64-v2"),
+    "x86-64-v3": ("_core_v3", "x86-64-v3"),
+    "x86-64-v4": ("_core_v4", "x86-64-v4"),
+    "default": ("_core_default", None),
+}
+X86_TARGETS = ("x86-64-v2", "x86-64-v3", "x86-64-v4")
+#: The feature flags (as /proc/cpuinfo names them) each x86-64 level adds to the one
+#: below; "pni" is SSE3, "abm" LZCNT, "lahf_lm" LAHF/SAHF in 64-bit mode.
+LEVEL_FLAGS = {
+    "x86-64-v2": ("cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"),
+    "x86-64-v3": ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"),
+    "x86-64-v4": ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"),
+}
+VARIABLE = "BACKPROP_CPU"
+
+
+def is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def platform_targets() -> tuple[str, ...]:
+    """The targets built on this kind of machine, from the baseline up."""
+    return X86_TARGETS if is_x86() else ("default",)
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The first processor's feature flags, or None where the file cannot be read."""
+    try:
+        with open(path) as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return None
+
+
+def missing_flags(target: str, flags: frozenset[str] | None) -> list[str]:
+    """The flags ``target`` needs that ``flags`` lacks, from its level and those below
+    (none for the baseline when the flags are unknown)."""
+    levels = platform_targets()
+    if target == levels[0]:
+        required = LEVEL_FLAGS.get(target, ()) if flags is not None else ()
+    elif target in levels:
+        required = [f for t in levels[: levels.index(target) + 1] for f in LEVEL_FLAGS[t]]
+        if flags is None:
+            return ["(unknown: no /proc/cpuinfo)"]
+    else:
+        return [f"(a target of another architecture than {platform.machine()})"]
+    return [flag for flag in required if flag not in flags]
+
+
+def supported(flags: frozenset[str] | None = None) -> list[str]:
+    """The targets this CPU runs, from the baseline up."""
+    flags = cpu_flags() if flags is None else flags
+    return [t for t in platform_targets() if not missing_flags(t, flags)]
+
+
+def built() -> list[str]:
+    """The targets whose module is present in this copy of backprop, from the baseline up."""
+    return [t for t in platform_targets() if importlib.util.find_spec(f"backprop.{TARGETS[t][0]}")]
+
+
+def choose(forced: str | None = None) -> str:
+    """The target to import: ``forced`` (default: the ``BACKPROP_CPU`` environment
+    variable) when set, else the best one built that this CPU runs. Raises ImportError
+    naming the variable and the targets available where that cannot be."""
+    forced = os.environ.get(VARIABLE, "") if forced is None else forced
+    present = built()
+    flags = cpu_flags()
+    runnable = [t for t in present if not missing_flags(t, flags)]
+    available = (
+        f"this copy of backprop has {', '.join(present) or 'no compiled kernels'}, "
+        f"of which this CPU runs {', '.join(runnable) or 'none'}"
+    )
+    if forced:
+        if forced not in TARGETS:
+            raise ImportError(
+                f"{VARIABLE}={forced!r} is not a CPU target; expected one of "
+                f"{', '.join(platform_targets())} ({available})"
+            )
+        if forced not in present:
+            raise ImportError(f"{VARIABLE}={forced}: not built; {available}")
+        lacking = missing_flags(forced, flags)
+        if lacking:
+            raise ImportError(
+                f"{VARIABLE}={forced}: this CPU lacks {', '.join(lacking)}; {available}"
+            )
+        return forced
+    if not runnable:
+        raise ImportError(f"backprop's compiled kernels cannot run here: {available}")
+    return runnable[-1]
