@@ -3,7 +3,8 @@
 The kernels (src/backprop/_kernels/_core.pyx) are one source built once per CPU target
 (src/backprop/_cpu.py lists them): backprop._core_v2, _core_v3 and _core_v4 for x86-64-v2,
 -v3 and -v4 on x86-64, backprop._core_default at the compiler's default elsewhere.
-backprop._core imports the best one the CPU runs. Each module is cythonized under its own
+backprop._core imports the best one the CPU runs, asking CPUID through
+backprop._cpu_levels, built for the baseline. Each module is cythonized under its own
 name (its init function must match it) into a directory of its own, then compiled for its
 target; the modules compile in parallel.
 
@@ -74,6 +75,14 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for target in targets
+] + [
+    # CPUID's level for the dispatcher: built for the baseline (no target flags, no OpenMP)
+    Extension(
+        "backprop._cpu_levels",
+        ["src/backprop/_kernels/_cpu_levels.pyx"],
+        include_dirs=["src/backprop/_kernels"],
+        extra_compile_args=["-O2"] + (["-march=x86-64"] if cpu["is_x86"]() else []),
+    )
 ]
 
 

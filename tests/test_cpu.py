@@ -66,8 +66,36 @@ def test_missing_flags_name_what_a_target_lacks():
 def test_flags_are_those_of_the_first_processor(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2\n\nprocessor\t: 1\nflags\t: fpu\n")
-    assert _cpu.cpu_flags(str(cpuinfo)) == {"fpu", "sse2", "avx2"}
-    assert _cpu.cpu_flags(str(tmp_path / "absent")) is None
+    assert _cpu.read_flags(str(cpuinfo)) == {"fpu", "sse2", "avx2"}
+    assert _cpu.read_flags(str(tmp_path / "absent")) is None
+
+
+@x86_only
+@pytest.mark.parametrize(
+    "listed, level, expected",
+    [
+        (V4, 3, ["x86-64-v2", "x86-64-v3"]),  # emulated without AVX-512 on an AVX-512 host
+        (V4, 4, ["x86-64-v2", "x86-64-v3", "x86-64-v4"]),
+        (V3, 4, ["x86-64-v2", "x86-64-v3"]),  # a flag the file lacks is not assumed
+        (V4, 1, []),
+        (None, 3, ["x86-64-v2", "x86-64-v3"]),  # no /proc/cpuinfo: CPUID alone
+        (V3, None, ["x86-64-v2", "x86-64-v3"]),  # no CPUID helper: the file alone
+    ],
+)
+def test_cpuid_overrules_the_levels_cpuinfo_lists(monkeypatch, listed, level, expected):
+    monkeypatch.setattr(_cpu, "read_flags", lambda: listed)
+    monkeypatch.setattr(_cpu, "cpuid_level", lambda: level)
+    assert _cpu.supported() == expected
+
+
+@x86_only
+def test_cpuid_level_agrees_with_cpuinfo_here():
+    """Outside emulation CPUID and /proc/cpuinfo describe the same CPU."""
+    level = _cpu.cpuid_level()
+    if level is None or _cpu.read_flags() is None:
+        pytest.skip("no CPUID helper or no /proc/cpuinfo")
+    by_file = [t for t in _cpu.X86_TARGETS if not _cpu.missing_flags(t, _cpu.read_flags())]
+    assert len(by_file) + 1 == level
 
 
 def test_this_cpu_runs_the_baseline():

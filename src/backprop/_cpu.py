@@ -46,7 +46,31 @@ def platform_targets() -> tuple[str, ...]:
     return X86_TARGETS if is_x86() else ("default",)
 
 
-def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
+def cpu_flags() -> frozenset[str] | None:
+    """This CPU's feature flags as far as the targets need them: those /proc/cpuinfo
+    lists, less the levels CPUID says this CPU does not run (under user-mode emulation
+    /proc/cpuinfo shows the host's CPU, CPUID the emulated one), or where the file
+    cannot be read, those of the levels CPUID says it runs; None where neither says."""
+    flags, level = read_flags(), cpuid_level()
+    if level is None or not is_x86():
+        return flags
+    levels = [f for t in X86_TARGETS[: max(level - 1, 0)] for f in LEVEL_FLAGS[t]]
+    if flags is None:
+        return frozenset(levels)
+    above = {f for t in X86_TARGETS[max(level - 1, 0) :] for f in LEVEL_FLAGS[t]}
+    return frozenset(flags - (above - set(levels)))
+
+
+def cpuid_level() -> int | None:
+    """CPUID's x86-64 level (``_cpu_levels``, built for the baseline), or None."""
+    try:
+        from . import _cpu_levels
+    except ImportError:
+        return None
+    return _cpu_levels.x86_level()
+
+
+def read_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
     """The first processor's feature flags, or None where the file cannot be read."""
     try:
         with open(path) as cpuinfo:
