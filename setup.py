@@ -97,9 +97,11 @@ class BuildTargets(build_ext):
             self.parallel = min(len(self.extensions), os.cpu_count() or 1)
 
     def run(self):
-        if self.inplace:  # a single backprop._core module of an older build would shadow _core.py
-            for stale in glob.glob(os.path.join(HERE, "src", "backprop", "_core.*.so")):
-                os.remove(stale)
+        # A single backprop._core module an older build left, in the sources (in place) or
+        # in build/ (which pip's in-tree builds reuse), would shadow _core.py and its choice.
+        package = os.path.join(HERE, "src") if self.inplace else self.build_lib
+        for stale in glob.glob(os.path.join(package, "backprop", "_core.*.so")):
+            os.remove(stale)
         super().run()
 
     def build_extensions(self):
