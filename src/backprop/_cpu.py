@@ -54,11 +54,10 @@ def cpu_flags() -> frozenset[str] | None:
     flags, level = read_flags(), cpuid_level()
     if level is None or not is_x86():
         return flags
-    levels = [f for t in X86_TARGETS[: max(level - 1, 0)] for f in LEVEL_FLAGS[t]]
+    runs = max(level - 1, 0)  # how many of X86_TARGETS CPUID says it runs
     if flags is None:
-        return frozenset(levels)
-    above = {f for t in X86_TARGETS[max(level - 1, 0) :] for f in LEVEL_FLAGS[t]}
-    return frozenset(flags - (above - set(levels)))
+        return frozenset(f for t in X86_TARGETS[:runs] for f in LEVEL_FLAGS[t])
+    return flags - {f for t in X86_TARGETS[runs:] for f in LEVEL_FLAGS[t]}
 
 
 def cpuid_level() -> int | None:

@@ -112,9 +112,9 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
             return self._params
         return self._flatten_attributes()
 
-    def _flatten_attributes(self):
-        """``coefs_`` and ``intercepts_`` in one new flat array of the network's dtype,
-        refused with ValueError unless they describe one network of this estimator's
+    def _flatten_attributes(self, dtype=None):
+        """``coefs_`` and ``intercepts_`` in one new flat array of ``dtype`` (default: the
+        network's), refused with ValueError unless they describe one network of this estimator's
         inputs and outputs."""
         coefs = [np.asarray(c) for c in self.coefs_]
         intercepts = [np.asarray(b) for b in self.intercepts_]
@@ -135,7 +135,8 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                 raise ValueError(
                     f"intercepts_[{i}] has shape {b.shape}; it must be {(w.shape[1],)}"
                 )
-        return self._architecture().flatten(coefs, intercepts)
+        dtype = self._params.dtype if dtype is None else dtype
+        return _architecture(self._layer_units(), dtype).flatten(coefs, intercepts)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -274,8 +275,7 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                     f"The network has layers {self._layer_units()} but these data and "
                     f"hidden_layer_sizes need {layer_units}; set warm_start=False to start over."
                 )
-            arch = _architecture(layer_units, dtype)
-            self._bind(arch.flatten(self.coefs_, self.intercepts_), layer_units)
+            self._bind(self._flatten_attributes(dtype), layer_units)
 
         progress = _Progress(self.verbose, self.progress_bar, 1 if incremental else self.max_iter)
         try:

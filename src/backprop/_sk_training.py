@@ -204,11 +204,6 @@ class _Progress:
                 ) from err
             self.bar = tqdm(total=total, unit="epoch", leave=True)
 
-    @property
-    def enabled(self) -> bool:
-        """Whether anything is shown after each epoch or iteration."""
-        return self.verbose or self.bar is not None
-
     def epoch(self, n_iter, loss, validation_score=None, lines=True):
         """After epoch (iteration) ``n_iter``; ``lines=False`` updates the bar only."""
         if self.bar is not None:

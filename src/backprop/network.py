@@ -193,9 +193,9 @@ class Network:
 
     def _configure(self, sizes, activation, output, loss, dtype) -> None:
         sizes = _checks.check_sizes(sizes)
-        self._activation = _checks.check_name(activation, "activation", HIDDEN_ACTIVATIONS)
-        self._output = _checks.check_name(output, "output", OUTPUT_ACTIVATIONS)
-        self._loss_name = _checks.check_name(loss, "loss", LOSSES)
+        activation = _checks.check_name(activation, "activation", HIDDEN_ACTIVATIONS)
+        output = _checks.check_name(output, "output", OUTPUT_ACTIVATIONS)
+        loss = _checks.check_name(loss, "loss", LOSSES)
         if output not in _names.LOSS_OUTPUTS[loss]:
             raise ValueError(
                 f"loss={loss!r} needs output in {_names.LOSS_OUTPUTS[loss]}; got output={output!r}"
@@ -239,6 +239,12 @@ class Network:
     def loss_name(self) -> str:
         """The loss training minimises."""
         return self._loss_name
+
+    # The names of the architecture's codes, which the library's own code reads (never
+    # the public properties above, which a subclass may override).
+    _activation = property(lambda self: _name_of(_names.HIDDEN, self._arch.hidden))
+    _output = property(lambda self: _name_of(_names.OUTPUT, self._arch.output))
+    _loss_name = property(lambda self: _name_of(_names.LOSSES, self._arch.loss))
 
     @property
     def dtype(self) -> np.dtype:
@@ -291,14 +297,11 @@ class Network:
 
     def __setstate__(self, state):
         state = dict(state)
-        # the names are those of the architecture the kernels computed with, also in a
-        # network pickled while its configuration was public attributes
-        for public in ("sizes", "activation", "output", "loss_name"):
-            state.pop(public, None)
-        arch = state["_arch"]
-        state["_activation"] = _name_of(_names.HIDDEN, arch.hidden)
-        state["_output"] = _name_of(_names.OUTPUT, arch.output)
-        state["_loss_name"] = _name_of(_names.LOSSES, arch.loss)
+        # the names are read from the architecture the kernels computed with: a network
+        # pickled while its configuration was stored as names keeps no copy of them
+        for stored in ("sizes", "activation", "output", "loss_name"):
+            state.pop(stored, None)
+            state.pop("_" + stored, None)
         self.__dict__.update(state)
         self._guard = Guard()
 
@@ -744,7 +747,7 @@ class Network:
             parameters = np.concatenate(
                 [p.ravel() for w, b in zip(*self._layers()) for p in (w, b)]
             )
-        if not np.isfinite(parameters).all():  # load would refuse the file: keep the old one
+        if not _core.all_finite(parameters):  # load would refuse the file: keep the old one
             raise ValueError(
                 "the network's weights or biases contain NaN or infinity; nothing was saved"
             )

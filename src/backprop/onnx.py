@@ -126,18 +126,21 @@ def to_onnx(net: Network) -> onnx.ModelProto:
         )
         raise TypeError(f"to_onnx needs a backprop.Network; got {type(net).__name__}{hint}")
     with net._guard.reading():  # never the half-updated weights of a running fit
-        weights = [W.T.copy() for W in net.weights]
-        biases = [b.copy() for b in net.biases]
-    graph = _Graph(net.dtype)
-    _forward_pass(graph, "X", weights, biases, net.activation, net.output, "y_hat")
-    element = helper.np_dtype_to_tensor_dtype(net.dtype)
+        # the architecture the kernels use, never properties a subclass may override
+        layer_weights, layer_biases = net._layers()
+        weights = [W.T.copy() for W in layer_weights]
+        biases = [b.copy() for b in layer_biases]
+    dtype, sizes = net._dtype, net._arch.sizes
+    graph = _Graph(dtype)
+    _forward_pass(graph, "X", weights, biases, net._activation, net._output, "y_hat")
+    element = helper.np_dtype_to_tensor_dtype(dtype)
     opsets = [helper.make_opsetid("", OPSET)]
     model = helper.make_model(
         helper.make_graph(
             graph.nodes,
             "backprop.Network",
-            [helper.make_tensor_value_info("X", element, ["n", net.sizes[0]])],
-            [helper.make_tensor_value_info("y_hat", element, ["n", net.sizes[-1]])],
+            [helper.make_tensor_value_info("X", element, ["n", sizes[0]])],
+            [helper.make_tensor_value_info("y_hat", element, ["n", sizes[-1]])],
             graph.initializers,
         ),
         opset_imports=opsets,

@@ -9,7 +9,7 @@ import math
 import os
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TextIO
 
 import numpy as np
@@ -76,17 +76,20 @@ output and loss (1/2) mean squared error instead of a sigmoid output and mean sq
 it does not compute the same function there."""
 
 
+def _print_lines(header: str, lines: Iterable[str], file: TextIO) -> None:
+    """A table: its header, a rule as wide, then its lines."""
+    print(header, "-" * len(header), *lines, sep="\n", file=file)
+
+
 def _print_table(rows: list[Row], file: TextIO) -> None:
     header = f"{'workload':<22} {'trainer':<9} {'median s':>10} {'samples/s':>12} "
     header += f"{'GFLOP/s':>8} {'ratio':>6}"
-    print(header, file=file)
-    print("-" * len(header), file=file)
-    for row in rows:
-        print(
-            f"{row.workload.label:<22} {row.trainer:<9} {row.median:>10.4f} "
-            f"{row.samples_per_second:>12,.0f} {row.gflops:>8.3g} {row.ratio:>6.2f}",
-            file=file,
-        )
+    lines = (
+        f"{row.workload.label:<22} {row.trainer:<9} {row.median:>10.4f} "
+        f"{row.samples_per_second:>12,.0f} {row.gflops:>8.3g} {row.ratio:>6.2f}"
+        for row in rows
+    )
+    _print_lines(header, lines, file)
 
 
 DIGITS_NOTES = """\
@@ -105,15 +108,13 @@ time / this median (> 1: faster than sklearn)."""
 def _print_digits_table(rows: list[DigitsRow], file: TextIO) -> None:
     header = f"{'workload':<22} {'library':<9} {'median s':>10} {'cpu s':>8} "
     header += f"{'accuracy':>8} {'n_iter_':>7} {'loss_':>10} {'ratio':>6}"
-    print(header, file=file)
-    print("-" * len(header), file=file)
-    for row in rows:
-        print(
-            f"{row.workload.label:<22} {row.trainer:<9} {row.median:>10.4f} "
-            f"{row.cpu_median:>8.3f} {row.accuracy:>8.4f} {row.n_iter:>7} {row.loss:>10.4g} "
-            f"{row.ratio:>6.2f}",
-            file=file,
-        )
+    lines = (
+        f"{row.workload.label:<22} {row.trainer:<9} {row.median:>10.4f} "
+        f"{row.cpu_median:>8.3f} {row.accuracy:>8.4f} {row.n_iter:>7} {row.loss:>10.4g} "
+        f"{row.ratio:>6.2f}"
+        for row in rows
+    )
+    _print_lines(header, lines, file)
 
 
 def run_table(
