@@ -2,8 +2,9 @@
  *
  * bp_tile_sgemm / bp_tile_dgemm: every (ta, tb), alpha and beta including beta = 0 (C filled
  * with NaN first: it must not be read) and beta = 1, k = 0, and m, n, k on either side of the
- * tile edges (MR = 8 rows, one and two vectors of columns, KC = 256 of depth), with leading
- * dimensions wider than the matrices; the gaps past each row must stay untouched. The bound
+ * tile edges of every target (MR = 6 or 8 rows; one and two vectors of 2 to 16 elements of
+ * columns; KC = 256 of depth), with leading dimensions wider than the matrices; the gaps
+ * past each row must stay untouched. The bound
  * is (k + 2) eps (|alpha| sum_p |a_ip b_pj| + |beta c_ij|), the classic one for a dot product
  * of length k, with room for the scaling by alpha and beta.
  *
@@ -21,7 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const ptrdiff_t edges[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257};
+static const ptrdiff_t edges[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 15, 16, 17, 31, 32, 33, 257};
 enum { NEDGES = sizeof edges / sizeof edges[0] };
 
 /* (alpha, beta) pairs, cycled through the shapes so every shape class meets each. */

@@ -26,6 +26,8 @@ cdef Py_ssize_t BLAS_ONE_THREAD_WORK = 1 << 18
 # The register-tiled kernel (tile_gemm.h): GCC's vector extensions, one source for both
 # dtypes and every vector width -march allows.
 cdef extern from "tile_gemm.h":
+    # the width of a tile's strip of C in bytes: two of the target's vectors
+    const Py_ssize_t BP_STRIP_BYTES
     void _tile_sgemm "bp_tile_sgemm"(char ta, char tb, Py_ssize_t m, Py_ssize_t n,
                                      Py_ssize_t k, float alpha, const float* a, Py_ssize_t lda,
                                      const float* b, Py_ssize_t ldb, float beta, float* c,
@@ -37,11 +39,12 @@ cdef extern from "tile_gemm.h":
 
 
 cdef inline bint _narrow(Py_ssize_t n, char tb, floating dtype) noexcept nogil:
-    """A product whose C is narrower than a tile strip (2 vectors: 16 doubles or 32
-    floats with AVX-512) and op(B) = B: BLAS's small-matrix kernels run it faster than a
-    tile, which leaves most of its lanes idle. Not with op(B) = B^T, which they run slower.
+    """A product whose C is narrower than a tile strip (2 vectors: with AVX-512 16
+    doubles or 32 floats, with AVX2 8 or 16) and op(B) = B: BLAS's small-matrix kernels
+    run it faster than a tile, which leaves most of its lanes idle. Not with op(B) = B^T,
+    which they run slower.
     """
-    return n < <Py_ssize_t>(128 // sizeof(floating)) and tb == c'N'
+    return n < BP_STRIP_BYTES // <Py_ssize_t>sizeof(floating) and tb == c'N'
 
 
 cdef void _gemm_blocked(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -126,5 +129,5 @@ cdef bint _one_thread_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     """Whether ``_gemm`` runs this product on the calling thread alone: below the BLAS
     size, and if narrow (as float32 counts it, the stricter), below OpenBLAS's threads."""
     cdef Py_ssize_t work = m * n * k
-    return work < BLAS_MIN_WORK and not (n < 32 and tb == c'N' and
+    return work < BLAS_MIN_WORK and not (n < BP_STRIP_BYTES // 4 and tb == c'N' and
                                          work >= BLAS_ONE_THREAD_WORK)

@@ -49,7 +49,7 @@ cdef bint _two_cores(const Net* net, Py_ssize_t m, Py_ssize_t h) noexcept nogil:
         # No half may call a BLAS product that BLAS would thread: its threads share the
         # cores instead. Narrow products (a dimension under a strip) may go to BLAS.
         if product >= BLAS_MIN_WORK or (
-                product >= BLAS_ONE_THREAD_WORK and min(n_in, n_out) < 32):
+                product >= BLAS_ONE_THREAD_WORK and min(n_in, n_out) < BP_STRIP_BYTES // 4):
             return False
         work += m * n_in * n_out
     return work >= SPLIT_MIN_WORK

@@ -7,17 +7,16 @@
  *
  * It is C, not Cython, because Cython has no way to name a SIMD register: GCC's (and
  * Clang's) vector extensions give one portable source that compiles to the widest vectors
- * -march allows (8 doubles / 16 floats with AVX-512), or to pairs or quadruples of narrower
- * ones.
+ * -march allows, sized below to the target's registers.
  *
  * The columns of C go in strips of NR = 2 vectors and the depth in panels of KC. A strip of
  * B is read where it lies; a strip of B^T, or a last strip narrower than NR, is first copied
  * into an aligned KC x NR buffer on the stack, zero-padded past n. Against it, tiles of
- * MR = 8 rows of op(A) are multiplied with MR x 2 vector accumulators held in registers
- * (16 of AVX-512's 32): per depth step 2 vector loads, 8 broadcasts and 16 fused
- * multiply-adds. A strip of at most one vector uses a 1-vector tile (reading B in place too
- * when it is exactly one vector wide). A last partial tile of rows repeats its last row and
- * keeps only the rows that exist.
+ * MR rows of op(A) are multiplied with MR x 2 vector accumulators held in registers: per
+ * depth step 2 vector loads, MR broadcasts and 2 MR (fused) multiply-adds. A strip of at
+ * most one vector uses a 1-vector tile (reading B in place too when it is exactly one
+ * vector wide). A last partial tile of rows repeats its last row and keeps only the rows
+ * that exist.
  *
  * The classic register-blocked micro-kernel: Goto and van de Geijn, "Anatomy of
  * high-performance matrix multiplication", ACM TOMS 34(3), 2008.
@@ -35,14 +34,31 @@
 #include <stddef.h>
 #include <string.h>
 
-/* 64 bytes: one AVX-512 register, two AVX ones. Aligned only to the element, since strips
-   of B and rows of C start anywhere; may_alias, since they are read through T pointers. */
-typedef double bp_vd __attribute__((vector_size(64), aligned(8), may_alias));
-typedef float bp_vf __attribute__((vector_size(64), aligned(4), may_alias));
-
-/* MR x 2 accumulators take 16 of AVX-512's 32 vector registers, leaving room for the two
-   vectors of B and the broadcasts. A KC x NR panel is 32 KiB of stack, float or double. */
+/* The vector and the tile follow the target's registers, so that the MR x 2 accumulators,
+   the two vectors of B and a broadcast fit without spilling (checked in the disassembly):
+     AVX-512 (x86-64-v4)   32 zmm: 64-byte vectors, MR = 8, 16 accumulators
+     AVX2 (x86-64-v3)      16 ymm: 32-byte vectors, MR = 6, 12 accumulators
+     SSE (x86-64-v2)       16 xmm: 16-byte vectors, MR = 6, 12 accumulators
+   A tile is then 8 x 32 floats / 8 x 16 doubles, 6 x 16 / 6 x 8, or 6 x 8 / 6 x 4.
+   The vectors are aligned only to the element, since strips of B and rows of C start
+   anywhere; may_alias, since they are read through T pointers. */
+#if defined(__AVX512F__)
+#define BP_VBYTES 64
 #define BP_MR 8
+#elif defined(__AVX__)
+#define BP_VBYTES 32
+#define BP_MR 6
+#else
+#define BP_VBYTES 16
+#define BP_MR 6
+#endif
+typedef double bp_vd __attribute__((vector_size(BP_VBYTES), aligned(8), may_alias));
+typedef float bp_vf __attribute__((vector_size(BP_VBYTES), aligned(4), may_alias));
+
+/* The width of a strip of C in bytes: two vectors. */
+#define BP_STRIP_BYTES (2 * BP_VBYTES)
+
+/* A KC x NR panel of B is at most 32 KiB of stack, float or double. */
 #define BP_KC 256
 
 #define BP_CAT_(a, b) a##b
