@@ -11,6 +11,9 @@ cdef extern from *:
     u64 _SM_M1 "0xBF58476D1CE4E5B9ULL"
     u64 _SM_M2 "0x94D049BB133111EBULL"
 
+cdef extern from "target.h":
+    const bint BP_HAS_FMA
+
 cdef extern from "reductions.h":
     double _sum_squares_d "bp_sum_squares_d"(const double* x, Py_ssize_t n) noexcept nogil
     double _sum_squares_f "bp_sum_squares_f"(const float* x, Py_ssize_t n) noexcept nogil
@@ -44,8 +47,13 @@ cdef inline floating _divide(floating a, floating b, floating inv) noexcept nogi
     q = a inv, then q + (a - q b) inv with the remainder a - q b exact in a fused
     multiply-add (Markstein, IBM J. Res. Dev. 34(1), 1990). Equal to a / b whenever
     the quotient is a normal number and a is finite (a subnormal quotient can be an ulp
-    off; an infinite a gives NaN)."""
-    cdef floating q = a * inv
+    off; an infinite a gives NaN). Without a fused multiply-add instruction (x86-64-v2),
+    where fma() is a call into libm's emulation, it is the division itself, which gives
+    the same quotient."""
+    cdef floating q
+    if not BP_HAS_FMA:
+        return a / b
+    q = a * inv
     return _fma(_fma(-q, b, a), inv, q)
 
 

@@ -1,0 +1,16 @@
+/* What the CPU target the kernels are compiled for offers, as constants the Cython code
+ * tests at compile time (the untaken branch is dropped).
+ *
+ *     BP_HAS_FMA   1 when fused multiply-add is an instruction (x86-64-v3 and up), 0 when
+ *                  fma() would be a call into libm's software emulation (x86-64-v2)
+ */
+#ifndef BACKPROP_TARGET_H
+#define BACKPROP_TARGET_H
+
+#if defined(__FMA__) || defined(__aarch64__)
+#define BP_HAS_FMA 1
+#else
+#define BP_HAS_FMA 0
+#endif
+
+#endif /* BACKPROP_TARGET_H */
