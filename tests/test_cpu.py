@@ -157,6 +157,36 @@ def test_a_target_this_cpu_lacks_is_an_import_error_naming_the_flags():
     assert message.endswith(f"of which this CPU runs {', '.join(runs)}")
 
 
+@pytest.mark.parametrize("module", ["-m", "-mbackprop"])
+def test_the_command_line_reports_a_bad_target_as_a_usage_error(module):
+    argv = [module, "backprop", "info"] if module == "-m" else [module, "info"]
+    done = subprocess.run(
+        [sys.executable, *argv],
+        env=child_env(BACKPROP_CPU="x86-64-v9"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("python -m backprop: error: BACKPROP_CPU='x86-64-v9' is not")
+    assert "Traceback" not in done.stderr
+
+
+def test_only_the_command_line_is_told_apart(monkeypatch):
+    for argv, command in [
+        (["python", "-m", "backprop", "info"], True),
+        (["python", "-X", "importtime", "-m", "backprop"], True),
+        (["python", "-mbackprop"], True),
+        (["python", "-m", "pytest", "-m", "backprop"], False),
+        (["python", "-c", "import backprop", "-m", "backprop"], False),
+        (["python", "script.py", "-m", "backprop"], False),
+        (["python"], False),
+    ]:
+        monkeypatch.setattr(sys, "orig_argv", argv)
+        assert _cpu.run_as_command() == command, argv
+
+
 def test_pickles_name_no_target_module():
     net = Network([2, 3, 1], seed=0)
     for value in (_core.Rule.ADAM, _core.Activation.RELU, optim.SGD(0.1, momentum=0.9), net):

@@ -7,11 +7,19 @@ that a pickle (an optimizer's ``Rule``, say) loads on a machine that runs anothe
 """
 
 import importlib
+import sys
 
 from . import _cpu
 
-#: The CPU target of the kernels in use (a key of ``_cpu.TARGETS``).
-TARGET = _cpu.choose()
+try:
+    #: The CPU target of the kernels in use (a key of ``_cpu.TARGETS``).
+    TARGET = _cpu.choose()
+except ImportError as error:
+    if error.name != _cpu.CORE or not _cpu.run_as_command():
+        raise
+    # python -m backprop: the package cannot import, so say why as the command line would
+    print(f"python -m backprop: error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
 _module = importlib.import_module(f"{__package__}.{_cpu.TARGETS[TARGET][0]}")
 
 for _name, _value in vars(_module).items():

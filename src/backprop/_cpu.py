@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import sys
 
 #: Every target: its extension module (in ``backprop``), and the ``-march`` it is built for
 #: (None: the compiler's default).
@@ -108,10 +109,35 @@ def built() -> list[str]:
     return [t for t in platform_targets() if importlib.util.find_spec(f"backprop.{TARGETS[t][0]}")]
 
 
+#: The module that imports the chosen target's kernels (and fails to import without one).
+CORE = "backprop._core"
+
+
+def run_as_command() -> bool:
+    """Whether this process is ``python -m backprop ...``, whose package import fails with
+    a usage error rather than a traceback when ``BACKPROP_CPU`` names no usable target."""
+    argv = getattr(sys, "orig_argv", [])
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-m":
+            return argv[i + 1 : i + 2] == ["backprop"]
+        if arg.startswith("-m"):
+            return arg == "-mbackprop"
+        if arg in ("-X", "-W", "--check-hash-based-pycs"):  # options with a separate value
+            i += 2
+            continue
+        if arg.startswith("-c") or arg == "-" or not arg.startswith("-"):
+            return False  # a command, stdin or a script
+        i += 1
+    return False
+
+
 def choose(forced: str | None = None) -> str:
     """The target to import: ``forced`` (default: the ``BACKPROP_CPU`` environment
-    variable) when set, else the best one built that this CPU runs. Raises ImportError
-    naming the variable and the targets available where that cannot be."""
+    variable) when set, else the best one built that this CPU runs. Where that cannot be,
+    raises ImportError naming the variable and the targets available, with ``name``
+    ``backprop._core`` (the module that then fails to import)."""
     forced = os.environ.get(VARIABLE, "") if forced is None else forced
     present = built()
     flags = cpu_flags()
@@ -124,16 +150,18 @@ def choose(forced: str | None = None) -> str:
         if forced not in TARGETS:
             raise ImportError(
                 f"{VARIABLE}={forced!r} is not a CPU target; expected one of "
-                f"{', '.join(platform_targets())} ({available})"
+                f"{', '.join(platform_targets())} ({available})",
+                name=CORE,
             )
         if forced not in present:
-            raise ImportError(f"{VARIABLE}={forced}: not built; {available}")
+            raise ImportError(f"{VARIABLE}={forced}: not built; {available}", name=CORE)
         lacking = missing_flags(forced, flags)
         if lacking:
             raise ImportError(
-                f"{VARIABLE}={forced}: this CPU lacks {', '.join(lacking)}; {available}"
+                f"{VARIABLE}={forced}: this CPU lacks {', '.join(lacking)}; {available}",
+                name=CORE,
             )
         return forced
     if not runnable:
-        raise ImportError(f"backprop's compiled kernels cannot run here: {available}")
+        raise ImportError(f"backprop's compiled kernels cannot run here: {available}", name=CORE)
     return runnable[-1]

@@ -14,6 +14,7 @@ from typing import TextIO
 
 import numpy as np
 
+from .. import _config, _core, _cpu
 from .._options import EnvironmentValueError, from_environment, integer, number
 from .digits import (
     DIGITS,
@@ -52,7 +53,11 @@ class Row:
 
 def _environment() -> str:
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-    parts = [f"cpus {os.cpu_count()}", f"numpy {np.__version__} ({blas.get('name', '?')})"]
+    parts = [
+        f"cpus {os.cpu_count()}",
+        _kernels(),
+        f"numpy {np.__version__} ({blas.get('name', '?')})",
+    ]
     for name in ("torch", "sklearn"):
         if TRAINERS[name].available():
             module = importlib.import_module(name)
@@ -60,6 +65,20 @@ def _environment() -> str:
             if name == "torch":
                 parts[-1] += f" ({module.get_num_threads()} threads)"
     return ", ".join(parts)
+
+
+def _kernels() -> str:
+    """backprop's kernel target (and whether BACKPROP_CPU forced it) and its BLAS kernel: the
+    two things that decide its speed on a given CPU."""
+    target = f"backprop kernels {_core.TARGET}"
+    forced = os.environ.get(_cpu.VARIABLE)
+    target += f" ({_cpu.VARIABLE}={forced})" if forced else " (chosen for this CPU)"
+    blas = _config.config()["blas"]
+    if blas.get("architecture"):
+        target += f", BLAS {blas['library']} {blas['version']} {blas['architecture']} kernel"
+    if blas.get("OPENBLAS_CORETYPE"):
+        target += f" (OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']})"
+    return target
 
 
 NOTES = """\
