@@ -128,7 +128,7 @@ def _scipy_blas_threads():
     infos = [i for i in threadpool_info() if "scipy_openblas-" in i["filepath"]]
     if not infos:
         pytest.skip("scipy's BLAS is not an OpenBLAS whose threads can be read")
-    assert _core.BLAS_THREAD_CONTROL  # backprop found that OpenBLAS and reads its count
+    assert _core.blas_library()  # backprop found that OpenBLAS and reads its count
     return infos[0]["num_threads"]
 
 

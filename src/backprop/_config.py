@@ -15,13 +15,14 @@ import sys
 from typing import Any, TextIO
 
 import numpy as np
-import scipy
 
 from . import _core, _cpu
 
 
 def config() -> dict[str, dict[str, Any]]:
     """The configuration, by section: ``backprop``, ``cpu``, ``blas``, ``threads``."""
+    import scipy  # not at import: scipy takes longer to import than backprop
+
     from . import __version__
 
     return {
@@ -51,7 +52,7 @@ def _blas() -> dict[str, Any]:
     blas: dict[str, Any] = {
         "library": None,
         "version": None,
-        "path": _core.BLAS_LIBRARY,
+        "path": _core.blas_library(),
         "threads": _core.blas_threads() or None,
     }
     described = False
@@ -60,7 +61,7 @@ def _blas() -> dict[str, Any]:
     except ImportError:
         pass
     else:
-        path = _core.BLAS_LIBRARY and os.path.realpath(_core.BLAS_LIBRARY)
+        path = blas["path"] and os.path.realpath(blas["path"])
         for lib in threadpool_info():
             if lib["user_api"] == "blas" and os.path.realpath(lib["filepath"]) == path:
                 blas.update(
@@ -71,6 +72,8 @@ def _blas() -> dict[str, Any]:
                 )
                 described = True
     if not described:
+        import scipy
+
         built = scipy.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
         blas.update(library=built.get("name"), version=built.get("version"))
     blas["described by"] = "threadpoolctl" if described else "scipy"

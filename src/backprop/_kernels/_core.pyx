@@ -34,7 +34,7 @@ cimport cython
 from cython cimport floating
 from libc.math cimport exp, expf, fma, fmaf, log, log1p, tanh, tanhf, fabs, isfinite, sqrt
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock,
                                PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
@@ -114,6 +114,7 @@ cdef class Plan:
         cdef unsigned char[::1] raw
         cdef char* base
         cdef u64[::1] rng
+        _bind_blas()
         dtype = np.dtype(arch.dtype)
         self.dtype, self.rows = dtype, m
         self.net.sizes = &sizes[0]
@@ -476,6 +477,7 @@ def all_finite(const floating[::1] values):
 def dense(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
           floating[:, ::1] Z):
     """Z := X @ W.T + b."""
+    _bind_blas()
     with nogil:
         _dense(&X[0, 0], &W[0, 0], &b[0], &Z[0, 0], X.shape[0], X.shape[1], W.shape[0],
                IDENTITY, False)
@@ -520,6 +522,7 @@ def output_delta(floating[:, ::1] Z, const floating[:, ::1] Y, const Py_ssize_t[
 def hidden_delta(const floating[:, ::1] delta, const floating[:, ::1] W,
                  const floating[:, ::1] A_prev, floating[:, ::1] delta_prev, int act):
     """delta_prev := (delta @ W) * act'(A_prev)."""
+    _bind_blas()
     with nogil:
         _hidden_delta(&delta[0, 0], &W[0, 0], &A_prev[0, 0], &delta_prev[0, 0],
                       delta.shape[0], W.shape[1], W.shape[0], act, False, NULL)
@@ -529,10 +532,8 @@ def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev
                      floating[:, ::1] grad_W, floating[::1] grad_b):
     """grad_W := delta^T @ A_prev;  grad_b := sum over rows of delta (delta is not changed)."""
     cdef floating[:, ::1] scratch = delta.copy()
+    _bind_blas()
     with nogil:
         _backward(&scratch[0, 0], &A_prev[0, 0], &grad_W[0, 0], &grad_b[0], delta.shape[0],
                   A_prev.shape[1], delta.shape[1], <floating>1, <floating>0, <floating>0, False)
 
-
-BLAS_LIBRARY = _bind_scipy_openblas()
-BLAS_THREAD_CONTROL = BLAS_LIBRARY is not None

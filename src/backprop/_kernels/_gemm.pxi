@@ -23,6 +23,41 @@ cdef Py_ssize_t BLAS_MIN_WORK = 1 << 22
 cdef Py_ssize_t NARROW_BLAS_MIN_WORK = 4096
 cdef Py_ssize_t BLAS_ONE_THREAD_WORK = 1 << 18
 
+# BLAS is scipy's (scipy.linalg.cython_blas), bound on the first call that may use it
+# rather than when backprop is imported: importing scipy.linalg takes ~0.3 s, most of
+# what ``import backprop`` would cost.
+ctypedef void (*_sgemm_t)(char* ta, char* tb, int* m, int* n, int* k, float* alpha,
+                          float* a, int* lda, float* b, int* ldb, float* beta, float* c,
+                          int* ldc) noexcept nogil
+ctypedef void (*_dgemm_t)(char* ta, char* tb, int* m, int* n, int* k, double* alpha,
+                          double* a, int* lda, double* b, int* ldb, double* beta, double* c,
+                          int* ldc) noexcept nogil
+cdef _sgemm_t _sgemm = NULL
+cdef _dgemm_t _dgemm = NULL
+cdef object _blas_library = None
+
+
+cdef int _bind_blas() except -1:
+    """Binds scipy's gemm, and OpenBLAS's thread count (``_bind_scipy_openblas``), once;
+    called with the GIL by every entry point that computes products, before its first."""
+    global _sgemm, _dgemm, _blas_library
+    if _dgemm != NULL:
+        return 0
+    from scipy.linalg import cython_blas
+    capi = cython_blas.__pyx_capi__
+    _blas_library = _bind_scipy_openblas()
+    _sgemm = <_sgemm_t>PyCapsule_GetPointer(capi["sgemm"], PyCapsule_GetName(capi["sgemm"]))
+    _dgemm = <_dgemm_t>PyCapsule_GetPointer(capi["dgemm"], PyCapsule_GetName(capi["dgemm"]))
+    return 0
+
+
+def blas_library():
+    """The path of the OpenBLAS behind scipy.linalg.cython_blas, whose thread count the
+    kernels read (binding BLAS first); None where it was not found."""
+    _bind_blas()
+    return _blas_library
+
+
 # The register-tiled kernel (tile_gemm.h): GCC's vector extensions, one source for both
 # dtypes and every vector width -march allows.
 cdef extern from "tile_gemm.h":
@@ -57,15 +92,17 @@ cdef void _gemm_blocked(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t
     cdef int im, in_, ik, ilda, ildb, ildc
     cdef Py_ssize_t work = m * n * k
     cdef bint turn
-    if work >= BLAS_MIN_WORK or (_narrow(n, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK):
+    # (BLAS is bound before any product: _bind_blas; the tiles would stand in otherwise)
+    if _dgemm != NULL and (work >= BLAS_MIN_WORK or (
+            _narrow(n, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK)):
         im, in_, ik, ilda, ildb, ildc = m, n, k, lda, ldb, ldc
         # a product BLAS would thread waits for its turn while other kernel calls run
         turn = work >= BLAS_ONE_THREAD_WORK and _blas_turn_take()
         if floating is float:
-            sgemm(&tb, &ta, &in_, &im, &ik, &alpha, <float*>b, &ildb, <float*>a, &ilda,
+            _sgemm(&tb, &ta, &in_, &im, &ik, &alpha, <float*>b, &ildb, <float*>a, &ilda,
                   &beta, c, &ildc)
         else:
-            dgemm(&tb, &ta, &in_, &im, &ik, &alpha, <double*>b, &ildb, <double*>a, &ilda,
+            _dgemm(&tb, &ta, &in_, &im, &ik, &alpha, <double*>b, &ildb, <double*>a, &ilda,
                   &beta, c, &ildc)
         _blas_turn_give(turn)
         return

@@ -58,7 +58,9 @@ cdef int _raise_pending() except -1:
 
 
 def blas_threads():
-    """BLAS's thread count as the kernels read it; 0 where they cannot read it."""
+    """BLAS's thread count as the kernels read it (binding BLAS first); 0 where they
+    cannot read it."""
+    _bind_blas()
     return _blas_get_threads() if _blas_get_threads != NULL else 0
 
 

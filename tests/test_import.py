@@ -1,0 +1,46 @@
+"""What ``import backprop`` costs: it loads NumPy and its own modules, not SciPy's linear
+algebra (~0.3 s on its own: the kernels bind scipy's BLAS on their first call) nor
+scikit-learn (the estimators are imported on first use)."""
+
+import subprocess
+import sys
+
+from conftest import child_env
+
+DEFERRED = ["scipy.linalg", "scipy.optimize", "scipy.sparse", "sklearn"]
+
+
+def child(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_import_defers_scipy_and_sklearn():
+    done = child(f"import sys, backprop; print([m for m in {DEFERRED!r} if m in sys.modules])")
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
+
+
+def test_the_first_call_binds_blas_and_uses_it():
+    # products far above BLAS_MIN_WORK, in a fresh process: the plan binds BLAS first, so
+    # the result is bit for bit the one with every product sent to BLAS (the tiles, which
+    # stand in for an unbound BLAS, round differently)
+    code = """
+import numpy as np, sys, backprop
+from backprop import _core
+assert "scipy.linalg" not in sys.modules
+net = backprop.Network([512, 512, 512], seed=0, dtype=np.float32)
+X = np.random.default_rng(0).standard_normal((512, 512), dtype=np.float32)
+out = net.forward(X)
+assert "scipy.linalg.cython_blas" in sys.modules
+assert _core.blas_library() is None or _core.blas_threads() >= 1
+_core.set_thresholds(0, 0, 0, 1 << 40)
+assert np.array_equal(out, net.forward(X))
+_core.set_thresholds(0, 1 << 40, 1 << 40, 1 << 40)
+tiles = net.forward(X)
+assert not np.array_equal(out, tiles)
+np.testing.assert_allclose(out, tiles, rtol=1e-4, atol=1e-5)
+print("ok")
+"""
+    done = child(code)
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
