@@ -27,7 +27,7 @@ from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from . import _sparse, optim
+from . import _dask, _sparse, optim
 from ._sk_training import (
     EpochInfo,
     _architecture,
@@ -252,17 +252,67 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                 raise TypeError(f"callbacks must be callables, got {cb!r}")
 
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        X, y, y_target = self._validate_input(X, y, incremental, reset=first_pass)
-        dtype = X.dtype if first_pass else np.asarray(self.coefs_[0]).dtype
-        if sp.issparse(X):
-            X = X.tocsr().astype(dtype, copy=False)
+        if _dask.is_dask(X) or _dask.is_dask(y):
+            # the partitions stay on the workers (backprop._dask); Y only tells the width
+            X = self._persist_dask(X, y, sample_weight, incremental, first_pass)
+            Y = y_target = np.empty((0, X.n_outputs), dtype=X.dtype)
+            sample_weight = None
         else:
-            X = np.ascontiguousarray(X, dtype=dtype)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
-        if y.ndim == 1:
-            y = y.reshape((-1, 1))
-        Y = np.ascontiguousarray(y, dtype=dtype)
+            X, y, y_target = self._validate_input(X, y, incremental, reset=first_pass)
+            dtype = X.dtype if first_pass else np.asarray(self.coefs_[0]).dtype
+            if sp.issparse(X):
+                X = X.tocsr().astype(dtype, copy=False)
+            else:
+                X = np.ascontiguousarray(X, dtype=dtype)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
+            if y.ndim == 1:
+                y = y.reshape((-1, 1))
+            Y = np.ascontiguousarray(y, dtype=dtype)
+        try:
+            return self._fit_validated(
+                X, Y, y_target, sample_weight, hidden_layer_sizes, callbacks, incremental,
+                first_pass,
+            )  # fmt: skip
+        finally:
+            if isinstance(X, _dask.Partitions):
+                X.release()
+
+    def _persist_dask(self, X, y, sample_weight, incremental, first_pass):
+        """The dask collections' partitions, cast, encoded and persisted where they are
+        (``backprop._dask.persist``), after the checks validate_data makes on arrays."""
+        if not _dask.is_dask(X) or not _dask.is_dask(y):
+            raise TypeError("X and y must both be Dask collections, or neither")
+        X_array = _dask.as_array(X, "X")
+        if first_pass:
+            dtype = self._input_dtype()
+            if isinstance(dtype, tuple):
+                dtype = np.dtype(np.float32 if X_array.dtype == np.float32 else np.float64)
+            self.n_features_in_ = int(X_array.shape[1])
+            columns = getattr(X, "columns", None)
+            if columns is not None and all(isinstance(c, str) for c in columns):
+                self.feature_names_in_ = np.asarray(list(columns), dtype=object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        else:
+            dtype = np.asarray(self.coefs_[0]).dtype
+            if X_array.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {X_array.shape[1]} features, but {type(self).__name__} is "
+                    f"expecting {self.n_features_in_} features as input."
+                )
+        classes = self._dask_classes(y, incremental)
+        return _dask.persist(self, X_array, y, sample_weight, dtype=dtype, classes=classes)
+
+    def _dask_classes(self, y, incremental):
+        """A classifier's sorted labels for dask y (None: a regressor)."""
+        return None
+
+    def _fit_validated(
+        self, X, Y, y_target, sample_weight, hidden_layer_sizes, callbacks, incremental,
+        first_pass,
+    ):  # fmt: skip
+        dtype = X.dtype
         self.n_outputs_ = Y.shape[1]
         layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
 
@@ -387,7 +437,10 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
     def _objective(self, X, Y, sample_weight, layer_units):
         """L-BFGS's objective, bound once per fit: ``loss_grad(params, grad)`` -> the
         full-batch loss plus the L2 term, grad := its gradient. Dense X runs in the
-        compiled plan (``_core.Plan.sk_objective``), sparse X in ``_sparse.loss_grad``."""
+        compiled plan (``_core.Plan.sk_objective``), sparse X in ``_sparse.loss_grad``,
+        partitions on a Dask cluster in ``_dask.objective``."""
+        if isinstance(X, _dask.Partitions):
+            return _dask.objective(self, X, layer_units)
         dtype = self._params.dtype
         arch = self._architecture(layer_units)
         dense = _dense_inputs(X, Y, sample_weight, dtype)
@@ -419,6 +472,12 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
 
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        distributed = isinstance(X, _dask.Partitions)
+        if self.early_stopping and distributed:
+            raise ValueError(
+                "early_stopping=True is not supported on Dask collections: hold out a "
+                "validation set and score it from a callback instead"
+            )
         early_stopping = self.early_stopping
         X_val = y_val = sw_val = None
         if early_stopping:
@@ -460,23 +519,30 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
 
         # the L2 term is the estimator's current alpha, also for partial_fit's later calls
         optimizer.optimizer.weight_decay = self.alpha
-        run_epoch, grad = _epoch_runner(
-            self._params, optimizer, X, Y, sample_weight,
-            arch=self._architecture(layer_units), batch_size=batch_size,
-            **self._kernel_args(),
-        )  # fmt: skip
+        if distributed:
+            run_epoch, grad = _dask.epoch_runner(self, X, optimizer, layer_units, batch_size)
+        else:
+            run_epoch, grad = _epoch_runner(
+                self._params, optimizer, X, Y, sample_weight,
+                arch=self._architecture(layer_units), batch_size=batch_size,
+                **self._kernel_args(),
+            )  # fmt: skip
         sample_idx = np.arange(n_samples, dtype=np.intp)
 
         self.n_iter_ = 0
         try:
             for _ in range(self.max_iter):
-                if self.shuffle:
-                    # sklearn.utils.shuffle(sample_idx, random_state=...) without its
-                    # input checks: the same draws, the same order
-                    permutation = np.arange(n_samples)
-                    self._random_state.shuffle(permutation)
-                    sample_idx = sample_idx[permutation]
-                accumulated_loss = run_epoch(sample_idx)
+                if distributed:
+                    # partitions in a random order, rows shuffled within each (_dask)
+                    accumulated_loss = run_epoch(self.shuffle)
+                else:
+                    if self.shuffle:
+                        # sklearn.utils.shuffle(sample_idx, random_state=...) without its
+                        # input checks: the same draws, the same order
+                        permutation = np.arange(n_samples)
+                        self._random_state.shuffle(permutation)
+                        sample_idx = sample_idx[permutation]
+                    accumulated_loss = run_epoch(sample_idx)
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples
                 self.t_ += n_samples

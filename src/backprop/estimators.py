@@ -69,6 +69,7 @@ from sklearn.utils.multiclass import (
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _dask
 from ._sk_base import _BaseMLP
 from ._sk_training import EpochInfo
 
@@ -290,6 +291,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = self._label_binarizer.transform(y)
         return X, Y, Y.astype(bool)
 
+    def _dask_classes(self, y, incremental):
+        classes = _dask.classes_of(y)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer().fit(classes)
+            self.classes_ = self._label_binarizer.classes_
+        elif self.warm_start and set(classes) != set(self.classes_):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the "
+                f"previous call to fit. Previously got {self.classes_}, `y` has {classes}"
+            )
+        elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+            raise ValueError(f"y has classes {classes}, some of them not in classes_ {self.classes_}.")
+        return np.asarray(self.classes_)
+
     def predict(self, X):
         """Predict class labels for X.
 
@@ -300,8 +315,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            (a dask array, computed lazily, for dask X)
         """
         check_is_fitted(self)
+        if _dask.is_dask(X):
+            return _dask.predict(self, "predict", X)
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
@@ -332,7 +350,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
+            if not _dask.is_dask(y) and type_of_target(y).startswith("multilabel"):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
@@ -343,9 +361,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, n_classes)
+        proba : ndarray of shape (n_samples, n_classes) (a dask array, computed lazily,
+            for dask X)
         """
         check_is_fitted(self)
+        if _dask.is_dask(X):
+            return _dask.predict(self, "predict_proba", X)
         y_pred = self._forward_pass_fast(X)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
@@ -358,8 +379,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         Returns
         -------
-        log_proba : ndarray of shape (n_samples, n_classes)
+        log_proba : ndarray of shape (n_samples, n_classes) (a dask array, computed
+            lazily, for dask X)
         """
+        if _dask.is_dask(X):
+            check_is_fitted(self)
+            return _dask.predict(self, "predict_log_proba", X)
         proba = self.predict_proba(X)
         return np.log(proba, out=proba)
 
@@ -479,9 +504,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
         Returns
         -------
-        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs) (a dask array,
+            computed lazily, for dask X)
         """
         check_is_fitted(self)
+        if _dask.is_dask(X):
+            return _dask.predict(self, "predict", X)
         return self._predict(X)
 
     def _predict(self, X, check_input=True):

@@ -1,0 +1,440 @@
+"""The estimators on data in Dask collections: the model goes to the data.
+
+``fit`` with a ``dask.array`` (or dask dataframe) X keeps every partition on the worker
+that holds it. Each partition is cast and its targets encoded there, once, and persisted
+(``Partitions``); then
+
+- L-BFGS (``objective``): each evaluation broadcasts the weights, every worker computes
+  the sum of its partitions' losses and gradients with the compiled kernels, and the
+  client adds the partitions' sums in partition order and runs scipy's L-BFGS on them:
+
+      L(theta) = (sum_p S_p + alpha / 2 ||W||^2) / sum_p w_p,
+      dL/dtheta = (sum_p G_p + alpha W) / sum_p w_p,
+
+  with S_p, G_p the sample-weighted sums of partition p's losses and gradients and w_p
+  its sum of sample weights: scikit-learn's objective over the concatenated data, summed
+  in another order (the fitted model agrees to rounding, amplified by L-BFGS);
+- sgd and adam (``epoch_runner``): each epoch is a chain of tasks, one per partition,
+  each run where its partition lives, carrying the weights, the optimizer's state and
+  the rows of a batch that straddles two partitions. With ``shuffle=False`` the batches
+  are exactly those of a fit on the concatenated data; with shuffling, the partitions
+  are visited in a random order and each one's rows shuffled within it, both drawn
+  from the estimator's random state.
+
+Only weights, gradients, optimizer state and at most one batch of rows cross the
+network; the client never gathers X. ``predict`` and its kin map the fitted estimator
+over X's blocks lazily (``predict``). A lost worker's partitions are recomputed by Dask
+from X's graph; a task that keeps failing makes ``fit`` raise Dask's error.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import optim
+from ._sk_training import _architecture
+
+
+def is_dask(obj: Any) -> bool:
+    """Whether ``obj`` is a Dask collection (array, dataframe or series), without
+    importing Dask."""
+    return type(obj).__module__.split(".")[0] == "dask" and hasattr(obj, "__dask_graph__")
+
+
+def _client():
+    try:
+        from distributed import get_client
+    except ImportError:  # pragma: no cover - dask without distributed
+        raise ImportError(
+            "fitting on Dask collections needs dask.distributed: "
+            'pip install "backprop[dask]"'
+        ) from None
+    try:
+        return get_client()
+    except ValueError:
+        raise ValueError(
+            "fitting on Dask collections needs a dask.distributed Client: create one "
+            "(Client() for a local cluster, Client('tcp://scheduler:8786') for an existing "
+            "one) before calling fit"
+        ) from None
+
+
+def as_array(data, name: str):
+    """A dask array of ``data`` (dask arrays as they are; dataframes and series with
+    their partitions' lengths computed, which reads no data to the client)."""
+    import dask.array as da
+
+    if isinstance(data, da.Array):
+        return data
+    if hasattr(data, "to_dask_array"):
+        return data.to_dask_array(lengths=True)
+    raise TypeError(f"{name}: expected a dask array, dataframe or series, got {type(data)}")
+
+
+# --------------------------------------------------------------------------------------
+# The partitions, persisted where they are
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Partitions:
+    """The training data as futures of ``(X_p, Y_p, sw_p)`` blocks on the workers, in
+    row order, with each one's row count."""
+
+    client: Any
+    blocks: list
+    rows: list[int]
+    n_features: int
+    n_outputs: int
+    weighted: bool
+    dtype: np.dtype
+
+    @property
+    def n_samples(self) -> int:
+        return sum(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_samples, self.n_features)
+
+    def release(self) -> None:
+        for block in self.blocks:
+            block.release()
+
+
+def _encode_block(X, y, sw, *, dtype, classes, n_outputs):
+    """One partition as the kernels take it: X and sample weights C-contiguous in the
+    dtype; Y the targets as columns, one-hot (or one column for two classes) for a
+    classifier, as scikit-learn's LabelBinarizer encodes them."""
+    X = np.ascontiguousarray(X, dtype=dtype)
+    y = np.asarray(y)
+    if classes is not None:
+        if y.ndim != 1:
+            raise ValueError("a classifier fitted on Dask collections takes 1-d labels")
+        index = np.searchsorted(classes, y)
+        index[index >= len(classes)] = 0
+        if not np.array_equal(classes[index], y):  # pragma: no cover - classes come from y
+            raise ValueError("y holds labels outside the classes found in it")
+        Y = np.zeros((len(y), n_outputs), dtype=dtype)
+        if n_outputs == 1:
+            Y[:, 0] = index == 1
+        else:
+            Y[np.arange(len(y)), index] = 1
+    else:
+        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
+    if not (np.isfinite(X).all() and np.isfinite(Y).all()):
+        raise ValueError("Input X or y contains NaN or infinity.")
+    if sw is not None:
+        sw = np.ascontiguousarray(sw, dtype=dtype)
+    return X, Y, sw
+
+
+def persist(est, X, y, sample_weight, *, dtype, classes) -> Partitions:
+    """Casts, encodes and persists the partitions of (X, y, sample_weight) on the workers
+    that compute them; checks their shapes. ``classes``: a classifier's sorted labels
+    (None for a regressor)."""
+    import dask
+
+    client = _client()
+    X = as_array(X, "X")
+    y = as_array(y, "y")
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-d dask array X, got {X.ndim} dimension(s)")
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y should be a 1-d or 2-d dask array, got {y.ndim} dimensions")
+    if math.isnan(X.shape[0]) or X.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"X and y need the same known number of rows, got {X.shape[0]} and {y.shape[0]}"
+        )
+    X = X.rechunk({1: -1})
+    y = y.rechunk({0: X.chunks[0], **({1: -1} if y.ndim == 2 else {})})
+    sw_blocks = [None] * len(X.chunks[0])
+    if sample_weight is not None:
+        if is_dask(sample_weight):
+            sw = as_array(sample_weight, "sample_weight").rechunk({0: X.chunks[0]})
+            if sw.shape != (X.shape[0],):
+                raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(X.shape[0],)}")
+            sw_blocks = list(sw.to_delayed().ravel())
+        else:
+            sw = np.asarray(sample_weight)
+            if sw.shape != (X.shape[0],):
+                raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(X.shape[0],)}")
+            bounds = np.cumsum((0,) + X.chunks[0])
+            sw_blocks = [sw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    if classes is not None:
+        n_outputs = 1 if len(classes) <= 2 else len(classes)
+    else:
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+    encode = dask.delayed(_encode_block, pure=True)
+    blocks = [
+        encode(xb, yb, sb, dtype=dtype, classes=classes, n_outputs=n_outputs)
+        for xb, yb, sb in zip(X.to_delayed().ravel(), y.to_delayed().ravel(), sw_blocks)
+    ]
+    futures = client.compute(blocks)
+    rows = [int(r) for r in X.chunks[0]]
+    keep = [(f, r) for f, r in zip(futures, rows) if r > 0]
+    for f, r in zip(futures, rows):
+        if r == 0:
+            f.release()
+    if not keep:
+        raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
+    return Partitions(
+        client=client,
+        blocks=[f for f, _ in keep],
+        rows=[r for _, r in keep],
+        n_features=int(X.shape[1]),
+        n_outputs=n_outputs,
+        weighted=sample_weight is not None,
+        dtype=np.dtype(dtype),
+    )
+
+
+def classes_of(y) -> np.ndarray:
+    """The sorted distinct labels of a dask y, computed on the cluster."""
+    import dask.array as da
+
+    y = as_array(y, "y")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError("a classifier fitted on Dask collections takes 1-d labels")
+    return np.asarray(da.unique(y).compute())
+
+
+# --------------------------------------------------------------------------------------
+# L-BFGS: the partitions' sums, added on the client
+# --------------------------------------------------------------------------------------
+
+
+#: Rows per compiled call of a partition's objective: bounds a worker's workspace (the
+#: activations of that many rows) whatever the partitions' size.
+OBJECTIVE_ROWS = 65536
+
+
+@functools.lru_cache(maxsize=8)
+def _objective_plan(sizes, dtype, activation, out_activation, loss, rows):
+    """A worker's compiled plan for a partition's objective (kept between iterations)."""
+    arch = _architecture(list(sizes), np.dtype(dtype), activation, out_activation, loss)
+    return arch.plan(rows, optimizer=optim.GradientOnly(0.0), two_cores=False)
+
+
+def _partition_sums(block, params, names):
+    """(S_p, G_p, w_p) of one partition: its sample-weighted loss and gradient sums and
+    its weight sum, from the kernels' means (alpha = 0) over OBJECTIVE_ROWS rows at a
+    time, each scaled back by its weight sum."""
+    X, Y, sw = block
+    rows = min(X.shape[0], OBJECTIVE_ROWS)
+    plan = _objective_plan(*names, rows)
+    grad = np.empty_like(params)
+    loss, gradient, weight = 0.0, np.zeros(params.shape[0]), 0.0
+    for a in range(0, X.shape[0], rows):
+        part = None if sw is None else sw[a : a + rows]
+        mean = plan.sk_objective(params, X[a : a + rows], Y[a : a + rows], part, grad)
+        w = float(min(rows, X.shape[0] - a) if part is None else np.sum(part, dtype=np.float64))
+        loss += mean * w
+        gradient += grad * w
+        weight += w
+    return loss, gradient, weight
+
+
+def objective(est, data: Partitions, layer_units):
+    """L-BFGS's objective over the partitions: ``loss_grad(params, grad)`` as
+    ``_BaseMLP._objective`` returns it (see the module docstring)."""
+    dtype = est._params.dtype
+    arch = est._architecture(layer_units)
+    decayed = np.zeros(arch.n_params, dtype=np.float64)
+    for w in arch.weights(decayed):
+        w[...] = 1.0
+    names = (
+        tuple(layer_units),
+        dtype.str,
+        est.activation,
+        est.out_activation_,
+        est._loss_name(),
+    )
+    client, alpha = data.client, float(est.alpha)
+
+    def loss_grad(params, grad):
+        sent = client.scatter(np.array(params, dtype=dtype), broadcast=True, hash=False)
+        parts = client.map(_partition_sums, data.blocks, params=sent, names=names, pure=False)
+        sums = client.gather(parts)
+        sent.release()
+        total, gradient, weight = 0.0, np.zeros(arch.n_params), 0.0
+        for s, g, w in sums:  # in partition order
+            total += s
+            gradient += g
+            weight += w
+        theta = np.asarray(params, dtype=np.float64)
+        value = (total + 0.5 * alpha * float(np.dot(theta * decayed, theta))) / weight
+        grad[...] = (gradient + alpha * decayed * theta) / weight
+        return value
+
+    return loss_grad
+
+
+# --------------------------------------------------------------------------------------
+# sgd and adam: each epoch a chain of tasks over the partitions
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Carry:
+    """What one partition's task hands the next: the weights, the optimizer's state, the
+    rows of a batch begun and not finished, the epoch's summed loss, and the last
+    batch's gradient."""
+
+    params: np.ndarray
+    optimizer: optim.Optimizer
+    X: np.ndarray
+    Y: np.ndarray
+    sw: np.ndarray | None
+    loss: float
+    batches: int
+    grad: np.ndarray | None
+
+
+def _run(arch, batch_size, carry, X, Y, sw, order):
+    """sk_epoch over ``order``'s rows of (X, Y, sw) in batches, stepping ``carry``."""
+    if len(order) == 0:
+        return
+    plan = arch.plan(batch_size, optimizer=carry.optimizer, gather=True)
+    carry.loss += plan.sk_epoch(carry.params, X, Y, sw, order, optimizer=carry.optimizer)
+    n = -(-len(order) // batch_size)
+    carry.optimizer.t += n
+    carry.batches += n
+    carry.grad = np.array(plan.grad)
+
+
+def _partition_epoch(carry: _Carry, block, order, names, batch_size, last):
+    """One partition's part of an epoch, where the partition lives: the batch the last
+    partition left unfinished is completed with this one's first rows, then this one's
+    whole batches are run in place; the rows left over go on to the next partition (the
+    last partition runs them as the epoch's last batch). The inputs are not changed:
+    Dask may hand the same objects to a recomputation."""
+    X, Y, sw = block
+    sizes, dtype, activation, out_activation, loss = names
+    arch = _architecture(list(sizes), np.dtype(dtype), activation, out_activation, loss)
+    carry = copy.deepcopy(carry)
+    order = np.arange(X.shape[0], dtype=np.intp) if order is None else order
+    done = 0
+    if len(carry.X):
+        head = order[: batch_size - len(carry.X)]
+        done = len(head)
+        carry.X = np.concatenate([carry.X, X[head]])
+        carry.Y = np.concatenate([carry.Y, Y[head]])
+        carry.sw = None if sw is None else np.concatenate([carry.sw, sw[head]])
+        if len(carry.X) < batch_size and not (last and done == len(order)):
+            return carry  # this partition did not finish the batch
+        batch = np.arange(len(carry.X), dtype=np.intp)
+        _run(arch, batch_size, carry, carry.X, carry.Y, carry.sw, batch)
+        carry.X, carry.Y = carry.X[:0], carry.Y[:0]
+        carry.sw = None if carry.sw is None else carry.sw[:0]
+    rest = order[done:]
+    whole = len(rest) if last else len(rest) // batch_size * batch_size
+    _run(arch, batch_size, carry, X, Y, sw, rest[:whole])
+    tail = rest[whole:]
+    if len(tail):
+        carry.X, carry.Y = X[tail], Y[tail]
+        carry.sw = None if sw is None else sw[tail]
+    return carry
+
+
+def epoch_runner(est, data: Partitions, state, layer_units, batch_size):
+    """One epoch over the partitions: returns ``(run, grad)`` as ``_epoch_runner`` does;
+    ``run(shuffle)`` trains one epoch and returns its summed loss, drawing the visiting
+    order and each partition's row order from the estimator's random state when
+    ``shuffle`` is set."""
+    params, dtype = est._params, est._params.dtype
+    names = (
+        tuple(layer_units),
+        dtype.str,
+        est.activation,
+        est.out_activation_,
+        est._loss_name(),
+    )
+    grad = np.zeros_like(params)
+    n_features, n_outputs = data.n_features, data.n_outputs
+    client = data.client
+
+    def run(shuffle: bool) -> float:
+        visit = list(range(len(data.blocks)))
+        orders: list[np.ndarray | None] = [None] * len(visit)
+        if shuffle:
+            est._random_state.shuffle(visit)
+            for p in visit:
+                order = np.arange(data.rows[p], dtype=np.intp)
+                est._random_state.shuffle(order)
+                orders[p] = order
+        start_t = state.optimizer.t
+        carry = _Carry(
+            params=params.copy(),
+            optimizer=state.optimizer,
+            X=np.empty((0, n_features), dtype=dtype),
+            Y=np.empty((0, n_outputs), dtype=dtype),
+            sw=None,
+            loss=0.0,
+            batches=0,
+            grad=None,
+        )
+        if data.weighted:
+            carry.sw = np.empty(0, dtype=dtype)
+        future = client.scatter(carry, hash=False)
+        for i, p in enumerate(visit):
+            future = client.submit(
+                _partition_epoch,
+                future,
+                data.blocks[p],
+                orders[p],
+                names,
+                batch_size,
+                i == len(visit) - 1,
+                pure=False,
+            )
+        carry = client.gather(future)
+        params[...] = carry.params
+        state.optimizer = carry.optimizer
+        state.optimizer.t = start_t  # _OptimizerState.epoch_ends counts the epoch's steps
+        if carry.grad is not None:
+            grad[...] = carry.grad
+        return carry.loss
+
+    return run, grad
+
+
+# --------------------------------------------------------------------------------------
+# Prediction, lazily
+# --------------------------------------------------------------------------------------
+
+
+def predict(est, method: str, X):
+    """``est.<method>`` mapped over the blocks of a dask X: a dask array, nothing computed."""
+    X = as_array(X, "X").rechunk({1: -1})
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-d dask array X, got {X.ndim} dimension(s)")
+    if X.shape[1] != est.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
+            f"{est.n_features_in_} features as input."
+        )
+    sample = _predict_block(est, method, np.zeros((1, X.shape[1]), dtype=X.dtype))
+    call = functools.partial(_predict_block, est, method)
+    if sample.ndim == 1:
+        return X.map_blocks(call, drop_axis=1, dtype=sample.dtype, meta=sample[:0])
+    return X.map_blocks(
+        call, chunks=(X.chunks[0], (sample.shape[1],)), dtype=sample.dtype, meta=sample[:0]
+    )
+
+
+def _predict_block(est, method, block):
+    # the blocks are arrays: a model fitted on a dataframe would warn of their lack of
+    # feature names on every block
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return getattr(est, method)(block)

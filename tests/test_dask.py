@@ -1,0 +1,205 @@
+"""The estimators on Dask collections (``backprop._dask``), on a local cluster of two worker
+processes: L-BFGS over the partitions equals the fit on the concatenated NumPy data to
+1e-10 (float64) with the same n_iter_; sgd and adam without shuffling equal it bit for bit
+in the weights, with batches straddling partitions; shuffled fits are reproducible;
+prediction is lazy; the client never receives X; a worker lost mid-fit does not change
+the model or hang the fit.
+"""
+
+import os
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+
+from backprop import MLPClassifier, MLPRegressor  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        worker_dashboard_address=None,
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def problem(n=600, d=12, classes=3, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = (X[:, :3].sum(axis=1) > 0).astype(int) + (X[:, 3] > 0.5)
+    return X, y % classes
+
+
+def dask_inputs(X, y, chunks):
+    return da.from_array(X, chunks=(chunks, -1)), da.from_array(y, chunks=chunks)
+
+
+def assert_same_model(a, b, rtol=0.0):
+    for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_allclose(wa, wb, rtol=rtol, atol=0)
+    assert a.n_iter_ == b.n_iter_
+
+
+@pytest.mark.parametrize("chunks", [150, 97])
+def test_lbfgs_on_partitions_equals_the_numpy_fit(client, chunks):
+    X, y = problem()
+    params = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=25, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        here = MLPClassifier(**params).fit(X, y)
+        there = MLPClassifier(**params).fit(*dask_inputs(X, y, chunks))
+    assert_same_model(here, there, rtol=1e-10)
+    assert abs(there.loss_ - here.loss_) <= 1e-10 * here.loss_
+    np.testing.assert_array_equal(there.classes_, here.classes_)
+
+
+def test_lbfgs_regressor_with_sample_weights(client):
+    X, _ = problem(n=400, d=6)
+    rng = np.random.default_rng(1)
+    y = np.column_stack([X @ rng.standard_normal(6), np.sin(X[:, 0])])
+    sw = rng.uniform(0.5, 2.0, len(X))
+    params = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=20, random_state=0, alpha=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        here = MLPRegressor(**params).fit(X, y, sample_weight=sw)
+        Xd = da.from_array(X, chunks=(130, -1))
+        yd = da.from_array(y, chunks=(130, -1))
+        there = MLPRegressor(**params).fit(Xd, yd, sample_weight=da.from_array(sw, chunks=130))
+    assert_same_model(here, there, rtol=1e-10)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("chunks", [120, 77])
+def test_stochastic_solvers_visit_the_partitions_in_order(client, solver, chunks):
+    # batch_size 50 does not divide the partitions: batches straddle them, as they do in
+    # the concatenated data
+    X, y = problem()
+    params = dict(hidden_layer_sizes=(16,), solver=solver, max_iter=6, batch_size=50,
+                  shuffle=False, random_state=0, alpha=1e-3)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        here = MLPClassifier(**params).fit(X, y)
+        there = MLPClassifier(**params).fit(*dask_inputs(X, y, chunks))
+    assert_same_model(here, there)
+    np.testing.assert_allclose(there.loss_curve_, here.loss_curve_, rtol=1e-12)
+    assert there.t_ == here.t_
+
+
+def test_shuffled_fits_are_reproducible_and_learn(client):
+    X, y = problem()
+    params = dict(hidden_layer_sizes=(16,), solver="adam", max_iter=30, batch_size=32,
+                  random_state=3, learning_rate_init=0.01)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(**params).fit(*dask_inputs(X, y, 100))
+        b = MLPClassifier(**params).fit(*dask_inputs(X, y, 100))
+    assert_same_model(a, b)
+    assert a.score(X, y) > 0.9
+
+
+def test_prediction_is_lazy_and_equals_numpy(client):
+    X, y = problem()
+    est = MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=50, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    Xd = da.from_array(X, chunks=(100, -1))
+    for method in ("predict", "predict_proba", "predict_log_proba"):
+        lazy = getattr(est, method)(Xd)
+        assert isinstance(lazy, da.Array)
+        np.testing.assert_array_equal(lazy.compute(), getattr(est, method)(X))
+
+
+def test_the_client_never_receives_x(client, monkeypatch):
+    X, y = problem(n=300)
+    Xd, yd = dask_inputs(X, y, 100)
+    gathered = []
+    gather = type(client).gather
+
+    def spy(self, futures, *args, **kwargs):
+        result = gather(self, futures, *args, **kwargs)
+        gathered.append(result)
+        return result
+
+    monkeypatch.setattr(type(client), "gather", spy)
+    est = MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(Xd, yd)
+    assert gathered
+
+    def arrays(value):
+        if isinstance(value, np.ndarray):
+            yield value
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                yield from arrays(v)
+
+    for result in gathered:
+        for array in arrays(result):
+            assert array.ndim == 1 and array.size <= est._params.size, array.shape
+
+
+def test_without_a_client_fit_says_what_to_do():
+    X, y = problem(n=50)
+    with distributed.Client(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as c:
+        pass  # a client that is closed is no client
+    del c
+    try:
+        distributed.get_client()
+    except ValueError:
+        pass
+    else:
+        pytest.skip("a client is still registered in this process")
+    with pytest.raises(ValueError, match="needs a dask.distributed Client"):
+        MLPClassifier(max_iter=1).fit(*dask_inputs(X, y, 25))
+
+
+def test_a_worker_lost_mid_fit_changes_nothing(client):
+    X, y = problem(n=2000)
+    params = dict(hidden_layer_sizes=(32,), solver="sgd", max_iter=40, batch_size=64,
+                  shuffle=False, random_state=0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        here = MLPClassifier(**params).fit(X, y)
+    est = MLPClassifier(**params)
+    done = {}
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            try:
+                done["model"] = est.fit(*dask_inputs(X, y, 250))
+            except Exception as error:  # noqa: BLE001 - reported below
+                done["error"] = error
+
+    worker = threading.Thread(target=fit)
+    worker.start()
+    # a worker process exits abruptly while the fit runs; its nanny starts another
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    threading.Event().wait(0.5)
+    client.run(os._exit, 1, workers=[victim], wait=False)
+    worker.join(timeout=240)
+    assert not worker.is_alive(), "the fit hung after a worker was lost"
+    if "error" in done:
+        assert "KilledWorker" in type(done["error"]).__name__ or "lost" in str(done["error"])
+    else:
+        assert_same_model(here, done["model"])
+    client.wait_for_workers(2, timeout=120)
