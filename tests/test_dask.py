@@ -7,6 +7,7 @@ the model or hang the fit.
 """
 
 import os
+import signal
 import threading
 import warnings
 
@@ -28,8 +29,8 @@ def client():
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
-        worker_dashboard_address=None,
+        dashboard_address=":0",
+        worker_dashboard_address=":0",
         env={"OMP_NUM_THREADS": "1"},
     )
     client = distributed.Client(cluster)
@@ -53,6 +54,19 @@ def assert_same_model(a, b, rtol=0.0):
     for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
         np.testing.assert_allclose(wa, wb, rtol=rtol, atol=0)
     assert a.n_iter_ == b.n_iter_
+
+
+def test_without_a_client_fit_says_what_to_do():
+    # first in this module: before the cluster fixture registers a client
+    try:
+        distributed.get_client()
+    except ValueError:
+        pass
+    else:
+        pytest.skip("a client is registered in this process")
+    X, y = problem(n=50)
+    with pytest.raises(ValueError, match="needs a dask.distributed Client"):
+        MLPClassifier(max_iter=1).fit(*dask_inputs(X, y, 25))
 
 
 @pytest.mark.parametrize("chunks", [150, 97])
@@ -155,23 +169,6 @@ def test_the_client_never_receives_x(client, monkeypatch):
             assert array.ndim == 1 and array.size <= est._params.size, array.shape
 
 
-def test_without_a_client_fit_says_what_to_do():
-    X, y = problem(n=50)
-    with distributed.Client(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as c:
-        pass  # a client that is closed is no client
-    del c
-    try:
-        distributed.get_client()
-    except ValueError:
-        pass
-    else:
-        pytest.skip("a client is still registered in this process")
-    with pytest.raises(ValueError, match="needs a dask.distributed Client"):
-        MLPClassifier(max_iter=1).fit(*dask_inputs(X, y, 25))
-
-
 def test_a_worker_lost_mid_fit_changes_nothing(client):
     X, y = problem(n=2000)
     params = dict(hidden_layer_sizes=(32,), solver="sgd", max_iter=40, batch_size=64,
@@ -190,12 +187,13 @@ def test_a_worker_lost_mid_fit_changes_nothing(client):
             except Exception as error:  # noqa: BLE001 - reported below
                 done["error"] = error
 
+    pids = client.run(os.getpid)
     worker = threading.Thread(target=fit)
     worker.start()
-    # a worker process exits abruptly while the fit runs; its nanny starts another
-    victim = sorted(client.scheduler_info()["workers"])[0]
-    threading.Event().wait(0.5)
-    client.run(os._exit, 1, workers=[victim], wait=False)
+    # a worker process is killed while the fit runs; its nanny starts another
+    threading.Event().wait(1.0)
+    assert worker.is_alive(), "the fit ended before the worker could be killed"
+    os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
     worker.join(timeout=240)
     assert not worker.is_alive(), "the fit hung after a worker was lost"
     if "error" in done:
