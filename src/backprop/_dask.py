@@ -109,10 +109,11 @@ class Partitions:
             block.release()
 
 
-def _encode_block(X, y, sw, *, dtype, classes, n_outputs):
+def _encode_block(raw, *, dtype, classes, n_outputs):
     """One partition as the kernels take it: X and sample weights C-contiguous in the
     dtype; Y the targets as columns, one-hot (or one column for two classes) for a
     classifier, as scikit-learn's LabelBinarizer encodes them."""
+    X, y, sw = raw
     X = np.ascontiguousarray(X, dtype=dtype)
     y = np.asarray(y)
     if classes is not None:
@@ -136,10 +137,25 @@ def _encode_block(X, y, sw, *, dtype, classes, n_outputs):
     return X, Y, sw
 
 
-def persist(est, X, y, sample_weight, *, dtype, classes) -> Partitions:
-    """Casts, encodes and persists the partitions of (X, y, sample_weight) on the workers
-    that compute them; checks their shapes. ``classes``: a classifier's sorted labels
-    (None for a regressor)."""
+def _raw_block(X, y, sw):
+    return X, y, sw
+
+
+def _labels(block) -> np.ndarray:
+    """The distinct labels of one persisted partition."""
+    y = np.asarray(block[1])
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError("a classifier fitted on Dask collections takes 1-d labels")
+    return np.unique(y)
+
+
+def persist(X, y, sample_weight, *, dtype, classes=None) -> Partitions:
+    """Computes the partitions of (X, y, sample_weight) on the workers and keeps them
+    there, cast and encoded (``_encode_block``); checks their shapes. ``classes``, for a
+    classifier: called with the sorted labels found in y (gathered from the partitions'
+    distinct labels), returns the classes to encode them by."""
     import dask
 
     client = _client()
@@ -168,27 +184,31 @@ def persist(est, X, y, sample_weight, *, dtype, classes) -> Partitions:
                 raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(X.shape[0],)}")
             bounds = np.cumsum((0,) + X.chunks[0])
             sw_blocks = [sw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    if classes is not None:
-        n_outputs = 1 if len(classes) <= 2 else len(classes)
-    else:
-        n_outputs = 1 if y.ndim == 1 else y.shape[1]
-    encode = dask.delayed(_encode_block, pure=True)
-    blocks = [
-        encode(xb, yb, sb, dtype=dtype, classes=classes, n_outputs=n_outputs)
-        for xb, yb, sb in zip(X.to_delayed().ravel(), y.to_delayed().ravel(), sw_blocks)
-    ]
-    futures = client.compute(blocks)
     rows = [int(r) for r in X.chunks[0]]
-    keep = [(f, r) for f, r in zip(futures, rows) if r > 0]
-    for f, r in zip(futures, rows):
-        if r == 0:
-            f.release()
-    if not keep:
+    if not any(rows):
         raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
+    block = dask.delayed(_raw_block, pure=True)
+    parts = zip(X.to_delayed().ravel(), y.to_delayed().ravel(), sw_blocks, rows)
+    raw = client.compute([block(xb, yb, sb) for xb, yb, sb, r in parts if r > 0])
+    rows = [r for r in rows if r > 0]
+    try:
+        if classes is not None:
+            found = client.gather(client.map(_labels, raw, pure=False))
+            classes = np.asarray(classes(np.unique(np.concatenate(found))))
+            n_outputs = 1 if len(classes) <= 2 else len(classes)
+        else:
+            n_outputs = 1 if y.ndim == 1 else int(y.shape[1])
+        blocks = client.map(
+            _encode_block, raw, dtype=np.dtype(dtype), classes=classes, n_outputs=n_outputs
+        )
+        client.gather(client.map(_check_block, blocks, pure=False))  # raises the first error
+    finally:
+        for future in raw:
+            future.release()
     return Partitions(
         client=client,
-        blocks=[f for f, _ in keep],
-        rows=[r for _, r in keep],
+        blocks=blocks,
+        rows=rows,
         n_features=int(X.shape[1]),
         n_outputs=n_outputs,
         weighted=sample_weight is not None,
@@ -196,22 +216,18 @@ def persist(est, X, y, sample_weight, *, dtype, classes) -> Partitions:
     )
 
 
-def classes_of(y) -> np.ndarray:
-    """The sorted distinct labels of a dask y, computed on the cluster."""
-    import dask.array as da
-
-    y = as_array(y, "y")
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError("a classifier fitted on Dask collections takes 1-d labels")
-    return np.asarray(da.unique(y).compute())
+def _check_block(block) -> None:
+    """Nothing: a task that depends on an encoded partition, so that a partition that
+    failed its checks raises its error in ``fit`` at once."""
 
 
 # --------------------------------------------------------------------------------------
 # L-BFGS: the partitions' sums, added on the client
 # --------------------------------------------------------------------------------------
 
+
+#: Weights up to this size go to the workers inside each task, larger ones by broadcast.
+BROADCAST_BYTES = 1 << 20
 
 #: Rows per compiled call of a partition's objective: bounds a worker's workspace (the
 #: activations of that many rows) whatever the partitions' size.
@@ -262,10 +278,16 @@ def objective(est, data: Partitions, layer_units):
     client, alpha = data.client, float(est.alpha)
 
     def loss_grad(params, grad):
-        sent = client.scatter(np.array(params, dtype=dtype), broadcast=True, hash=False)
+        theta = np.array(params, dtype=dtype)
+        # a small model travels inside each task (one round trip); a large one is
+        # broadcast to the workers once
+        sent = theta if theta.nbytes <= BROADCAST_BYTES else client.scatter(
+            theta, broadcast=True, hash=False
+        )
         parts = client.map(_partition_sums, data.blocks, params=sent, names=names, pure=False)
         sums = client.gather(parts)
-        sent.release()
+        if sent is not theta:
+            sent.release()
         total, gradient, weight = 0.0, np.zeros(arch.n_params), 0.0
         for s, g, w in sums:  # in partition order
             total += s

@@ -4,6 +4,7 @@ and prediction (``_BaseMLP``)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 import weakref
@@ -301,12 +302,15 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                     f"X has {X_array.shape[1]} features, but {type(self).__name__} is "
                     f"expecting {self.n_features_in_} features as input."
                 )
-        classes = self._dask_classes(y, incremental)
-        return _dask.persist(self, X_array, y, sample_weight, dtype=dtype, classes=classes)
+        classes = functools.partial(self._dask_classes, incremental=incremental)
+        return _dask.persist(
+            X_array, y, sample_weight, dtype=dtype,
+            classes=classes if is_classifier(self) else None,
+        )  # fmt: skip
 
-    def _dask_classes(self, y, incremental):
-        """A classifier's sorted labels for dask y (None: a regressor)."""
-        return None
+    def _dask_classes(self, found, incremental):
+        """A classifier's classes to encode dask labels by, given the labels ``found``."""
+        raise NotImplementedError
 
     def _fit_validated(
         self, X, Y, y_target, sample_weight, hidden_layer_sizes, callbacks, incremental,

@@ -291,8 +291,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = self._label_binarizer.transform(y)
         return X, Y, Y.astype(bool)
 
-    def _dask_classes(self, y, incremental):
-        classes = _dask.classes_of(y)
+    def _dask_classes(self, classes, incremental):
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer().fit(classes)
             self.classes_ = self._label_binarizer.classes_
