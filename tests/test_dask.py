@@ -114,6 +114,35 @@ def test_stochastic_solvers_visit_the_partitions_in_order(client, solver, chunks
     assert there.t_ == here.t_
 
 
+def test_dataframes_partial_fit_and_float32(client):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X, y = problem(n=400, d=5, dtype=np.float32)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
+    Xd = dd.from_pandas(frame, npartitions=3)
+    yd = dd.from_pandas(pd.Series(y, name="y"), npartitions=3)
+    params = dict(hidden_layer_sizes=(8,), solver="sgd", batch_size=40, shuffle=False,
+                  random_state=0)  # fmt: skip
+    here = MLPClassifier(**params)
+    there = MLPClassifier(**params)
+    for _ in range(3):
+        here.partial_fit(frame, y, classes=np.unique(y))
+        there.partial_fit(Xd, yd, classes=np.unique(y))
+    assert there.coefs_[0].dtype == np.float32
+    assert_same_model(here, there)
+    np.testing.assert_array_equal(there.feature_names_in_, frame.columns)
+    np.testing.assert_array_equal(there.predict(Xd).compute(), here.predict(frame))
+
+
+def test_labels_outside_the_classes_are_refused(client):
+    X, y = problem(n=200)
+    est = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", random_state=0)
+    known = y < 2
+    est.partial_fit(X[known], y[known], classes=[0, 1])
+    with pytest.raises(ValueError, match="not in classes_"):
+        est.partial_fit(*dask_inputs(X, y, 50))
+
+
 def test_shuffled_fits_are_reproducible_and_learn(client):
     X, y = problem()
     params = dict(hidden_layer_sizes=(16,), solver="adam", max_iter=30, batch_size=32,

@@ -117,12 +117,13 @@ def _encode_block(raw, *, dtype, classes, n_outputs):
     X = np.ascontiguousarray(X, dtype=dtype)
     y = np.asarray(y)
     if classes is not None:
+        y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
         if y.ndim != 1:
             raise ValueError("a classifier fitted on Dask collections takes 1-d labels")
         index = np.searchsorted(classes, y)
         index[index >= len(classes)] = 0
-        if not np.array_equal(classes[index], y):  # pragma: no cover - classes come from y
-            raise ValueError("y holds labels outside the classes found in it")
+        if not np.array_equal(classes[index], y):
+            raise ValueError(f"y holds labels outside the classes {classes}")
         Y = np.zeros((len(y), n_outputs), dtype=dtype)
         if n_outputs == 1:
             Y[:, 0] = index == 1
