@@ -225,8 +225,9 @@ def test_a_worker_lost_mid_fit_changes_nothing(client):
     os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
     worker.join(timeout=240)
     assert not worker.is_alive(), "the fit hung after a worker was lost"
-    if "error" in done:
-        assert "KilledWorker" in type(done["error"]).__name__ or "lost" in str(done["error"])
+    if "error" in done:  # allowed: a clear error, never a model trained part-way
+        error = done["error"]
+        assert type(error).__name__ == "KilledWorker" or "on the Dask cluster" in str(error)
     else:
         assert_same_model(here, done["model"])
     client.wait_for_workers(2, timeout=120)

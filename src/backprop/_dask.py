@@ -222,6 +222,28 @@ def _check_block(block) -> None:
     failed its checks raises its error in ``fit`` at once."""
 
 
+#: How many times a step whose results were lost with a worker is run again.
+RETRIES = 2
+
+
+def _retrying(step, what: str):
+    """``step()``, run again from the client's state when a worker's loss cancelled its
+    results (Dask recomputes lost partitions from their graph); raises RuntimeError after
+    RETRIES more tries."""
+    from distributed.client import FutureCancelledError
+
+    for attempt in range(RETRIES + 1):
+        try:
+            return step()
+        except FutureCancelledError as error:
+            if attempt == RETRIES:
+                raise RuntimeError(
+                    f"{what} on the Dask cluster failed {RETRIES + 1} times: results were "
+                    f"lost with the workers that held them ({error}); the model is left as "
+                    "it was before it"
+                ) from error
+
+
 # --------------------------------------------------------------------------------------
 # L-BFGS: the partitions' sums, added on the client
 # --------------------------------------------------------------------------------------
@@ -285,10 +307,16 @@ def objective(est, data: Partitions, layer_units):
         sent = theta if theta.nbytes <= BROADCAST_BYTES else client.scatter(
             theta, broadcast=True, hash=False
         )
-        parts = client.map(_partition_sums, data.blocks, params=sent, names=names, pure=False)
-        sums = client.gather(parts)
-        if sent is not theta:
-            sent.release()
+
+        def evaluate():
+            parts = client.map(_partition_sums, data.blocks, params=sent, names=names, pure=False)
+            return client.gather(parts)
+
+        try:
+            sums = _retrying(evaluate, "an evaluation of the objective")
+        finally:
+            if sent is not theta:
+                sent.release()
         total, gradient, weight = 0.0, np.zeros(arch.n_params), 0.0
         for s, g, w in sums:  # in partition order
             total += s
@@ -408,19 +436,20 @@ def epoch_runner(est, data: Partitions, state, layer_units, batch_size):
         )
         if data.weighted:
             carry.sw = np.empty(0, dtype=dtype)
-        future = client.scatter(carry, hash=False)
-        for i, p in enumerate(visit):
-            future = client.submit(
-                _partition_epoch,
-                future,
-                data.blocks[p],
-                orders[p],
-                names,
-                batch_size,
-                i == len(visit) - 1,
-                pure=False,
-            )
-        carry = client.gather(future)
+
+        def epoch():
+            # the first task holds the epoch's starting state itself, not a scattered
+            # copy: a lost worker's results can then always be recomputed
+            future = carry
+            for i, p in enumerate(visit):
+                last = i == len(visit) - 1
+                future = client.submit(
+                    _partition_epoch, future, data.blocks[p], orders[p], names, batch_size,
+                    last, pure=False,
+                )  # fmt: skip
+            return client.gather(future)
+
+        carry = _retrying(epoch, "an epoch")
         params[...] = carry.params
         state.optimizer = carry.optimizer
         state.optimizer.t = start_t  # _OptimizerState.epoch_ends counts the epoch's steps
