@@ -145,14 +145,14 @@ def test_labels_outside_the_classes_are_refused(client):
 
 def test_shuffled_fits_are_reproducible_and_learn(client):
     X, y = problem()
-    params = dict(hidden_layer_sizes=(16,), solver="adam", max_iter=30, batch_size=32,
-                  random_state=3, learning_rate_init=0.01)  # fmt: skip
+    params = dict(hidden_layer_sizes=(16,), solver="adam", max_iter=8, batch_size=32,
+                  random_state=3, learning_rate_init=0.02)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = MLPClassifier(**params).fit(*dask_inputs(X, y, 100))
         b = MLPClassifier(**params).fit(*dask_inputs(X, y, 100))
     assert_same_model(a, b)
-    assert a.score(X, y) > 0.9
+    assert a.score(X, y) > 0.85
 
 
 def test_prediction_is_lazy_and_equals_numpy(client):
