@@ -14,12 +14,19 @@ against ``sklearn.neural_network.MLPClassifier`` fitted with the same parameters
 PyTorch and scikit-learn are optional: this module imports them only when their trainer is
 prepared (or the digits benchmark runs), so it imports with NumPy alone.
 
+The Dask benchmark (``run_dask``, ``python -m backprop bench --dask``) fits
+``backprop.MLPClassifier`` on data generated on a local Dask cluster of one, then two
+worker processes, and reports an L-BFGS iteration's and an sgd epoch's time, the bytes the
+workers sent and their spilling.
+
 Run it with ``python -m backprop bench`` (see ``main``). The package holds the workloads
 (``workloads``), the trainers and how a run is timed (``trainers``), the digits benchmark
-(``digits``) and the tables and command line (``report``); ``SETTLE_SECONDS``, the pause
-before each timed digits fit, is ``workloads.SETTLE_SECONDS``.
+(``digits``), the Dask benchmark (``dask_bench``) and the tables and command line
+(``report``); ``SETTLE_SECONDS``, the pause before each timed digits fit, is
+``workloads.SETTLE_SECONDS``.
 """
 
+from .dask_bench import DaskRow, dask_missing, run_dask
 from .digits import (
     DIGITS,
     DIGITS_LIBRARIES,
@@ -52,6 +59,7 @@ __all__ = [
     "TRAINERS",
     "DIGITS",
     "DIGITS_LIBRARIES",
+    "DaskRow",
     "Data",
     "DigitsRow",
     "DigitsWorkload",
@@ -64,6 +72,7 @@ __all__ = [
     "TorchTrainer",
     "Workload",
     "available_trainers",
+    "dask_missing",
     "digits_data",
     "digits_estimator",
     "digits_missing",
@@ -76,6 +85,7 @@ __all__ = [
     "make_trainer",
     "measure",
     "measure_digits",
+    "run_dask",
     "run_table",
     "settle",
 ]

@@ -287,10 +287,12 @@ SCALE_VARIABLE = "BACKPROP_BENCH_SCALE"
 MAX_REPEATS = 1000  # the median of more runs says nothing new
 # The gemm reference holds three n x n float32 matrices: 768 MB and 1.1 Tflop a product at 8192.
 MAX_GEMM_SIZE = 8192
+GEMM_SIZE = 2048
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``backprop bench [--repeats N] [--scale S] [--workloads W1,W3,digits] ...``
+    """``backprop bench [--repeats N] [--scale S] [--workloads W1,W3,digits] ...``, or
+    ``backprop bench --dask [--repeats N] [--scale S]`` (``dask_bench``).
 
     Every option is checked before anything runs; a value out of range exits with status 2
     and argparse's usage message. ``--scale`` defaults to ``BACKPROP_BENCH_SCALE`` if that
@@ -314,32 +316,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--workloads",
-        default=",".join(names),
+        default=None,
         help=f"comma-separated, from {','.join(names)} (digits: backprop.MLPClassifier "
         "against scikit-learn's on load_digits, every solver)",
     )
     parser.add_argument(
         "--trainers",
-        default=",".join(TRAINERS),
+        default=None,
         help=f"from {','.join(TRAINERS)} (not for digits)",
     )
     parser.add_argument(
         "--gemm-size",
         type=integer(1, MAX_GEMM_SIZE),
-        default=2048,
-        help="n of the NumPy gemm reference",
+        default=None,
+        help=f"n of the NumPy gemm reference (default {GEMM_SIZE})",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--dask",
+        action="store_true",
+        help="instead of the tables: backprop.MLPClassifier on a local Dask cluster of one, "
+        "then two worker processes (an L-BFGS iteration and an sgd epoch on 1.6 GB of float32 "
+        "per unit of scale, generated on the workers; bytes sent, spilling); takes --repeats, "
+        '--scale and --no-progress; needs pip install "backprop[dask]"',
+    )
     args = parser.parse_args(argv)
     if args.scale is None:
         try:
             args.scale = from_environment(SCALE_VARIABLE, scale, default=1.0)
         except EnvironmentValueError as refusal:
             parser.error(str(refusal))
+    if args.dask:
+        given = [
+            option
+            for option, value in (
+                ("--workloads", args.workloads),
+                ("--trainers", args.trainers),
+                ("--gemm-size", args.gemm_size),
+            )
+            if value is not None
+        ]
+        if given:
+            parser.error(
+                f"argument --dask: expected no {', '.join(given)} (it takes --repeats, "
+                "--scale and --no-progress)"
+            )
+        from .dask_bench import run_dask  # it prints with this module's helpers
+
+        run_dask(repeats=args.repeats, scale=args.scale, progress=not args.no_progress)
+        return 0
     chosen = {}
     for text, known, option in (
-        (args.workloads, names, "--workloads"),
-        (args.trainers, list(TRAINERS), "--trainers"),
+        (",".join(names) if args.workloads is None else args.workloads, names, "--workloads"),
+        (",".join(TRAINERS) if args.trainers is None else args.trainers, [*TRAINERS], "--trainers"),
     ):
         values = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
         unknown = [v for v in values if v not in known]
@@ -353,6 +382,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale=args.scale,
         progress=not args.no_progress,
         trainers=chosen["--trainers"],
-        gemm_size=args.gemm_size,
+        gemm_size=GEMM_SIZE if args.gemm_size is None else args.gemm_size,
     )
     return 0
