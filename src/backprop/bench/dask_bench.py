@@ -328,11 +328,12 @@ below compute s when other processes take the cores); passes: the tasks the work
 the bytes their get_data handler wrote to its comm, to another worker or to the scheduler,
 which relays results to the client (transfer_outgoing_log, "compressed": after the comm
 compression the header names); results (each partition's loss and gradient sums, the sgd
-carry), weights (the weights, copied from the worker the client sent them to to the others)
-and data (partitions moved between workers) split it; unspilled / spilled: the bytes each
-worker's spill buffer read from and wrote to disk. Not counted: what the client sends (the
-weights or the carry, through the scheduler to one worker) and the scheduler's relay of the
-results to the client. Second table, per L-BFGS objective evaluation: sizeof =
+carry), weights (a model over backprop._dask.BROADCAST_BYTES is broadcast: copies of its
+weights from the worker the client sent them to to the others; a smaller one travels inside
+each task instead, and counts 0 here) and data (partitions moved between workers) split it;
+unspilled / spilled: the bytes each worker's spill buffer read from and wrote to disk. Not
+counted: what the client sends (the tasks with the weights or the carry, through the
+scheduler) and the scheduler's relay of the results to the client. Second table, per L-BFGS objective evaluation: sizeof =
 transfer_outgoing_bytes_total, Dask's sizeof of the values sent (of an sgd carry, a
 dataclass, it counts the object alone, not the arrays it holds); gradients = results / 8P,
 weights = weights / 4P, with P the number of parameters (each partition's result is its
