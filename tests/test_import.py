@@ -1,6 +1,6 @@
 """What ``import backprop`` costs: it loads NumPy and its own modules, not SciPy's linear
 algebra (~0.3 s on its own: the kernels bind scipy's BLAS on their first call) nor
-scikit-learn (the estimators are imported on first use)."""
+scikit-learn (the estimators are imported on first use); and Dask stays optional."""
 
 import subprocess
 import sys
@@ -19,6 +19,25 @@ def child(code: str) -> subprocess.CompletedProcess:
 def test_import_defers_scipy_and_sklearn():
     done = child(f"import sys, backprop; print([m for m in {DEFERRED!r} if m in sys.modules])")
     assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
+
+
+def test_dask_stays_optional():
+    # the estimators import no part of Dask, and fit and predict without it installed
+    code = """
+import sys
+sys.modules["dask"] = sys.modules["distributed"] = None
+import numpy as np
+from backprop import MLPClassifier
+X = np.random.default_rng(0).standard_normal((60, 3))
+y = (X[:, 0] > 0).astype(int)
+clf = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", random_state=0).fit(X, y)
+assert clf.score(X, y) > 0.9
+print("ok")
+"""
+    done = child(code)
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
+    imported = child("import sys, backprop.estimators; print('dask' in sys.modules)")
+    assert (imported.returncode, imported.stdout) == (0, "False\n"), imported.stderr
 
 
 def test_the_first_call_binds_blas_and_uses_it():
