@@ -231,3 +231,54 @@ def test_a_worker_lost_mid_fit_changes_nothing(client):
     else:
         assert_same_model(here, done["model"])
     client.wait_for_workers(2, timeout=120)
+
+
+def test_bad_inputs_are_refused_and_leave_nothing_on_the_workers(client):
+    X, y = problem(n=300)
+    Xd, yd = dask_inputs(X, y, 100)
+    est = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=5, random_state=0)
+    sw = np.ones(len(X))
+    sw[5] = np.nan
+    # as the NumPy fit refuses it; the fit used to return an untrained model
+    with pytest.raises(ValueError, match="sample_weight contains NaN"):
+        est.fit(Xd, yd, sample_weight=da.from_array(sw, chunks=50))
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        est.fit(Xd[Xd[:, 0] > 0], yd[Xd[:, 0] > 0])
+    bad = X.copy()
+    bad[250, 2] = np.nan
+    with pytest.raises(ValueError, match="contains NaN") as error:
+        est.fit(da.from_array(bad, chunks=(100, -1)), yd)
+    # the traceback, still held here, keeps no encoded partition on the workers
+    assert error.value is not None
+
+    def held(dask_worker):
+        return len(dask_worker.data)
+
+    deadline = threading.Event()
+    for _ in range(20):
+        if not any(client.run(held).values()):
+            break
+        deadline.wait(0.1)
+    assert not any(client.run(held).values())
+
+
+def test_dataframe_columns_are_checked_and_prediction_computes_nothing(client):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X, y = problem(n=300, d=5)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
+    Xd = dd.from_pandas(frame, npartitions=3)
+    yd = da.from_array(y, chunks=100)
+    est = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", batch_size=50, shuffle=False,
+                        random_state=0).partial_fit(Xd, yd, classes=[0, 1, 2])  # fmt: skip
+    swapped = Xd[list(frame.columns[::-1])]
+    for call in (est.predict, est.predict_proba, lambda X: est.partial_fit(X, yd)):
+        # the same columns in another order: refused, as for a pandas X
+        with pytest.raises(ValueError, match="feature names should match"):
+            call(swapped)
+    with pytest.raises(ValueError, match="2-d"):
+        est.predict(Xd["f0"])
+    with distributed.get_task_stream(client) as tasks:
+        lazy = est.predict_proba(Xd)
+    assert not tasks.data
+    np.testing.assert_array_equal(lazy.compute(), est.predict_proba(frame))

@@ -66,15 +66,16 @@ def _client():
         ) from None
 
 
-def as_array(data, name: str):
+def as_array(data, name: str, lengths: bool = True):
     """A dask array of ``data`` (dask arrays as they are; dataframes and series with
-    their partitions' lengths computed, which reads no data to the client)."""
+    their partitions' lengths computed, which reads no data to the client, or left
+    unknown with ``lengths=False``, which computes nothing)."""
     import dask.array as da
 
     if isinstance(data, da.Array):
         return data
     if hasattr(data, "to_dask_array"):
-        return data.to_dask_array(lengths=True)
+        return data.to_dask_array(lengths=True) if lengths else data.to_dask_array()
     raise TypeError(f"{name}: expected a dask array, dataframe or series, got {type(data)}")
 
 
@@ -135,6 +136,8 @@ def _encode_block(raw, *, dtype, classes, n_outputs):
         raise ValueError("Input X or y contains NaN or infinity.")
     if sw is not None:
         sw = np.ascontiguousarray(sw, dtype=dtype)
+        if not np.isfinite(sw).all():
+            raise ValueError("Input sample_weight contains NaN or infinity.")
     return X, Y, sw
 
 
@@ -167,8 +170,15 @@ def persist(X, y, sample_weight, *, dtype, classes=None) -> Partitions:
     if y.ndim not in (1, 2):
         raise ValueError(f"y should be a 1-d or 2-d dask array, got {y.ndim} dimensions")
     if math.isnan(X.shape[0]) or X.shape[0] != y.shape[0]:
+        unknown = math.isnan(X.shape[0]) or math.isnan(y.shape[0])
         raise ValueError(
             f"X and y need the same known number of rows, got {X.shape[0]} and {y.shape[0]}"
+            + (
+                " (chunk sizes unknown, as after boolean indexing: call "
+                "compute_chunk_sizes() on the dask arrays first)"
+                if unknown
+                else ""
+            )
         )
     X = X.rechunk({1: -1})
     y = y.rechunk({0: X.chunks[0], **({1: -1} if y.ndim == 2 else {})})
@@ -192,6 +202,7 @@ def persist(X, y, sample_weight, *, dtype, classes=None) -> Partitions:
     parts = zip(X.to_delayed().ravel(), y.to_delayed().ravel(), sw_blocks, rows)
     raw = client.compute([block(xb, yb, sb) for xb, yb, sb, r in parts if r > 0])
     rows = [r for r in rows if r > 0]
+    blocks = []
     try:
         if classes is not None:
             found = client.gather(client.map(_labels, raw, pure=False))
@@ -202,7 +213,18 @@ def persist(X, y, sample_weight, *, dtype, classes=None) -> Partitions:
         blocks = client.map(
             _encode_block, raw, dtype=np.dtype(dtype), classes=classes, n_outputs=n_outputs
         )
-        client.gather(client.map(_check_block, blocks, pure=False))  # raises the first error
+        checks = client.map(_check_block, blocks, pure=False)
+        try:
+            client.gather(checks)  # raises the first error
+        finally:
+            for future in checks:
+                future.release()
+    except BaseException:
+        # the partitions that passed would stay on the workers as long as the
+        # traceback (kept by an interactive session) holds these futures
+        for future in blocks:
+            future.release()
+        raise
     finally:
         for future in raw:
             future.release()
@@ -466,10 +488,18 @@ def epoch_runner(est, data: Partitions, state, layer_units, batch_size):
 
 
 def predict(est, method: str, X):
-    """``est.<method>`` mapped over the blocks of a dask X: a dask array, nothing computed."""
-    X = as_array(X, "X").rechunk({1: -1})
+    """``est.<method>`` mapped over the blocks of a dask X: a dask array, nothing computed
+    (for a dataframe, the partitions' lengths are left unknown). A dataframe's columns
+    are checked against the names seen in fit, as scikit-learn checks a pandas X's."""
+    frame = X
+    X = as_array(X, "X", lengths=False)
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-d dask array X, got {X.ndim} dimension(s)")
+    if hasattr(frame, "columns") and hasattr(frame, "_meta"):
+        from sklearn.utils.validation import _check_feature_names
+
+        _check_feature_names(est, frame._meta, reset=False)
+    X = X.rechunk({1: -1})
     if X.shape[1] != est.n_features_in_:
         raise ValueError(
             f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "

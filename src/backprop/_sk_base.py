@@ -26,7 +26,11 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
-from sklearn.utils.validation import _check_sample_weight, validate_data
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_sample_weight,
+    validate_data,
+)
 
 from . import _dask, _sparse, optim
 from ._sk_training import (
@@ -297,6 +301,9 @@ class _BaseMLP(BaseEstimator, metaclass=ABCMeta):
                 del self.feature_names_in_
         else:
             dtype = np.asarray(self.coefs_[0]).dtype
+            if hasattr(X, "columns") and hasattr(X, "_meta"):
+                # the columns must be those of the first fit, as validate_data checks
+                _check_feature_names(self, X._meta, reset=False)
             if X_array.shape[1] != self.n_features_in_:
                 raise ValueError(
                     f"X has {X_array.shape[1]} features, but {type(self).__name__} is "
