@@ -50,7 +50,7 @@ def test_a_tiny_run_has_a_row_per_solver_and_cluster():
     evaluation = re.compile(r"^ +(\d) +(\d+) +[\d.]+ \S?B +[\d.]+ \S?B +([\d.]+) +([\d.]+) ", re.M)
     per_evaluation = {int(m[1]): m.groups()[1:] for m in evaluation.finditer(out)}
     assert set(per_evaluation) == set(dask_bench.CLUSTER_SIZES)
-    for workers, (partitions, gradients, weights) in per_evaluation.items():
+    for partitions, gradients, weights in per_evaluation.values():
         assert int(partitions) <= float(gradients) < 1.05 * int(partitions)
         assert float(weights) == 0  # under BROADCAST_BYTES: inside each task
     assert out.count("none restarted") == 2 and "Measured:" in out

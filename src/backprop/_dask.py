@@ -53,8 +53,7 @@ def _client():
         from distributed import get_client
     except ImportError:  # pragma: no cover - dask without distributed
         raise ImportError(
-            "fitting on Dask collections needs dask.distributed: "
-            'pip install "backprop[dask]"'
+            'fitting on Dask collections needs dask.distributed: pip install "backprop[dask]"'
         ) from None
     try:
         return get_client()
@@ -326,8 +325,10 @@ def objective(est, data: Partitions, layer_units):
         theta = np.array(params, dtype=dtype)
         # a small model travels inside each task (one round trip); a large one is
         # broadcast to the workers once
-        sent = theta if theta.nbytes <= BROADCAST_BYTES else client.scatter(
-            theta, broadcast=True, hash=False
+        sent = (
+            theta
+            if theta.nbytes <= BROADCAST_BYTES
+            else client.scatter(theta, broadcast=True, hash=False)
         )
 
         def evaluate():

@@ -301,7 +301,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 f"previous call to fit. Previously got {self.classes_}, `y` has {classes}"
             )
         elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-            raise ValueError(f"y has classes {classes}, some of them not in classes_ {self.classes_}.")
+            raise ValueError(
+                f"y has classes {classes}, some of them not in classes_ {self.classes_}."
+            )
         return np.asarray(self.classes_)
 
     def predict(self, X):

@@ -333,15 +333,16 @@ weights from the worker the client sent them to to the others; a smaller one tra
 each task instead, and counts 0 here) and data (partitions moved between workers) split it;
 unspilled / spilled: the bytes each worker's spill buffer read from and wrote to disk. Not
 counted: what the client sends (the tasks with the weights or the carry, through the
-scheduler) and the scheduler's relay of the results to the client. Second table, per L-BFGS objective evaluation: sizeof =
-transfer_outgoing_bytes_total, Dask's sizeof of the values sent (of an sgd carry, a
-dataclass, it counts the object alone, not the arrays it holds); gradients = results / 8P,
-weights = weights / 4P, with P the number of parameters (each partition's result is its
-float64 gradient sum and two floats). Spilling: a worker spills once Dask's count of the
-data it holds passes its memory target (60 % of memory_limit by default); that count has X
-twice (the persisted X and the estimator's encoded partitions, which share its arrays), and
-every iteration reads the partitions in the same order, so where they do not all fit, each
-iteration reads them all back from disk (unspilled ~ X's size) and writes them out again."""
+scheduler) and the scheduler's relay of the results to the client. Second table, per L-BFGS
+objective evaluation: sizeof = transfer_outgoing_bytes_total, Dask's sizeof of the values
+sent (of an sgd carry, a dataclass, it counts the object alone, not the arrays it holds);
+gradients = results / 8P, weights = weights / 4P, with P the number of parameters (each
+partition's result is its float64 gradient sum and two floats). Spilling: a worker spills
+once Dask's count of the data it holds passes its memory target (60 % of memory_limit by
+default); that count has X twice (the persisted X and the estimator's encoded partitions,
+which share its arrays), and every iteration reads the partitions in the same order, so
+where they do not all fit, each iteration reads them all back from disk (unspilled ~ X's
+size) and writes them out again."""
 
 
 def _environment() -> str:
