@@ -4,9 +4,10 @@
 that holds it. Each partition is cast and its targets encoded there, once, and persisted
 (``Partitions``); then
 
-- L-BFGS (``objective``): each evaluation broadcasts the weights, every worker computes
-  the sum of its partitions' losses and gradients with the compiled kernels, and the
-  client adds the partitions' sums in partition order and runs scipy's L-BFGS on them:
+- L-BFGS (``objective``): each evaluation sends the weights out (inside each task, or
+  broadcast for a model over BROADCAST_BYTES), every partition's sums of losses and
+  gradients are computed where it lives with the compiled kernels, and the client adds
+  them in partition order and runs scipy's L-BFGS on them:
 
       L(theta) = (sum_p S_p + alpha / 2 ||W||^2) / sum_p w_p,
       dL/dtheta = (sum_p G_p + alpha W) / sum_p w_p,
@@ -24,7 +25,8 @@ that holds it. Each partition is cast and its targets encoded there, once, and p
 Only weights, gradients, optimizer state and at most one batch of rows cross the
 network; the client never gathers X. ``predict`` and its kin map the fitted estimator
 over X's blocks lazily (``predict``). A lost worker's partitions are recomputed by Dask
-from X's graph; a task that keeps failing makes ``fit`` raise Dask's error.
+from X's graph, and a step whose results were lost with it runs again from the client's
+state (``_retrying``); a step that keeps failing makes ``fit`` raise.
 """
 
 from __future__ import annotations
