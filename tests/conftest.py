@@ -123,3 +123,22 @@ def child_env(**variables):
     root = os.path.dirname(os.path.dirname(os.path.abspath(backprop.__file__)))
     path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return dict(os.environ, PYTHONPATH=path, **variables)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A local Dask cluster of two worker processes of one thread each, and a client on it,
+    for one test module (started on its first use, shut down after its last test)."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        worker_dashboard_address=":0",
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

@@ -23,22 +23,6 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from backprop import MLPClassifier, MLPRegressor  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        worker_dashboard_address=":0",
-        env={"OMP_NUM_THREADS": "1"},
-    )
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def problem(n=600, d=12, classes=3, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d)).astype(dtype)
@@ -70,7 +54,7 @@ def test_without_a_client_fit_says_what_to_do():
 
 
 @pytest.mark.parametrize("chunks", [150, 97])
-def test_lbfgs_on_partitions_equals_the_numpy_fit(client, chunks):
+def test_lbfgs_on_partitions_equals_the_numpy_fit(dask_client, chunks):
     X, y = problem()
     params = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=25, random_state=0)
     with warnings.catch_warnings():
@@ -82,7 +66,7 @@ def test_lbfgs_on_partitions_equals_the_numpy_fit(client, chunks):
     np.testing.assert_array_equal(there.classes_, here.classes_)
 
 
-def test_lbfgs_regressor_with_sample_weights(client):
+def test_lbfgs_regressor_with_sample_weights(dask_client):
     X, _ = problem(n=400, d=6)
     rng = np.random.default_rng(1)
     y = np.column_stack([X @ rng.standard_normal(6), np.sin(X[:, 0])])
@@ -99,7 +83,7 @@ def test_lbfgs_regressor_with_sample_weights(client):
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 @pytest.mark.parametrize("chunks", [120, 77])
-def test_stochastic_solvers_visit_the_partitions_in_order(client, solver, chunks):
+def test_stochastic_solvers_visit_the_partitions_in_order(dask_client, solver, chunks):
     # batch_size 50 does not divide the partitions: batches straddle them, as they do in
     # the concatenated data
     X, y = problem()
@@ -114,7 +98,7 @@ def test_stochastic_solvers_visit_the_partitions_in_order(client, solver, chunks
     assert there.t_ == here.t_
 
 
-def test_dataframes_partial_fit_and_float32(client):
+def test_dataframes_partial_fit_and_float32(dask_client):
     dd = pytest.importorskip("dask.dataframe")
     pd = pytest.importorskip("pandas")
     X, y = problem(n=400, d=5, dtype=np.float32)
@@ -134,7 +118,7 @@ def test_dataframes_partial_fit_and_float32(client):
     np.testing.assert_array_equal(there.predict(Xd).compute(), here.predict(frame))
 
 
-def test_labels_outside_the_classes_are_refused(client):
+def test_labels_outside_the_classes_are_refused(dask_client):
     X, y = problem(n=200)
     est = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", random_state=0)
     known = y < 2
@@ -143,7 +127,7 @@ def test_labels_outside_the_classes_are_refused(client):
         est.partial_fit(*dask_inputs(X, y, 50))
 
 
-def test_shuffled_fits_are_reproducible_and_learn(client):
+def test_shuffled_fits_are_reproducible_and_learn(dask_client):
     X, y = problem()
     params = dict(hidden_layer_sizes=(16,), solver="adam", max_iter=8, batch_size=32,
                   random_state=3, learning_rate_init=0.02)  # fmt: skip
@@ -155,7 +139,7 @@ def test_shuffled_fits_are_reproducible_and_learn(client):
     assert a.score(X, y) > 0.85
 
 
-def test_prediction_is_lazy_and_equals_numpy(client):
+def test_prediction_is_lazy_and_equals_numpy(dask_client):
     X, y = problem()
     est = MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=50, random_state=0)
     with warnings.catch_warnings():
@@ -168,18 +152,18 @@ def test_prediction_is_lazy_and_equals_numpy(client):
         np.testing.assert_array_equal(lazy.compute(), getattr(est, method)(X))
 
 
-def test_the_client_never_receives_x(client, monkeypatch):
+def test_the_client_never_receives_x(dask_client, monkeypatch):
     X, y = problem(n=300)
     Xd, yd = dask_inputs(X, y, 100)
     gathered = []
-    gather = type(client).gather
+    gather = type(dask_client).gather
 
     def spy(self, futures, *args, **kwargs):
         result = gather(self, futures, *args, **kwargs)
         gathered.append(result)
         return result
 
-    monkeypatch.setattr(type(client), "gather", spy)
+    monkeypatch.setattr(type(dask_client), "gather", spy)
     est = MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=5, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -198,7 +182,7 @@ def test_the_client_never_receives_x(client, monkeypatch):
             assert array.ndim == 1 and array.size <= est._params.size, array.shape
 
 
-def test_a_worker_lost_mid_fit_changes_nothing(client):
+def test_a_worker_lost_mid_fit_changes_nothing(dask_client):
     X, y = problem(n=2000)
     params = dict(hidden_layer_sizes=(32,), solver="sgd", max_iter=40, batch_size=64,
                   shuffle=False, random_state=0)  # fmt: skip
@@ -216,7 +200,7 @@ def test_a_worker_lost_mid_fit_changes_nothing(client):
             except Exception as error:  # noqa: BLE001 - reported below
                 done["error"] = error
 
-    pids = client.run(os.getpid)
+    pids = dask_client.run(os.getpid)
     worker = threading.Thread(target=fit)
     worker.start()
     # a worker process is killed while the fit runs; its nanny starts another
@@ -230,10 +214,10 @@ def test_a_worker_lost_mid_fit_changes_nothing(client):
         assert type(error).__name__ == "KilledWorker" or "on the Dask cluster" in str(error)
     else:
         assert_same_model(here, done["model"])
-    client.wait_for_workers(2, timeout=120)
+    dask_client.wait_for_workers(2, timeout=120)
 
 
-def test_bad_inputs_are_refused_and_leave_nothing_on_the_workers(client):
+def test_bad_inputs_are_refused_and_leave_nothing_on_the_workers(dask_client):
     X, y = problem(n=300)
     Xd, yd = dask_inputs(X, y, 100)
     est = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=5, random_state=0)
@@ -256,13 +240,13 @@ def test_bad_inputs_are_refused_and_leave_nothing_on_the_workers(client):
 
     deadline = threading.Event()
     for _ in range(20):
-        if not any(client.run(held).values()):
+        if not any(dask_client.run(held).values()):
             break
         deadline.wait(0.1)
-    assert not any(client.run(held).values())
+    assert not any(dask_client.run(held).values())
 
 
-def test_dataframe_columns_are_checked_and_prediction_computes_nothing(client):
+def test_dataframe_columns_are_checked_and_prediction_computes_nothing(dask_client):
     dd = pytest.importorskip("dask.dataframe")
     pd = pytest.importorskip("pandas")
     X, y = problem(n=300, d=5)
@@ -278,7 +262,7 @@ def test_dataframe_columns_are_checked_and_prediction_computes_nothing(client):
             call(swapped)
     with pytest.raises(ValueError, match="2-d"):
         est.predict(Xd["f0"])
-    with distributed.get_task_stream(client) as tasks:
+    with distributed.get_task_stream(dask_client) as tasks:
         lazy = est.predict_proba(Xd)
     assert not tasks.data
     np.testing.assert_array_equal(lazy.compute(), est.predict_proba(frame))

@@ -46,22 +46,6 @@ SEARCH = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        worker_dashboard_address=":0",
-        env={"OMP_NUM_THREADS": "1"},
-    )
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def classification(n=N_ROWS, d=8, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
@@ -88,7 +72,7 @@ def assert_same_model(a, b):
 
 @pytest.mark.parametrize("solver", list(SOLVERS))
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
-def test_incremental_equals_a_partial_fit_loop_over_the_blocks(client, kind, solver):
+def test_incremental_equals_a_partial_fit_loop_over_the_blocks(dask_client, kind, solver):
     # What keeps Incremental's order the loop's: shuffle_blocks=False (it shuffles the
     # blocks by default), X in one block of columns (Incremental hands partial_fit the
     # first column block of each row block only), y in X's row blocks. The rows within a
@@ -115,10 +99,10 @@ def test_incremental_equals_a_partial_fit_loop_over_the_blocks(client, kind, sol
     assert_array_equal(wrapper.predict(Xd).compute(), here.predict(X))
 
 
-def test_grid_search_on_the_dask_joblib_backend_equals_the_local_search(client):
+def test_grid_search_on_the_dask_joblib_backend_equals_the_local_search(dask_client):
     X, y = classification(n=240)
     here = GridSearchCV(**SEARCH, return_train_score=True, n_jobs=1).fit(X, y)
-    with distributed.get_task_stream(client) as tasks, joblib.parallel_backend("dask"):
+    with distributed.get_task_stream(dask_client) as tasks, joblib.parallel_backend("dask"):
         there = GridSearchCV(**SEARCH, return_train_score=True, n_jobs=-1).fit(X, y)
     assert tasks.data, "the search did not run on the cluster"
 
@@ -134,21 +118,21 @@ def test_grid_search_on_the_dask_joblib_backend_equals_the_local_search(client):
 
 
 @pytest.mark.parametrize("solver", list(SOLVERS))
-def test_partial_fit_carried_between_workers_equals_one_process(client, solver):
+def test_partial_fit_carried_between_workers_equals_one_process(dask_client, solver):
     X, y = classification()
     params = dict(hidden_layer_sizes=(10,), batch_size=BATCH, random_state=0, **SOLVERS[solver])
     here = MLPClassifier(**params)
     for X_block, y_block in blocks(X, y):
         here.partial_fit(X_block, y_block, classes=CLASSES)
 
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = sorted(dask_client.scheduler_info()["workers"])
     assert len(workers) == 2
     model, steps = MLPClassifier(**params), []
-    with distributed.get_task_stream(client) as tasks:
+    with distributed.get_task_stream(dask_client) as tasks:
         for i, (X_block, y_block) in enumerate(blocks(X, y)):
             # each call unpickles the estimator the other worker returned
             step = operator.methodcaller("partial_fit", X_block, y_block, classes=CLASSES)
-            model = client.submit(step, model, workers=[workers[i % 2]], pure=False)
+            model = dask_client.submit(step, model, workers=[workers[i % 2]], pure=False)
             steps.append(model.key)
         there = model.result()
     ran_on = {task["key"]: task["worker"] for task in tasks.data}
@@ -165,11 +149,11 @@ def test_partial_fit_carried_between_workers_equals_one_process(client, solver):
     assert_array_equal(there.predict_proba(X), here.predict_proba(X))
 
 
-def test_dask_ml_grid_search_equals_scikit_learns(client):
+def test_dask_ml_grid_search_equals_scikit_learns(dask_client):
     X, y = classification(n=300)
     X_train, y_train, X_test, y_test = X[:240], y[:240], X[240:], y[240:]
     here = GridSearchCV(**SEARCH, n_jobs=1).fit(X_train, y_train)
-    with distributed.get_task_stream(client) as tasks:
+    with distributed.get_task_stream(dask_client) as tasks:
         there = DaskGridSearchCV(**SEARCH).fit(X_train, y_train)
     assert tasks.data, "the search did not run on the cluster"
 

@@ -185,15 +185,13 @@ def persist(X, y, sample_weight, *, dtype, classes=None) -> Partitions:
     y = y.rechunk({0: X.chunks[0], **({1: -1} if y.ndim == 2 else {})})
     sw_blocks = [None] * len(X.chunks[0])
     if sample_weight is not None:
-        if is_dask(sample_weight):
-            sw = as_array(sample_weight, "sample_weight").rechunk({0: X.chunks[0]})
-            if sw.shape != (X.shape[0],):
-                raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(X.shape[0],)}")
-            sw_blocks = list(sw.to_delayed().ravel())
+        distributed = is_dask(sample_weight)
+        sw = as_array(sample_weight, "sample_weight") if distributed else np.asarray(sample_weight)
+        if sw.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(X.shape[0],)}")
+        if distributed:
+            sw_blocks = list(sw.rechunk({0: X.chunks[0]}).to_delayed().ravel())
         else:
-            sw = np.asarray(sample_weight)
-            if sw.shape != (X.shape[0],):
-                raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(X.shape[0],)}")
             bounds = np.cumsum((0,) + X.chunks[0])
             sw_blocks = [sw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     rows = [int(r) for r in X.chunks[0]]
@@ -280,20 +278,31 @@ BROADCAST_BYTES = 1 << 20
 OBJECTIVE_ROWS = 65536
 
 
+def _network(est, layer_units) -> tuple:
+    """The arguments of ``_architecture`` for the estimator's network: what the workers
+    rebuild it from (small, and hashable for their plan cache)."""
+    return (
+        tuple(layer_units),
+        est._params.dtype.str,
+        est.activation,
+        est.out_activation_,
+        est._loss_name(),
+    )
+
+
 @functools.lru_cache(maxsize=8)
-def _objective_plan(sizes, dtype, activation, out_activation, loss, rows):
+def _objective_plan(network, rows):
     """A worker's compiled plan for a partition's objective (kept between iterations)."""
-    arch = _architecture(list(sizes), np.dtype(dtype), activation, out_activation, loss)
-    return arch.plan(rows, optimizer=optim.GradientOnly(0.0), two_cores=False)
+    return _architecture(*network).plan(rows, optimizer=optim.GradientOnly(0.0), two_cores=False)
 
 
-def _partition_sums(block, params, names):
+def _partition_sums(block, params, network):
     """(S_p, G_p, w_p) of one partition: its sample-weighted loss and gradient sums and
     its weight sum, from the kernels' means (alpha = 0) over OBJECTIVE_ROWS rows at a
     time, each scaled back by its weight sum."""
     X, Y, sw = block
     rows = min(X.shape[0], OBJECTIVE_ROWS)
-    plan = _objective_plan(*names, rows)
+    plan = _objective_plan(network, rows)
     grad = np.empty_like(params)
     loss, gradient, weight = 0.0, np.zeros(params.shape[0]), 0.0
     for a in range(0, X.shape[0], rows):
@@ -314,13 +323,7 @@ def objective(est, data: Partitions, layer_units):
     decayed = np.zeros(arch.n_params, dtype=np.float64)
     for w in arch.weights(decayed):
         w[...] = 1.0
-    names = (
-        tuple(layer_units),
-        dtype.str,
-        est.activation,
-        est.out_activation_,
-        est._loss_name(),
-    )
+    network = _network(est, layer_units)
     client, alpha = data.client, float(est.alpha)
 
     def loss_grad(params, grad):
@@ -334,7 +337,9 @@ def objective(est, data: Partitions, layer_units):
         )
 
         def evaluate():
-            parts = client.map(_partition_sums, data.blocks, params=sent, names=names, pure=False)
+            parts = client.map(
+                _partition_sums, data.blocks, params=sent, network=network, pure=False
+            )
             return client.gather(parts)
 
         try:
@@ -372,7 +377,6 @@ class _Carry:
     Y: np.ndarray
     sw: np.ndarray | None
     loss: float
-    batches: int
     grad: np.ndarray | None
 
 
@@ -382,21 +386,18 @@ def _run(arch, batch_size, carry, X, Y, sw, order):
         return
     plan = arch.plan(batch_size, optimizer=carry.optimizer, gather=True)
     carry.loss += plan.sk_epoch(carry.params, X, Y, sw, order, optimizer=carry.optimizer)
-    n = -(-len(order) // batch_size)
-    carry.optimizer.t += n
-    carry.batches += n
+    carry.optimizer.t += -(-len(order) // batch_size)
     carry.grad = np.array(plan.grad)
 
 
-def _partition_epoch(carry: _Carry, block, order, names, batch_size, last):
+def _partition_epoch(carry: _Carry, block, order, network, batch_size, last):
     """One partition's part of an epoch, where the partition lives: the batch the last
     partition left unfinished is completed with this one's first rows, then this one's
     whole batches are run in place; the rows left over go on to the next partition (the
     last partition runs them as the epoch's last batch). The inputs are not changed:
     Dask may hand the same objects to a recomputation."""
     X, Y, sw = block
-    sizes, dtype, activation, out_activation, loss = names
-    arch = _architecture(list(sizes), np.dtype(dtype), activation, out_activation, loss)
+    arch = _architecture(*network)
     carry = copy.deepcopy(carry)
     order = np.arange(X.shape[0], dtype=np.intp) if order is None else order
     done = 0
@@ -428,13 +429,7 @@ def epoch_runner(est, data: Partitions, state, layer_units, batch_size):
     order and each partition's row order from the estimator's random state when
     ``shuffle`` is set."""
     params, dtype = est._params, est._params.dtype
-    names = (
-        tuple(layer_units),
-        dtype.str,
-        est.activation,
-        est.out_activation_,
-        est._loss_name(),
-    )
+    network = _network(est, layer_units)
     grad = np.zeros_like(params)
     n_features, n_outputs = data.n_features, data.n_outputs
     client = data.client
@@ -456,7 +451,6 @@ def epoch_runner(est, data: Partitions, state, layer_units, batch_size):
             Y=np.empty((0, n_outputs), dtype=dtype),
             sw=None,
             loss=0.0,
-            batches=0,
             grad=None,
         )
         if data.weighted:
@@ -469,7 +463,7 @@ def epoch_runner(est, data: Partitions, state, layer_units, batch_size):
             for i, p in enumerate(visit):
                 last = i == len(visit) - 1
                 future = client.submit(
-                    _partition_epoch, future, data.blocks[p], orders[p], names, batch_size,
+                    _partition_epoch, future, data.blocks[p], orders[p], network, batch_size,
                     last, pure=False,
                 )  # fmt: skip
             return client.gather(future)
