@@ -41,8 +41,8 @@ directives = {
 # on floating-point comparisons, which lets their loops vectorise; and nothing reads
 # errno, so sqrt needs no error path and vectorises too (Adam's step).
 flags = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math", "-fno-math-errno"]
-# OpenMP runs mid-size batches on two cores (_kernels/_parallel.pxi).
-flags.append("-fopenmp")
+# The two-core paths' team of threads (_kernels/team.h) is built on POSIX threads.
+flags.append("-pthread")
 
 
 def target_flags(target: str) -> list[str]:
@@ -71,12 +71,12 @@ extensions = [
         ["src/backprop/_kernels/_core.pyx"],
         include_dirs=["src/backprop/_kernels"],
         extra_compile_args=flags + target_flags(target),
-        extra_link_args=["-fopenmp"],
+        extra_link_args=["-pthread"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for target in targets
 ] + [
-    # CPUID's level for the dispatcher: built for the baseline (no target flags, no OpenMP)
+    # CPUID's level for the dispatcher: built for the baseline (no target flags, no threads)
     Extension(
         "backprop._cpu_levels",
         ["src/backprop/_kernels/_cpu_levels.pyx"],

@@ -2,8 +2,10 @@
 
 tests/c/test_tile_gemm.c checks bp_tile_sgemm/dgemm against naive loops in long double
 over every transpose, alpha and beta (0 and 1 among them), k = 0 and shapes on either
-side of the tile edges, and bp_sum_squares_d/f against a naive sum. It is compiled
-warning-free (-Wall -Wextra -Werror) for every CPU target the kernels are built for
+side of the tile edges, and bp_sum_squares_d/f against a naive sum. tests/c/test_team.c
+checks the two-core paths' team of threads: every part run once, by either thread, hot
+and asleep, and a forked child that trains again. Each is compiled warning-free
+(-Wall -Wextra -Werror) for every CPU target the kernels are built for
 (``backprop._cpu``) and must exit 0 on each one this CPU runs.
 """
 
@@ -17,21 +19,22 @@ from backprop import _cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "src" / "backprop" / "_kernels"
-SOURCE = ROOT / "tests" / "c" / "test_tile_gemm.c"
+SOURCES = ("test_tile_gemm.c", "test_team.c")
 
 
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("target", _cpu.platform_targets())
-def test_c_kernels(tmp_path, target):
+def test_c_kernels(tmp_path, target, source):
     cc = shutil.which("cc")
     if cc is None:
         pytest.skip("no C compiler (cc) on PATH")
-    binary = tmp_path / f"test_tile_gemm_{target}"
+    binary = tmp_path / f"{source[:-2]}_{target}"
     march = _cpu.TARGETS[target][1]
-    flags = ["-O2", "-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Werror"]
+    flags = ["-O2", "-std=c11", "-pthread", "-Wall", "-Wextra", "-Werror"]
     if march:
         flags.append(f"-march={march}")
     build = subprocess.run(
-        [cc, *flags, "-I", str(KERNELS), str(SOURCE), "-o", str(binary)],
+        [cc, *flags, "-I", str(KERNELS), str(ROOT / "tests" / "c" / source), "-o", str(binary)],
         capture_output=True,
         text=True,
     )

@@ -955,7 +955,7 @@ def test_halves_do_not_depend_on_the_number_of_threads(solver, hidden, batch_siz
                   max_iter=15 if batch_size == "auto" else 80)  # fmt: skip
     with force_path("halves"):
         for threads in (1, 2):
-            with threadpool_limits(threads, user_api="openmp"):
+            with threadpool_limits(threads, user_api="backprop"):
                 fitted.append(_pair("MLPClassifier", **params)[0].fit(X, y))
     one, two = fitted
     for a, b in zip(one.coefs_ + one.intercepts_, two.coefs_ + two.intercepts_):

@@ -39,7 +39,7 @@ def test_halves_do_not_depend_on_the_number_of_threads(dtype, momentum):
     results = []
     with force_path("halves"):
         for threads in (1, 2):
-            with threadpool_limits(threads, user_api="openmp"):
+            with threadpool_limits(threads, user_api="backprop"):
                 net = Network([20, 24, 4], activation="tanh", output="softmax",
                               loss="cross_entropy", dtype=dtype, seed=2)  # fmt: skip
                 net.fit(X, Yt, epochs=3, batch_size=25, lr=0.1, momentum=momentum,

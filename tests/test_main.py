@@ -281,7 +281,7 @@ def test_info_prints_the_version_cpu_targets_blas_and_threads():
     assert fields["BACKPROP_CPU"] == "unset"
     assert fields["library"] != "unknown" and fields["version"] != "unknown"
     assert fields["OPENBLAS_CORETYPE"] == "Haswell"
-    assert (fields["openmp"], fields["two-core paths"]) == ("1", "1")
+    assert (fields["limit"], fields["two-core paths"]) == ("1", "1")
 
 
 def test_info_describes_blas_without_threadpoolctl():
@@ -304,7 +304,7 @@ def test_show_config_prints_config(capsys):
     config = backprop._config.config()
     assert out.count("\n") == len(config) + sum(map(len, config.values()))
     assert f"  two-core paths: {config['threads']['two-core paths']}\n" in out
-    assert config["threads"]["two-core paths"] == min(2, config["threads"]["openmp"])
+    assert config["threads"]["two-core paths"] == min(2, config["threads"]["limit"])
 
 
 def test_info_takes_no_arguments(capsys):

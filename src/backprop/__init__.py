@@ -3,12 +3,17 @@
 ``Network`` is the fast network; ``backprop.reference.Network`` the same network in
 plain Python, readable and slow. ``load`` reads back what ``Network.save`` wrote.
 ``show_config`` prints the version, the CPU target of the kernels, BLAS and the threads.
+``set_num_threads`` and ``get_num_threads`` set and read how many threads the two-core
+paths use (at most 2; also ``BACKPROP_NUM_THREADS``, ``OMP_NUM_THREADS`` and
+threadpoolctl's ``threadpool_limits``).
 The scikit-learn estimators ``MLPClassifier`` and ``MLPRegressor`` are imported on
 first use: they need scikit-learn (``pip install "backprop[sklearn]"``), the rest of
 the package does not.
 """
 
+from . import _threadpool
 from ._config import show_config
+from ._core import get_num_threads, set_num_threads
 from .network import DivergenceError, Network, Trace, load
 
 __version__ = "0.1.0"
@@ -18,9 +23,13 @@ __all__ = [
     "MLPRegressor",
     "Network",
     "Trace",
+    "get_num_threads",
     "load",
+    "set_num_threads",
     "show_config",
 ]
+
+_threadpool.register()
 
 
 def __getattr__(name):

@@ -42,8 +42,9 @@ def config() -> dict[str, dict[str, Any]]:
         },
         "blas": _blas(),
         "threads": {
-            "openmp": _core.openmp_threads(),
+            "limit": _core.get_num_threads(),
             "two-core paths": _core.team_size(),
+            "worker": _core.team_state(),
         },
     }
 

@@ -12,7 +12,6 @@
  *
  * Prints each failure; exit status 0 when there are none.
  */
-#include "parallel.h"
 #include "reductions.h"
 #include "tile_gemm.h"
 
@@ -168,8 +167,6 @@ int main(void) {
   static const char ops[] = {'N', 'T'};
   int t, u, mi, ni, ki, s, scaling = 0;
   ptrdiff_t n;
-
-  bp_barrier(); /* outside any parallel region: a no-op */
 
   for (t = 0; t < 2; t++)
     for (u = 0; u < 2; u++) {

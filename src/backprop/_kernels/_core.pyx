@@ -9,7 +9,8 @@ helper stays inlinable); each level calls only the ones above it in this list:
                       Path) and the structs a pass reads: Net (the network's shape),
                       Rows (a batch), Work (buffers), Data (a training set)
 ``_elementwise.pxi``  per-element and per-row helpers: exp, sigmoid, softmax, RNG
-``_threads.pxi``      kernel calls running at once and BLAS's threads; Ctrl-C
+``_threads.pxi``      the two-core paths' team of threads; kernel calls running at
+                      once and BLAS's threads; Ctrl-C
 ``_gemm.pxi``         matrix products: plain loops, register tiles (tile_gemm.h) or
                       BLAS, by size; the thresholds and why
 ``_layers.pxi``       per-layer kernels (dense, deltas, gradients, dropout) and
@@ -38,8 +39,7 @@ from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock,
                                PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
-from cython.parallel cimport parallel, prange, threadid
-from openmp cimport omp_get_max_threads, omp_get_num_threads
+from os import register_at_fork as _register_at_fork
 
 include "_types.pxi"
 include "_elementwise.pxi"

@@ -1,36 +1,21 @@
 # The two-core paths. Products too small for BLAS's threads to pay off leave the second
 # core idle; a mid-size batch (at least SPLIT_MIN_WORK multiply-adds forward, every
-# product on one thread) runs on both cores with OpenMP instead, one of two ways:
-# one hidden layer of 32 units or more in the estimators' epochs has its units cut in
-# two (_units_epoch); other batches of at least SPLIT_MIN_ROWS rows are split in two
-# halves of rows (_split_batch). Measured (README "Two cores"): units 1.2-1.8x faster
-# from 2^18 multiply-adds a batch, about even below; halves 1.3-1.5x faster on batches
-# of 200 rows, 0.9x on 64 and 0.5x on 32, where the gradient that crosses between the
-# cores costs more than half a batch. Either way the arithmetic does not depend on the
-# number of threads: one thread plays both parts in turn.
+# product on one thread) runs on both cores instead, one of two ways: one hidden layer
+# of 32 units or more in the estimators' epochs has its units cut in two (_units_epoch);
+# other batches of at least SPLIT_MIN_ROWS rows are split in two halves of rows
+# (_split_batch). Measured (README "Two cores"): units 1.2-1.8x faster from 2^18
+# multiply-adds a batch, about even below; halves 1.3-1.5x faster on batches of 200
+# rows, 0.9x on 64 and 0.5x on 32, where the gradient that crosses between the cores
+# costs more than half a batch.
+#
+# Both run as parts on the library's team of two threads (team.h): the caller and one
+# worker claim the parts of each run, so a worker that is late on a busy machine costs
+# only the parts the caller then runs itself, and a waiting thread sleeps after 50 us.
+# The arithmetic does not depend on the number of threads: a part computes the same
+# numbers whichever thread runs it.
 
 cdef Py_ssize_t SPLIT_MIN_WORK = 1 << 18
 cdef Py_ssize_t SPLIT_MIN_ROWS = 128
-
-cdef extern from "parallel.h":
-    void _barrier "bp_barrier"() noexcept nogil
-
-
-cdef inline int _team_size() noexcept nogil:
-    """Threads for a two-core path: two when OpenMP allows two and no other kernel
-    call is running (two calls at once already keep both cores busy)."""
-    return 2 if _running <= 1 and omp_get_max_threads() >= 2 else 1
-
-
-def openmp_threads():
-    """OpenMP's thread limit (``omp_get_max_threads``: OMP_NUM_THREADS, threadpoolctl)."""
-    return omp_get_max_threads()
-
-
-def team_size():
-    """The threads a two-core path takes now (``_team_size``)."""
-    return _team_size()
-
 
 cdef bint _splits(const Net* net, Py_ssize_t m) noexcept nogil:
     """Whether a batch of m rows is trained as two halves (see ``_split_batch``)."""
@@ -82,6 +67,29 @@ cdef double _half_batch(int t, const Net* net, const Work* work, const Rows* row
     return _batch(net, &part, &half, theta, grad, NULL, GRADIENTS)
 
 
+cdef struct Halves:
+    # What ``_half_part`` reads: a batch and where each half's gradient and loss go (the
+    # dtype's numbers behind the void pointers).
+    const Net* net
+    const Work* work
+    const Rows* rows
+    void* theta
+    void* grads[2]
+    double values[2]
+    bint doubles
+
+
+cdef void _half_part(void* ctx, int t) noexcept nogil:
+    """Part t of a split batch: ``_half_batch`` on half t."""
+    cdef Halves* c = <Halves*>ctx
+    if c.doubles:
+        c.values[t] = _half_batch(t, c.net, c.work, c.rows, <double*>c.theta,
+                                  <double*>c.grads[t])
+    else:
+        c.values[t] = _half_batch(t, c.net, c.work, c.rows, <float*>c.theta,
+                                  <float*>c.grads[t])
+
+
 cdef double _split_batch(const Net* net, const Work* work, const Rows* rows,
                          floating* theta, floating* grad, floating* halves,
                          const Solver* s, int mode, bint* was_split) noexcept nogil:
@@ -97,9 +105,8 @@ cdef double _split_batch(const Net* net, const Work* work, const Rows* rows,
     cdef Py_ssize_t n_params = _n_params(net), i
     cdef floating* g0
     cdef floating* g1
-    cdef double values[2]
+    cdef Halves c
     cdef double value
-    cdef int t
     if was_split != NULL:
         was_split[0] = False
     if halves == NULL or work.factors != NULL or not _splits(net, rows.m):
@@ -108,9 +115,11 @@ cdef double _split_batch(const Net* net, const Work* work, const Rows* rows,
         g0, g1 = grad, halves
     else:
         g0, g1 = halves, halves + n_params
-    for t in prange(2, num_threads=_team_size(), schedule="static", chunksize=1):
-        values[t] = _half_batch(t, net, work, rows, theta, g0 if t == 0 else g1)
-    value = values[0] + values[1]
+    c.net, c.work, c.rows, c.theta = net, work, rows, theta
+    c.grads[0], c.grads[1] = g0, g1
+    c.doubles = floating is double
+    _team_run(2, _half_part, &c, _team_size())
+    value = c.values[0] + c.values[1]
     if was_split != NULL:
         was_split[0] = True
     elif mode == GRADIENTS:
@@ -164,12 +173,13 @@ cdef Py_ssize_t _units_size(const Net* net, Py_ssize_t m) noexcept nogil:
     if cut == 0:
         return 0
     w0, w1 = _round_up(cut, 16), _round_up(h - cut, 16)
-    # per thread a gathered batch (X, Y, weights) and the output layer's Z and delta;
-    # per part A and delta of its units; the partial outputs and the output biases (two
-    # of each, by batch parity); parameters, moments and gradients of both parts
-    return (16 + 2 * (_round_up(m * n_in, 16) + 3 * _round_up(m * k, 16) + _round_up(m, 16))
-            + 2 * (_round_up(m * w0, 16) + _round_up(m * w1, 16)) + 4 * _round_up(m * k, 16)
-            + 2 * _round_up(k, 16) + 4 * (_part_size(n_in, w0, k) + _part_size(n_in, w1, k)))
+    # two gathered batches (X, Y, weights; by parity); the output layer's Z and delta;
+    # per part A and delta of its units and its partial output; parameters, moments and
+    # gradients of both parts
+    return (16 + 2 * (_round_up(m * n_in, 16) + _round_up(m * k, 16) + _round_up(m, 16))
+            + 2 * _round_up(m * k, 16)
+            + 2 * (_round_up(m * w0, 16) + _round_up(m * w1, 16) + 2 * _round_up(m * k, 16))
+            + 4 * (_part_size(n_in, w0, k) + _part_size(n_in, w1, k)))
 
 
 cdef void _units_pack(Py_ssize_t j0, Py_ssize_t width, Py_ssize_t wp, const Net* net,
@@ -259,25 +269,93 @@ cdef inline floating* _take(floating** cursor, Py_ssize_t n) noexcept nogil:
     return block
 
 
+cdef enum UnitsJob:
+    # what a run of ``_units_part`` does on its part, in this order
+    PACK = 1  # copy the part's parameters and moments in, zero its gradient
+    BACKWARD = 2  # the previous batch's backward pass and step
+    FORWARD = 4  # this batch's forward pass
+    UNPACK = 8  # copy the part's parameters, moments and gradient back
+
+
+cdef struct Units:
+    # What both parts of a ``_units_epoch`` run read ([t]: part t's; [q]: by batch
+    # parity; the dtype's numbers behind the void pointers).
+    const Net* net
+    int jobs  # UnitsJob flags
+    Py_ssize_t batch  # b: FORWARD runs batch b, BACKWARD batch b - 1
+    Py_ssize_t j0s[2]
+    Py_ssize_t widths[2]
+    Py_ssize_t wps[2]  # widths padded to whole vectors
+    void* flats[4]  # params, moment1, moment2, gradient in the flat layout
+    void* parts[2][4]  # the same, as each part's packed copy
+    void* a1s[2]  # A and delta of the part's units
+    void* d1s[2]
+    void* partials[2]  # the part's share of the output, A_J W2[J, :]
+    void* xs[2]  # the batch's rows of X
+    void* delta  # the output layer's delta of batch b - 1
+    Py_ssize_t ms[2]  # the batch's rows
+    double wsums[2]  # its weight sum
+    Solver solvers[2]  # its step (Adam's step size changes with the batch)
+    double l2[2]  # the part's running L2 term: sum_B |B| decay / (2 wsum_B) sum W_J^2
+    bint doubles
+
+
+cdef void _units_job(Units* u, int t, floating* params) noexcept nogil:
+    """Part t's share of a run (``u.jobs``), on units J_t; ``params`` is u.flats[0]."""
+    cdef floating* part[4]
+    cdef floating* flat[4]
+    cdef Py_ssize_t n_in = u.net.sizes[0], k = u.net.sizes[2], wp = u.wps[t]
+    cdef Py_ssize_t q = u.batch % 2, p = (u.batch + 1) % 2
+    cdef double sq
+    cdef int a
+    for a in range(4):
+        part[a] = <floating*>u.parts[t][a]
+        flat[a] = <floating*>u.flats[a]
+    if u.jobs & PACK:
+        for a in range(3):
+            _units_pack(u.j0s[t], u.widths[t], wp, u.net, flat[a], part[a], False)
+        memset(part[3], 0, (n_in + 1 + k) * wp * sizeof(floating))
+    if u.jobs & BACKWARD:
+        sq = _units_backward(u.net, &u.solvers[p], t == 0, u.widths[t], wp, part, flat,
+                             <floating*>u.xs[p], <floating*>u.delta, u.ms[p],
+                             <floating*>u.a1s[t], <floating*>u.d1s[t], <floating>u.wsums[p])
+        u.l2[t] += 0.5 * u.solvers[p].decay * sq / u.wsums[p] * u.ms[p]
+    if u.jobs & FORWARD:
+        _units_forward(u.net, part[0], wp, <floating*>u.xs[q], u.ms[q], <floating*>u.a1s[t],
+                       <floating*>u.partials[t])
+    if u.jobs & UNPACK:
+        # moment2 is moment1 for SGD: unpacked once, from the copy that was stepped
+        for a in range(4):
+            if a != 2 or flat[2] != flat[1]:
+                _units_pack(u.j0s[t], u.widths[t], wp, u.net, flat[a], part[a], True)
+
+
+cdef void _units_part(void* ctx, int t) noexcept nogil:
+    """Part t of a ``_units_epoch`` run, in the run's dtype."""
+    cdef Units* u = <Units*>ctx
+    if u.doubles:
+        _units_job(u, t, <double*>u.flats[0])
+    else:
+        _units_job(u, t, <float*>u.flats[0])
+
+
 cdef double _units_epoch(const Net* net, Solver s, const Data* data, floating* params,
                          floating* grad, floating* moment1, floating* moment2,
                          Py_ssize_t step, floating* work, bint* interrupted) noexcept nogil:
     """``_sk_epoch`` for one hidden layer, on two cores with the hidden units cut in two.
 
-    Thread t owns units J_t and the parameters that touch only them (W1[:, J_t], b1[J_t],
-    W2[J_t, :]; thread 0 also b2), so parameters never cross between the cores; for the
+    Part t owns units J_t and the parameters that touch only them (W1[:, J_t], b1[J_t],
+    W2[J_t, :]; part 0 also b2), so parameters never cross between the cores; for the
     epoch it keeps them, their moments and their gradient in contiguous copies padded to
-    whole vectors (``_units_pack``). Per batch: each thread gathers the batch (X, Y,
-    weights) for itself and runs ``_units_forward``; after one barrier, each forms
-    Z2 = (P_0 + P_1) + b2 from both partial outputs and takes the loss and delta of the
-    whole output layer (the same numbers on both: only the m x k partials and b2 cross
-    between the cores); then ``_units_backward`` and its step. The partial outputs, and
-    the copy of b2 the batch reads (thread 0 steps b2 while thread 1 may still be
-    reading it), alternate between two buffers by batch parity, so one barrier per batch
-    suffices. With one thread (OpenMP allows one, or another kernel call is running)
-    that thread plays both parts in turn, with the same arithmetic: the result does not
-    depend on the number of threads. Returns sum_B |B| L_B as ``_sk_epoch``; a pending
-    signal sets *interrupted and stops the epoch after the batch it came in.
+    whole vectors (``_units_pack``). One run of both parts per batch b: each part steps
+    its parameters with batch b - 1's backward pass (``_units_backward``) and runs batch
+    b's forward pass (``_units_forward``); then the caller forms Z2 = (P_0 + P_1) + b2
+    from both partial outputs and takes the loss and delta of the whole output layer
+    (only the m x k partials, b2 and delta cross between the cores). A last run steps the
+    last batch and copies the parameters back. The batches alternate between two buffers
+    by parity, since a run reads batch b - 1's rows and batch b's. Returns
+    sum_B |B| L_B as ``_sk_epoch``; a pending signal sets *interrupted and stops the epoch
+    after the batch it came in (its step taken).
     """
     cdef Py_ssize_t n_in = net.sizes[0], h = net.sizes[1], k = net.sizes[2]
     cdef Py_ssize_t n = data.n, batch_size = data.batch_size, b2_at = net.offsets[3]
@@ -286,124 +364,65 @@ cdef double _units_epoch(const Net* net, Solver s, const Data* data, floating* p
     cdef const floating* sample_weight = <const floating*>data.sw
     cdef Py_ssize_t cut = _units_cut(net)
     cdef Py_ssize_t vec = 64 // sizeof(floating)
-    cdef Py_ssize_t j0s[2]
-    cdef Py_ssize_t widths[2]
-    cdef Py_ssize_t wps[2]
-    cdef floating* bufs[2][5]  # per thread: X, Y, weights, Z and delta of the batch
-    cdef floating* a1s[2]
-    cdef floating* d1s[2]
-    cdef floating* partials[2][2]  # by batch parity, by part
-    cdef floating* biases[2]  # by batch parity
-    cdef floating* flats[4]  # params, moment1, moment2, gradient
-    cdef floating* parts[2][4]  # the same, as each part's packed copy
     cdef floating* cursor = <floating*>_round_up(<Py_ssize_t>work, 64)
-    cdef double totals[3]  # the losses (thread 0's), thread 0's and thread 1's L2 terms
-    cdef int stop[3]  # stop before batch b when stop[b % 2]; stop[2]: a signal came
-    cdef int nth, p, t, halt, a
-    cdef Py_ssize_t start, m, i, j, b
-    cdef floating* xb
-    cdef floating* yb
-    cdef floating* swb
+    cdef floating* ys[2]
+    cdef floating* sws[2]
     cdef floating* zb
-    cdef floating* db
-    cdef floating* pb
-    cdef floating* bb
-    cdef double wsum, value, sq
-    cdef Solver ts
-    flats[0], flats[1], flats[2], flats[3] = params, moment1, moment2, grad
-    j0s[0], j0s[1], widths[0], widths[1] = 0, cut, cut, h - cut
+    cdef floating* p0
+    cdef floating* p1
+    cdef Units u
+    cdef double total = 0, value
+    cdef Py_ssize_t start = 0, m, i, j, b = 0
+    cdef int t, a, q
+    u.net = net
+    u.doubles = floating is double
+    u.j0s[0], u.j0s[1], u.widths[0], u.widths[1] = 0, cut, cut, h - cut
+    u.flats[0], u.flats[1], u.flats[2], u.flats[3] = params, moment1, moment2, grad
+    u.l2[0] = u.l2[1] = 0
+    for q in range(2):
+        u.xs[q] = _take(&cursor, batch_size * n_in)
+        ys[q] = _take(&cursor, batch_size * k)
+        sws[q] = _take(&cursor, batch_size)
+    zb = _take(&cursor, batch_size * k)
+    u.delta = _take(&cursor, batch_size * k)
     for t in range(2):
-        wps[t] = _round_up(widths[t], vec)
-    for p in range(2):
-        bufs[p][0] = _take(&cursor, batch_size * n_in)
-        bufs[p][1] = _take(&cursor, batch_size * k)
-        bufs[p][2] = _take(&cursor, batch_size)
-        bufs[p][3] = _take(&cursor, batch_size * k)
-        bufs[p][4] = _take(&cursor, batch_size * k)
-    for t in range(2):
-        a1s[t] = _take(&cursor, batch_size * wps[t])
-        d1s[t] = _take(&cursor, batch_size * wps[t])
-        partials[0][t] = _take(&cursor, batch_size * k)
-        partials[1][t] = _take(&cursor, batch_size * k)
-    biases[0] = _take(&cursor, k)
-    biases[1] = _take(&cursor, k)
-    for a in range(4):
-        for t in range(2):
-            parts[t][a] = _take(&cursor, _part_size(n_in, wps[t], k))
-    totals[0] = totals[1] = totals[2] = 0
-    stop[0] = stop[1] = stop[2] = 0
-    # Cython makes these firstprivate: give them values to copy
-    p = nth = t = halt = a = 0
-    start = m = i = j = b = 0
-    xb = yb = swb = zb = db = pb = bb = NULL
-    wsum = 0
-    value = sq = 0
-    ts = s
-    with parallel(num_threads=_team_size()):
-        p = threadid()
-        nth = omp_get_num_threads()
-        ts = s  # each thread's own copy: Adam's step size changes with the batch
-        xb, yb, swb, zb, db = bufs[p][0], bufs[p][1], bufs[p][2], bufs[p][3], bufs[p][4]
-        t = p
-        while t < 2:
-            for a in range(3):
-                _units_pack(j0s[t], widths[t], wps[t], net, flats[a], parts[t][a], False)
-            memset(parts[t][3], 0, (n_in + 1 + k) * wps[t] * sizeof(floating))
-            t = t + nth
-        start = 0
-        b = 0
-        while start < n:
-            m = min(batch_size, n - start)
-            wsum = _gather(X, Y, NULL, sample_weight, data.order + start, m, n_in, k, xb, yb,
-                           NULL, swb)
-            _solver_begin(&ts, step + b + 1)
-            bb = biases[b % 2]
-            t = p
-            while t < 2:  # thread p's part(s): p, or with one thread 0 then 1
-                _units_forward(net, parts[t][0], wps[t], xb, m, a1s[t], partials[b % 2][t])
-                if t == 0:
-                    # b2 as this batch sees it: part 0 steps b2 while the other thread
-                    # may still be forming Z2
-                    memcpy(bb, params + b2_at, k * sizeof(floating))
-                t = t + nth
-            _barrier()
-            if stop[b % 2]:
-                break
-            pb = partials[b % 2][0]
-            for i in range(m * k):
-                zb[i] = pb[i] + partials[b % 2][1][i]
-            for i in range(m):
-                for j in range(k):
-                    zb[i * k + j] = zb[i * k + j] + bb[j]
-            value = _output_delta(zb, yb, NULL, swb if sample_weight != NULL else NULL,
-                                  wsum, db, m, m, k, net.output, net.loss)
-            if p == 0:
-                totals[0] += value * m
-            t = p
-            while t < 2:
-                sq = _units_backward(net, &ts, t == 0, widths[t], wps[t], parts[t], flats,
-                                     xb, db, m, a1s[t], d1s[t], <floating>wsum)
-                totals[1 + t] += 0.5 * ts.decay * sq / wsum * m
-                t = t + nth
-            b = b + 1
-            start = start + m
-            if p == 0:
-                halt = 0
-                if b % data.check_every == 0:
-                    with gil:
-                        if _check_signals() < 0:
-                            halt = 1
-                            stop[2] = 1
-                # read by both threads after the next barrier; the slot is not written
-                # again until both have passed it
-                stop[b % 2] = halt
-        t = p
-        while t < 2:
-            # params, moments and grad (the last batch's gradient) back in the flat layout;
-            # moment2 is moment1 for SGD: unpacked once, from the copy that was stepped
-            for a in range(4):
-                if a != 2 or moment2 != moment1:
-                    _units_pack(j0s[t], widths[t], wps[t], net, flats[a], parts[t][a], True)
-            t = t + nth
-    interrupted[0] = stop[2]
-    return totals[0] + totals[1] + totals[2]
+        u.wps[t] = _round_up(u.widths[t], vec)
+        u.a1s[t] = _take(&cursor, batch_size * u.wps[t])
+        u.d1s[t] = _take(&cursor, batch_size * u.wps[t])
+        u.partials[t] = _take(&cursor, batch_size * k)
+        for a in range(4):
+            u.parts[t][a] = _take(&cursor, _part_size(n_in, u.wps[t], k))
+    p0, p1 = <floating*>u.partials[0], <floating*>u.partials[1]
+    interrupted[0] = False
+    u.jobs = PACK
+    while start < n:
+        m = min(batch_size, n - start)
+        q = b % 2
+        u.ms[q] = m
+        u.wsums[q] = _gather(X, Y, NULL, sample_weight, data.order + start, m, n_in, k,
+                             <floating*>u.xs[q], ys[q], NULL, sws[q])
+        u.solvers[q] = s
+        _solver_begin(&u.solvers[q], step + b + 1)
+        u.batch = b
+        u.jobs = u.jobs | FORWARD
+        _team_run(2, _units_part, &u, _team_size())
+        for i in range(m * k):
+            zb[i] = p0[i] + p1[i]
+        for i in range(m):
+            for j in range(k):
+                zb[i * k + j] = zb[i * k + j] + params[b2_at + j]
+        value = _output_delta(zb, ys[q], NULL, sws[q] if sample_weight != NULL else NULL,
+                              u.wsums[q], <floating*>u.delta, m, m, k, net.output, net.loss)
+        total += value * m
+        u.jobs = BACKWARD
+        b += 1
+        start += m
+        if b % data.check_every == 0:
+            with gil:
+                if _check_signals() < 0:
+                    interrupted[0] = True
+                    break
+    u.batch = b
+    u.jobs = u.jobs | UNPACK
+    _team_run(2, _units_part, &u, _team_size())
+    return total + u.l2[0] + u.l2[1]

@@ -127,17 +127,44 @@ cdef double _solver_range(const Net* net, const Solver* s, Py_ssize_t lo, Py_ssi
     return sq
 
 
+cdef struct SolverHalves:
+    # What ``_solver_part`` reads: ``_solver_steps``'s arguments (the dtype's numbers
+    # behind the void pointers) and each half's sum W^2.
+    const Net* net
+    const Solver* s
+    void* params
+    void* grad
+    const void* other
+    void* moment1
+    void* moment2
+    double wsum
+    double sq[2]
+    bint doubles
+
+
+cdef void _solver_part(void* ctx, int t) noexcept nogil:
+    """Half t of ``_solver_steps``: parameters [0, n/2) or [n/2, n)."""
+    cdef SolverHalves* c = <SolverHalves*>ctx
+    cdef Py_ssize_t n_params = _n_params(c.net), h = n_params // 2
+    cdef Py_ssize_t lo = 0 if t == 0 else h, hi = h if t == 0 else n_params
+    if c.doubles:
+        c.sq[t] = _solver_range(c.net, c.s, lo, hi, <double*>c.params, <double*>c.grad,
+                                <const double*>c.other, <double*>c.moment1,
+                                <double*>c.moment2, <double>c.wsum)
+    else:
+        c.sq[t] = _solver_range(c.net, c.s, lo, hi, <float*>c.params, <float*>c.grad,
+                                <const float*>c.other, <float*>c.moment1,
+                                <float*>c.moment2, <float>c.wsum)
+
+
 cdef double _solver_steps(const Net* net, const Solver* s, floating* params,
                           floating* grad, const floating* other, floating* moment1,
                           floating* moment2, floating wsum, bint two_threads) noexcept nogil:
-    """``_solver_range`` on all parameters, in two fixed halves (on two threads if
-    ``two_threads`` and OpenMP allows two): sum W^2 = half 1's + half 2's either way."""
-    cdef Py_ssize_t n_params = _n_params(net)
-    cdef Py_ssize_t h = n_params // 2
-    cdef double sq[2]
-    cdef int t, threads
-    threads = 2 if two_threads and _running <= 1 and omp_get_max_threads() >= 2 else 1
-    for t in prange(2, num_threads=threads, schedule="static", chunksize=1):
-        sq[t] = _solver_range(net, s, 0 if t == 0 else h, h if t == 0 else n_params, params,
-                              grad, other, moment1, moment2, wsum)
-    return sq[0] + sq[1]
+    """``_solver_range`` on all parameters, in two fixed halves (on both threads of the
+    team if ``two_threads`` and it has two): sum W^2 = half 1's + half 2's either way."""
+    cdef SolverHalves c
+    c.net, c.s, c.params, c.grad, c.other = net, s, params, grad, other
+    c.moment1, c.moment2, c.wsum = moment1, moment2, wsum
+    c.doubles = floating is double
+    _team_run(2, _solver_part, &c, _team_size() if two_threads else 1)
+    return c.sq[0] + c.sq[1]

@@ -46,6 +46,88 @@ cdef void _calls_exit() noexcept:
     _running -= 1
 
 
+# The two-core paths' threads: the library's own team (team.h), the caller and one
+# worker thread, started by the first two-core batch. At most ``_thread_limit`` threads
+# (2 at most count): BACKPROP_NUM_THREADS, else OMP_NUM_THREADS (its first number), else
+# the CPUs this process may run on, read at import; ``set_num_threads`` and
+# threadpoolctl (``backprop._threadpool``) change it.
+
+cdef extern from "team.h":
+    ctypedef void (*_part_fn "bp_part_fn")(void* ctx, int part) noexcept nogil
+    void _team_run "bp_team_run"(int n_parts, _part_fn fn, void* ctx, int threads) noexcept nogil
+    int _team_state "bp_team_state"() noexcept nogil
+    int _team_reset "bp_team_reset"() noexcept nogil
+    enum:
+        BP_TEAM_NONE
+        BP_TEAM_READY
+        BP_TEAM_FAILED
+
+cdef int _thread_limit = 1
+
+
+cdef inline int _team_size() noexcept nogil:
+    """Threads for a two-core path: two when the thread limit allows two and no other
+    kernel call is running (two calls at once already keep both cores busy)."""
+    return 2 if _running <= 1 and _thread_limit >= 2 else 1
+
+
+def team_size():
+    """The threads a two-core path takes now (``_team_size``)."""
+    return _team_size()
+
+
+def get_num_threads():
+    """The most threads the two-core paths use (``set_num_threads``)."""
+    return _thread_limit
+
+
+def set_num_threads(int n):
+    """Let the two-core paths use at most n threads (n >= 1; more than 2 counts as 2);
+    returns the previous limit. A worker that could not be started before is tried
+    again."""
+    global _thread_limit
+    if n < 1:
+        raise ValueError(f"the number of threads must be at least 1, got {n}")
+    previous, _thread_limit = _thread_limit, n
+    _team_reset()
+    return previous
+
+
+def team_state():
+    """The worker thread: "not started", "running" or "failed to start" (the two-core
+    paths then run on the calling thread alone)."""
+    return {BP_TEAM_NONE: "not started", BP_TEAM_READY: "running",
+            BP_TEAM_FAILED: "failed to start"}[_team_state()]
+
+
+def _threads_from_environment():
+    """The thread limit at import: BACKPROP_NUM_THREADS, else the first number of
+    OMP_NUM_THREADS, else the CPUs this process may run on; a value that is not a
+    positive integer is ignored."""
+    import os
+
+    for name in ("BACKPROP_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").split(",")[0].strip()
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _after_fork_in_child():
+    """A forked child has only the thread that forked: no kernel call of another thread
+    is running there, and none holds BLAS's turn (team.h resets the team itself)."""
+    global _running, _blas_turn
+    _running = 0
+    _blas_turn = PyThread_allocate_lock()
+
+
+_thread_limit = _threads_from_environment()
+_register_at_fork(after_in_child=_after_fork_in_child)
+
+
 cdef extern from "Python.h":
     # PyErr_CheckSignals as a plain int: inside a parallel region the error it sets is
     # raised only after every thread has left the region

@@ -1,0 +1,125 @@
+/* The two-core paths' team (src/backprop/_kernels/team.h) on its own.
+ *
+ * - Every part of every run is run exactly once, with 2 to 5 parts, by either thread,
+ *   over many runs back to back (the worker hot) and after pauses (the worker asleep).
+ * - A run asked for one thread runs every part on the caller.
+ * - Parts that take long on the worker's side: the caller waits for them (and sleeps).
+ * - A forked child, after the parent's runs and during another thread's runs, runs
+ *   with two threads again (its own worker) and exits.
+ *
+ * Prints each failure; exit status 0 when there are none.
+ */
+#include "team.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { MAX_PARTS = 5 };
+
+static long failures, checks;
+
+struct run {
+  _Atomic int count[MAX_PARTS];
+  _Atomic int on_caller;
+  pthread_t caller;
+  long spin; /* busy work per part */
+};
+
+static void part(void *ctx, int p) {
+  struct run *r = ctx;
+  for (volatile long i = 0; i < r->spin * (p + 1); i++) {
+  }
+  atomic_fetch_add(&r->count[p], 1);
+  if (pthread_equal(pthread_self(), r->caller)) atomic_fetch_add(&r->on_caller, 1);
+}
+
+/* Runs n parts on `threads` threads; checks each ran once; returns parts on the caller. */
+static int check_run(int n, int threads, long spin) {
+  struct run r = {.caller = pthread_self(), .spin = spin};
+  bp_team_run(n, part, &r, threads);
+  for (int p = 0; p < n; p++) {
+    checks++;
+    if (atomic_load(&r.count[p]) != 1) {
+      printf("FAIL: %d parts, %d threads: part %d ran %d times\n", n, threads, p,
+             atomic_load(&r.count[p]));
+      failures++;
+    }
+  }
+  return atomic_load(&r.on_caller);
+}
+
+static void pause_ms(long ms) {
+  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&t, NULL);
+}
+
+static void *other_runs(void *stop) {
+  while (!atomic_load((_Atomic int *)stop)) check_run(2, 2, 1000);
+  return NULL;
+}
+
+/* In a child: two-thread runs work (within the alarm) and the worker is running. */
+static int child_runs(void) {
+  int on_caller = 0;
+  alarm(20);
+  for (int i = 0; i < 2000; i++) on_caller += check_run(2, 2, 20000);
+  if (failures) return 1;
+  if (bp_team_state() != BP_TEAM_READY) return 2;
+  printf("child: %d of 4000 parts on the caller\n", on_caller);
+  fflush(stdout);
+  return 0;
+}
+
+static void check_fork(const char *when) {
+  fflush(stdout);
+  pid_t child = fork();
+  if (child == 0) _exit(child_runs());
+  int status = 0;
+  checks++;
+  if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    printf("FAIL: fork %s: child status %d\n", when, status);
+    failures++;
+  }
+}
+
+int main(void) {
+  int on_caller = 0, total = 0;
+  for (int i = 0; i < 100000; i++) {
+    int n = 2 + i % (MAX_PARTS - 1);
+    on_caller += check_run(n, 2, i % 7 == 0 ? 3000 : 0);
+    total += n;
+  }
+  printf("back to back: %d of %d parts on the caller\n", on_caller, total);
+  checks++;
+  if (bp_team_state() != BP_TEAM_READY) {
+    printf("FAIL: the worker is not running\n");
+    failures++;
+  }
+  for (int i = 0; i < 20; i++) {
+    pause_ms(1); /* past the spin: the worker sleeps */
+    check_run(2, 2, 100000);
+  }
+  for (int i = 0; i < 1000; i++) {
+    checks++;
+    if (check_run(3, 1, 0) != 3) {
+      printf("FAIL: one thread: a part ran on the worker\n");
+      failures++;
+      break;
+    }
+  }
+  check_fork("after runs");
+
+  _Atomic int stop = 0;
+  pthread_t other;
+  pthread_create(&other, NULL, other_runs, &stop);
+  pause_ms(5);
+  check_fork("during another thread's runs");
+  atomic_store(&stop, 1);
+  pthread_join(other, NULL);
+
+  printf("%ld checks, %ld failures\n", checks, failures);
+  return failures != 0;
+}
