@@ -3,7 +3,8 @@
  * - Every part of every run is run exactly once, with 2 to 5 parts, by either thread,
  *   over many runs back to back (the worker hot) and after pauses (the worker asleep).
  * - A run asked for one thread runs every part on the caller.
- * - Parts that take long on the worker's side: the caller waits for them (and sleeps).
+ * - A worker held up in its part (as if descheduled): the caller waits for it, then runs
+ *   alone for a while (every part on the caller), then shares the parts again.
  * - A forked child, after the parent's runs and during another thread's runs, runs
  *   with two threads again (its own worker) and exits.
  *
@@ -25,20 +26,29 @@ struct run {
   _Atomic int count[MAX_PARTS];
   _Atomic int on_caller;
   pthread_t caller;
-  long spin; /* busy work per part */
+  long spin;     /* busy work per part */
+  long stall_ms; /* a part on the worker sleeps this long first */
 };
+
+static void pause_ms(long ms) {
+  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&t, NULL);
+}
 
 static void part(void *ctx, int p) {
   struct run *r = ctx;
+  int on_caller = pthread_equal(pthread_self(), r->caller);
+  if (!on_caller && r->stall_ms) pause_ms(r->stall_ms);
   for (volatile long i = 0; i < r->spin * (p + 1); i++) {
   }
   atomic_fetch_add(&r->count[p], 1);
-  if (pthread_equal(pthread_self(), r->caller)) atomic_fetch_add(&r->on_caller, 1);
+  if (on_caller) atomic_fetch_add(&r->on_caller, 1);
 }
 
-/* Runs n parts on `threads` threads; checks each ran once; returns parts on the caller. */
-static int check_run(int n, int threads, long spin) {
-  struct run r = {.caller = pthread_self(), .spin = spin};
+/* Runs n parts on `threads` threads (a part on the worker first sleeps stall_ms); checks
+   each ran once; returns the parts that ran on the caller. */
+static int check_stalled_run(int n, int threads, long spin, long stall_ms) {
+  struct run r = {.caller = pthread_self(), .spin = spin, .stall_ms = stall_ms};
   bp_team_run(n, part, &r, threads);
   for (int p = 0; p < n; p++) {
     checks++;
@@ -51,9 +61,33 @@ static int check_run(int n, int threads, long spin) {
   return atomic_load(&r.on_caller);
 }
 
-static void pause_ms(long ms) {
-  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&t, NULL);
+static int check_run(int n, int threads, long spin) {
+  return check_stalled_run(n, threads, spin, 0);
+}
+
+/* A worker held up in its part: afterwards the caller runs alone, then not. */
+static void check_solo(void) {
+  int stalled = 0, shared = 0;
+  for (int i = 0; i < 200 && !stalled; i++) /* until the worker takes a part */
+    stalled = check_stalled_run(2, 2, 200000, 5) < 2;
+  checks++;
+  if (!stalled) {
+    printf("FAIL: the worker never took a part\n");
+    failures++;
+    return;
+  }
+  checks++;
+  if (check_run(2, 2, 200000) != 2) {
+    printf("FAIL: after a held-up worker, a part ran on the worker\n");
+    failures++;
+  }
+  pause_ms(BP_TEAM_SOLO_MIN_NS / 1000000 + 1);
+  for (int i = 0; i < 2000 && !shared; i++) shared = check_run(2, 2, 200000) < 2;
+  checks++;
+  if (!shared) {
+    printf("FAIL: after the solo time, the worker never took a part again\n");
+    failures++;
+  }
 }
 
 static void *other_runs(void *stop) {
@@ -102,6 +136,7 @@ int main(void) {
     pause_ms(1); /* past the spin: the worker sleeps */
     check_run(2, 2, 100000);
   }
+  check_solo();
   for (int i = 0; i < 1000; i++) {
     checks++;
     if (check_run(3, 1, 0) != 3) {

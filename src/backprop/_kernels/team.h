@@ -13,8 +13,16 @@
  * Waiting never spins for long. Between runs the worker spins for BP_TEAM_SPIN_NS, then
  * sleeps on a condition variable; the caller, waiting for the worker's part, spins as
  * long, then sleeps. So on a busy machine a waiting thread gives its core back within
- * microseconds (the scheduler can then run the thread it is waiting for there), and
- * after a fit the worker costs no CPU at all.
+ * microseconds, and after a fit the worker costs no CPU at all.
+ *
+ * A worker descheduled in the middle of its part (another process shares its core) makes
+ * the caller wait for that core's next turn, milliseconds later. So when the caller has
+ * to sleep for a part of a worker that was awake, longer than its own parts took (parts
+ * are about equal), the team runs on the caller alone for
+ * a while: BP_TEAM_SOLO_MIN_NS, doubled on each such wait that follows the last one
+ * within BP_TEAM_SOLO_MEMORY_NS, up to BP_TEAM_SOLO_MAX_NS. On a busy machine the team
+ * thus pays at most one such wait per BP_TEAM_SOLO_MAX_NS; on a quiet one it never
+ * waits that long.
  *
  *  - threads < 2, a run already in progress (another caller), or a worker that could not
  *    be started: the caller runs every part itself.
@@ -45,6 +53,10 @@ typedef void (*bp_part_fn)(void *ctx, int part);
 
 /* how long a waiting thread spins before it sleeps */
 #define BP_TEAM_SPIN_NS 50000
+/* how long the caller runs alone after waiting for a descheduled worker */
+#define BP_TEAM_SOLO_MIN_NS 1000000
+#define BP_TEAM_SOLO_MAX_NS 128000000
+#define BP_TEAM_SOLO_MEMORY_NS 50000000
 
 enum { BP_TEAM_NONE = 0, BP_TEAM_READY = 1, BP_TEAM_FAILED = 2 };
 
@@ -61,6 +73,8 @@ static struct {
   _Atomic int worker_sleeping, caller_sleeping;
   _Atomic int busy; /* a run is in progress */
   int state; /* BP_TEAM_NONE, READY, FAILED; changed only by a caller holding busy */
+  /* the caller runs alone until solo_until (ns), after a wait of solo_ns at last_wait */
+  int64_t solo_until, solo_ns, last_wait;
   int atfork_registered;
   pthread_mutex_t lock;
   pthread_cond_t wake, joined;
@@ -149,6 +163,7 @@ static void bp_team_after_fork(void) {
   atomic_store(&bp_team.caller_sleeping, 0);
   atomic_store(&bp_team.busy, 0);
   bp_team.state = BP_TEAM_NONE;
+  bp_team.solo_until = bp_team.solo_ns = bp_team.last_wait = 0;
 }
 
 /* Starts the worker (the caller holds busy); returns whether it runs. */
@@ -185,25 +200,47 @@ static inline void bp_team_run(int n_parts, bp_part_fn fn, void *ctx, int thread
     for (int p = 0; p < n_parts; p++) fn(ctx, p);
     return;
   }
+  if (bp_team.solo_until != 0) {
+    if (bp_team_now_ns() < bp_team.solo_until) {
+      atomic_store(&bp_team.busy, 0);
+      for (int p = 0; p < n_parts; p++) fn(ctx, p);
+      return;
+    }
+    bp_team.solo_until = 0;
+  }
   bp_team.fn = fn;
   bp_team.ctx = ctx;
   atomic_store(&bp_team.done, 0);
   atomic_store_explicit(&bp_team.claim, (uint32_t)n_parts << 8, memory_order_release);
   atomic_fetch_add(&bp_team.generation, 1);
-  if (atomic_load(&bp_team.worker_sleeping)) {
+  int asleep = atomic_load(&bp_team.worker_sleeping);
+  if (asleep) {
     pthread_mutex_lock(&bp_team.lock);
     pthread_cond_signal(&bp_team.wake);
     pthread_mutex_unlock(&bp_team.lock);
   }
+  int64_t started = bp_team_now_ns();
   bp_team_work();
   /* wait for the parts the worker claimed */
   if (!bp_team_spin(&bp_team.done, (unsigned)n_parts, 0)) { /* until all are done */
+    int64_t waiting = bp_team_now_ns();
     pthread_mutex_lock(&bp_team.lock);
     atomic_store(&bp_team.caller_sleeping, 1);
     while (atomic_load(&bp_team.done) != (unsigned)n_parts)
       pthread_cond_wait(&bp_team.joined, &bp_team.lock);
     atomic_store(&bp_team.caller_sleeping, 0);
     pthread_mutex_unlock(&bp_team.lock);
+    int64_t now = bp_team_now_ns();
+    /* a worker that was awake, and kept the caller waiting longer than the caller's own
+       parts took: descheduled in its part */
+    if (!asleep && now - waiting > waiting - started) {
+      int again = bp_team.last_wait != 0 &&
+                  now - bp_team.last_wait < bp_team.solo_ns + BP_TEAM_SOLO_MEMORY_NS;
+      bp_team.solo_ns = again ? 2 * bp_team.solo_ns : BP_TEAM_SOLO_MIN_NS;
+      if (bp_team.solo_ns > BP_TEAM_SOLO_MAX_NS) bp_team.solo_ns = BP_TEAM_SOLO_MAX_NS;
+      bp_team.last_wait = now;
+      bp_team.solo_until = now + bp_team.solo_ns;
+    }
   }
   atomic_store(&bp_team.busy, 0);
 }
