@@ -22,8 +22,7 @@ workers sent and their spilling.
 Run it with ``python -m backprop bench`` (see ``main``). The package holds the workloads
 (``workloads``), the trainers and how a run is timed (``trainers``), the digits benchmark
 (``digits``), the Dask benchmark (``dask_bench``) and the tables and command line
-(``report``); ``SETTLE_SECONDS``, the pause before each timed digits fit, is
-``workloads.SETTLE_SECONDS``.
+(``report``).
 """
 
 from .dask_bench import DaskRow, dask_missing, run_dask
@@ -52,7 +51,7 @@ from .trainers import (
     make_trainer,
     measure,
 )
-from .workloads import WORKLOADS, Data, Params, Workload, initial_params, make_data, settle
+from .workloads import WORKLOADS, Data, Params, Workload, initial_params, make_data
 
 __all__ = [
     "WORKLOADS",
@@ -87,5 +86,4 @@ __all__ = [
     "measure_digits",
     "run_dask",
     "run_table",
-    "settle",
 ]

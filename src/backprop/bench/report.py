@@ -116,12 +116,13 @@ Measured: median wall time of `fit` on a fresh estimator, and the median CPU tim
 over the same fits (all its threads: scikit-learn's products run in NumPy's BLAS, backprop's in
 its own kernels, on both cores at this size). backprop.MLPClassifier and
 sklearn.neural_network.MLPClassifier alternate in one process, their order flipping every
-repeat, after one untimed fit of each, each fit after the same 0.2 s pause (without it, NumPy's
-OpenBLAS threads, still spinning after a scikit-learn fit, take a core from the fit that
-follows); both get the same float64 arrays and the same parameters, so they should fit the same
-model: accuracy (on the held-out 25 %), n_iter_ and loss_ come from that first fit and show
-whether they did. ConvergenceWarning (max_iter reached) is silenced. ratio = sklearn's median
-time / this median (> 1: faster than sklearn)."""
+repeat, after one untimed fit of each; each fit starts right after the other library's, with
+no pause, as in a program that fits both (NumPy's OpenBLAS threads, still spinning for a while
+after a scikit-learn fit, share the cores with the start of the fit that follows). Both get the
+same float64 arrays and the same parameters, so they should fit the same model: accuracy (on
+the held-out 25 %), n_iter_ and loss_ come from that first fit and show whether they did.
+ConvergenceWarning (max_iter reached) is silenced. ratio = sklearn's median time / this median
+(> 1: faster than sklearn)."""
 
 
 def _print_digits_table(rows: list[DigitsRow], file: TextIO) -> None:

@@ -362,8 +362,8 @@ def final_weights(trainer: Trainer) -> Params:
 def measure(trainer: Trainer, repeats: int = 5) -> list[float]:
     """Seconds of ``trainer.run()`` for each of ``repeats`` runs, each run preceded (untimed)
     by ``prepare`` with the problem the trainer was last prepared with, so every run starts
-    from the initial weights. The repeats of one trainer run back to back: no pause
-    (``settle``) before them, as a core left idle clocks down and a run of milliseconds
+    from the initial weights. The repeats of one trainer run back to back, with no pause
+    before them, as a core left idle clocks down and a run of milliseconds
     (W1, W2) would then be timed partly at the lower clock."""
     if trainer.problem is None:
         raise ValueError("measure needs a trainer that has been prepared once")
