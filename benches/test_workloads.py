@@ -6,7 +6,9 @@
 
 Each round starts from the shared initial weights: ``prepare`` runs as pedantic's untimed
 setup, ``run`` (exactly one epoch of training, or one forward pass) is what is timed. The
-GFLOP/s of the median round is stored in each benchmark's extra_info.
+GFLOP/s of the median round is stored in each benchmark's extra_info. The compiled peers (jax,
+jax-step, torch-compile) are in each group where installed: they compile in their first
+setup, and each round reuses what that compiled.
 """
 
 import pytest

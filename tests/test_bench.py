@@ -197,13 +197,19 @@ def test_forward_peers_agree(name):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
+# The compiled peers take seconds to compile for each workload: test_bench_compiled.py has theirs.
+EAGER = ["backprop", "numpy", "torch", "sklearn"]
+
+
 def test_run_table_has_a_row_per_available_trainer(capsys):
     out = io.StringIO()
-    rows = bench.run_table(scale=0.0005, repeats=1, progress=True, file=out, gemm_size=128)
+    rows = bench.run_table(
+        scale=0.0005, repeats=1, progress=True, file=out, gemm_size=128, trainers=EAGER
+    )
     table = out.getvalue()
     for name in bench.WORKLOADS:
         workload = bench.WORKLOADS[name]
-        for trainer in bench.available_trainers(workload):
+        for trainer in set(bench.available_trainers(workload)) & set(EAGER):
             assert any(r.workload.name == name and r.trainer == trainer for r in rows)
             assert any(
                 line.startswith(workload.label) and line.split()[-5] == trainer

@@ -25,6 +25,7 @@ Run it with ``python -m backprop bench`` (see ``main``). The package holds the w
 (``report``).
 """
 
+from .compiled import JaxScanTrainer, JaxStepTrainer, TorchCompileTrainer
 from .dask_bench import DaskRow, dask_missing, run_dask
 from .digits import (
     DIGITS,
@@ -37,18 +38,16 @@ from .digits import (
     fit_quietly,
     measure_digits,
 )
+from .registry import TRAINERS, available_trainers, make_trainer
 from .report import Row, main, run_table
 from .trainers import (
-    TRAINERS,
     BackpropTrainer,
     NumpyTrainer,
     SklearnTrainer,
     TorchTrainer,
     Trainer,
-    available_trainers,
     final_weights,
     gemm_gflops,
-    make_trainer,
     measure,
 )
 from .workloads import WORKLOADS, Data, Params, Workload, initial_params, make_data
@@ -66,9 +65,12 @@ __all__ = [
     "Row",
     "Trainer",
     "BackpropTrainer",
+    "JaxScanTrainer",
+    "JaxStepTrainer",
     "NumpyTrainer",
     "SklearnTrainer",
     "TorchTrainer",
+    "TorchCompileTrainer",
     "Workload",
     "available_trainers",
     "dask_missing",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import importlib.metadata
 import math
 import os
 import statistics
@@ -25,7 +26,8 @@ from .digits import (
     digits_missing,
     measure_digits,
 )
-from .trainers import TRAINERS, gemm_gflops, make_trainer, measure
+from .registry import TRAINERS, make_trainer
+from .trainers import gemm_gflops, measure
 from .workloads import WORKLOADS, Data, Params, Workload, initial_params, make_data
 
 # --- the table ------------------------------------------------------------------------------
@@ -64,6 +66,10 @@ def _environment() -> str:
             parts.append(f"{name} {module.__version__}")
             if name == "torch":
                 parts[-1] += f" ({module.get_num_threads()} threads)"
+    try:  # from its metadata: importing JAX takes seconds, and only its trainers need it
+        parts.append(f"jax {importlib.metadata.version('jax')}")
+    except importlib.metadata.PackageNotFoundError:
+        pass
     return ", ".join(parts)
 
 
@@ -92,7 +98,12 @@ than every peer). Every trainer computes the loss of each batch (backprop's fit 
 epoch loss). sklearn: MLP*.partial_fit, which also validates its input and binarizes labels on
 each call and computes an (alpha = 0) L2 term per batch. On W1 it is MLPRegressor: identity
 output and loss (1/2) mean squared error instead of a sigmoid output and mean squared error, so
-it does not compute the same function there."""
+it does not compute the same function there. The compiled peers: jax, the whole epoch one
+jax.jit of a jax.lax.scan over the batches (forward: one jitted call); jax-step, a jitted step
+(donating the weights) called from a Python loop over batches made JAX arrays beforehand;
+torch-compile, torch.compile(dynamic=False) of torch's training step (zero_grad, forward, loss,
+backward, SGD step), training only. Their tracing, compilation and a warm-up run happen before
+the first repeat and are not timed; JAX runs with jax_enable_x64 on (float64 workloads)."""
 
 
 def _print_lines(header: str, lines: Iterable[str], file: TextIO) -> None:
@@ -101,10 +112,10 @@ def _print_lines(header: str, lines: Iterable[str], file: TextIO) -> None:
 
 
 def _print_table(rows: list[Row], file: TextIO) -> None:
-    header = f"{'workload':<22} {'trainer':<9} {'median s':>10} {'samples/s':>12} "
+    header = f"{'workload':<22} {'trainer':<13} {'median s':>10} {'samples/s':>12} "
     header += f"{'GFLOP/s':>8} {'ratio':>6}"
     lines = (
-        f"{row.workload.label:<22} {row.trainer:<9} {row.median:>10.4f} "
+        f"{row.workload.label:<22} {row.trainer:<13} {row.median:>10.4f} "
         f"{row.samples_per_second:>12,.0f} {row.gflops:>8.3g} {row.ratio:>6.2f}"
         for row in rows
     )
@@ -303,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = number(0.0, MAX_SCALE, low_included=False)
     parser = argparse.ArgumentParser(
         prog="backprop bench",
-        description="Time backprop against NumPy, PyTorch and scikit-learn on fixed workloads.",
+        description="Time backprop against its peers (NumPy, PyTorch, scikit-learn, JAX).",
     )
     parser.add_argument(
         "--repeats", type=integer(1, MAX_REPEATS), default=5, help="timed runs per trainer"
