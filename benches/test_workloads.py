@@ -15,7 +15,7 @@ import pytest
 
 from backprop import bench
 from backprop._options import from_environment, integer, number
-from backprop.bench.report import MAX_REPEATS, MAX_SCALE, SCALE_VARIABLE
+from backprop.bench.command import MAX_REPEATS, MAX_SCALE, SCALE_VARIABLE
 
 # checked as the command line checks --scale and --repeats: a bad value names the variable
 SCALE = from_environment(SCALE_VARIABLE, number(0.0, MAX_SCALE, low_included=False), 1.0)

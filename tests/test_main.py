@@ -15,6 +15,7 @@ from tutorial import by_hand
 
 import backprop
 from backprop import __main__ as cli
+from backprop import bench
 from backprop.__main__ import main, worked_example
 
 # The smallest benchmark run: one repeat of W1 on one batch-sized slice, NumPy only.
@@ -207,6 +208,42 @@ def test_bench_scale_comes_from_the_environment_and_the_option_overrides_it():
     done = bench_without_peers(*TINY_BENCH, "--scale", "0.001", env={"BACKPROP_BENCH_SCALE": "9"})
     assert done.returncode == 0, done.stderr
     assert "scale 0.001;" in done.stdout
+
+
+# The command itself (main() on the process's own arguments), the peers hidden as above.
+AS_THE_COMMAND = WITHOUT_PEERS.replace("main(sys.argv[1:])", "main()")
+OVERRIDES = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "262144"}
+
+
+def test_bench_starts_again_without_openblas_overrides_unless_told_to_keep_them():
+    tiny = [*TINY_BENCH[1:], "--scale", "0.0005"]
+    command = [sys.executable, "-c", AS_THE_COMMAND, "bench"]
+    run = dict(env=child_env(**OVERRIDES), capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*command, *tiny], **run)
+    assert done.returncode == 0, done.stderr
+    header = done.stdout.splitlines()[0]
+    assert header.endswith(
+        "re-executed without OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=262144"
+    ), header
+    assert "(OPENBLAS_CORETYPE=" not in header  # OpenBLAS loaded without it
+    kept = subprocess.run([*command, *tiny, "--keep-blas-env"], **run)
+    assert kept.returncode == 0, kept.stderr
+    header = kept.stdout.splitlines()[0]
+    assert "OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=262144 in effect" in header, header
+
+
+def test_bench_called_in_a_program_never_starts_again(monkeypatch, capsys):
+    for name, value in OVERRIDES.items():
+        monkeypatch.setenv(name, value)
+    for trainer in (bench.TorchTrainer, bench.SklearnTrainer):
+        monkeypatch.setattr(trainer, "available", classmethod(lambda cls: False))
+
+    def refuse(*args):
+        raise AssertionError("main(argv) replaced the process")
+
+    monkeypatch.setattr(os, "execve", refuse)
+    assert main([*TINY_BENCH, "--scale", "0.0005"]) == 0
+    assert "OPENBLAS_L2_SIZE=262144 in effect" in capsys.readouterr().out.splitlines()[0]
 
 
 @pytest.mark.parametrize(

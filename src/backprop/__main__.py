@@ -203,7 +203,8 @@ def _run(argv: list[str] | None) -> int:
         return 0
     from .bench import main as bench_main
 
-    return bench_main(rest)
+    # run on this process's own arguments, it is the command, and may start itself again
+    return bench_main(rest, command_line=argv is None)
 
 
 if __name__ == "__main__":
