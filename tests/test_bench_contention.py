@@ -45,24 +45,24 @@ def test_a_tiny_run_has_a_table_per_scenario_and_kills_the_busy_process(monkeypa
         file=out,
         scenarios=("quiet", "busy"),
         workloads=("W3",),
-        conditions=("backprop", "backprop 1 thread"),
+        conditions=("backprop",),  # a process each: the other conditions only change its env
     )
     table = out.getvalue()
     assert "scenario quiet: nothing else running" in table and "scenario busy: a CPU" in table
     assert [(r.scenario, r.condition) for r in result.rows] == [
-        (s, c) for s in ("quiet", "busy") for c in ("backprop", "backprop 1 thread")
+        ("quiet", "backprop"),
+        ("busy", "backprop"),
     ]
     for row in result.rows:
         assert len(row.seconds) == 1 and row.median > 0 and row.threads in (1, 2)
-        assert row.vs_quiet > 0 and row.vs_backprop > 0
-        one = "1" if row.condition == "backprop 1 thread" else None
-        assert row.env == {contention.THREADS_VARIABLE: one}
-    assert sum(line.startswith("W3 mnist-size") for line in table.splitlines()) == 4
+        assert row.vs_quiet > 0 and row.vs_backprop == 1
+        assert row.env == {contention.THREADS_VARIABLE: None}  # removed: the default threads
+    assert sum(line.startswith("W3 mnist-size") for line in table.splitlines()) == 2
     (process,) = started
     assert process.poll() is not None  # killed when the scenario ended
     doc = record.document(["--contention"], datetime.datetime.now(), os.getloadavg(), None, result)
     rows = doc["contention"]["rows"]
-    assert [row["condition"] for row in rows][:2] == ["backprop", "backprop 1 thread"]
+    assert [row["scenario"] for row in rows] == ["quiet", "busy"]
     assert rows[0]["median"] == rows[0]["seconds"][0] and "busy" in doc["contention"]["scenarios"]
 
 
@@ -97,11 +97,14 @@ def test_measure_runs_a_scenario_in_this_process():
     assert got["threads"] in (1, 2) and got["openmp"] >= 1
 
 
-def test_a_call_in_a_fresh_process_sees_its_environment():
-    got = isolated.call(
-        "os:getenv", {"key": contention.THREADS_VARIABLE}, env={contention.THREADS_VARIABLE: "1"}
-    )
-    assert got == "1"
+def test_a_call_runs_in_a_fresh_process_in_its_conditions_environment(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv(contention.THREADS_VARIABLE, "2")
+    _, one_thread = contention.CONDITIONS["W3"]["backprop 1 thread"]
+    seen = isolated.call(f"{isolated.__name__}:child_environment", {}, one_thread)
+    assert seen[contention.THREADS_VARIABLE] == "1" and seen["OMP_NUM_THREADS"] == "2"
+    _, default = contention.CONDITIONS["W3"]["backprop"]
+    assert contention.THREADS_VARIABLE not in isolated.child_environment(default)
     with pytest.raises(isolated.ChildError, match="status 1"):
         isolated.call("os:no_such_function", {})
 

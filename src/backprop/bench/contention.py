@@ -218,21 +218,17 @@ def run_contention(
                         flush=True,
                     )
                 trainer, env = CONDITIONS[workload][name]
-                kwargs = dict(scenario=scenario, workload=workload, trainer=trainer)
-                got = call(
-                    f"{__name__}:measure", dict(kwargs, repeats=repeats, scale=scale), env=env
-                )
+                task = dict(scenario=scenario, workload=workload, trainer=trainer)
+                got = call(f"{__name__}:measure", dict(task, repeats=repeats, scale=scale), env)
                 result.rows.append(
                     ContentionRow(
-                        scenario,
-                        workload,
-                        name,
-                        trainer,
-                        env,
-                        got["seconds"],
-                        got["threads"],
-                        got["openmp"],
-                        got["blas threads"],
+                        **task,
+                        condition=name,
+                        env=env,
+                        seconds=got["seconds"],
+                        threads=got["threads"],
+                        openmp=got["openmp"],
+                        blas_threads=got["blas threads"],
                     )
                 )
         result.load[scenario] = (load_before, os.getloadavg()[0])

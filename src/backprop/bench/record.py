@@ -74,7 +74,8 @@ def _thread_pools() -> list[dict[str, Any]] | None:
 def machine() -> dict[str, Any]:
     """What the run was measured on, as it is now (the libraries the run loaded included)."""
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    threads: dict[str, Any] = dict(_config.config()["threads"])
+    config = _config.config()
+    threads: dict[str, Any] = dict(config["threads"])
     if (torch := sys.modules.get("torch")) is not None:  # imported by the run: its threads
         threads["torch"] = torch.get_num_threads()
     return {
@@ -85,7 +86,7 @@ def machine() -> dict[str, Any]:
             "usable": len(affinity) if affinity is not None else None,
         },
         "platform": platform.platform(),
-        "backprop": _config.config(),
+        "backprop": config,
         "thread_pools": _thread_pools(),
         "threads": threads,
         "environment": {
