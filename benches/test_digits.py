@@ -3,9 +3,9 @@
     pytest benches/test_digits.py                                # full size, 5 rounds each
     BACKPROP_BENCH_SCALE=0.05 pytest benches/test_digits.py      # smoke run: 100 samples, 10 iters
 
-Each round fits a fresh estimator, made in pedantic's untimed setup (which then waits
-``bench.workloads.SETTLE_SECONDS`` for idle thread pools); what is timed is ``fit``
-(ConvergenceWarning silenced), after one untimed warm-up round. The test accuracy and n_iter_
+Each round fits a fresh estimator, made in pedantic's untimed setup; what is timed is ``fit``
+(ConvergenceWarning silenced), after one untimed warm-up round. The rounds follow each other
+with no pause, as fits in a program do. The test accuracy and n_iter_
 of the last fit are stored in each benchmark's extra_info: both libraries should fit the same
 model, so they should agree.
 """
@@ -14,7 +14,7 @@ import pytest
 
 from backprop import bench
 from backprop._options import from_environment, integer, number
-from backprop.bench.report import MAX_REPEATS, MAX_SCALE, SCALE_VARIABLE
+from backprop.bench.command import MAX_REPEATS, MAX_SCALE, SCALE_VARIABLE
 
 # checked as the command line checks --scale and --repeats: a bad value names the variable
 SCALE = from_environment(SCALE_VARIABLE, number(0.0, MAX_SCALE, low_included=False), 1.0)
@@ -38,9 +38,7 @@ def test_digits(benchmark, digits, library):
     fitted = []
 
     def setup():
-        estimator = bench.digits_estimator(library, workload)
-        bench.settle()  # the thread pools of the previous fit go idle (see bench.settle)
-        return (estimator,), {}
+        return (bench.digits_estimator(library, workload),), {}
 
     def fit(estimator):
         fitted.append(bench.fit_quietly(estimator, X, y))

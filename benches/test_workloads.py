@@ -6,14 +6,16 @@
 
 Each round starts from the shared initial weights: ``prepare`` runs as pedantic's untimed
 setup, ``run`` (exactly one epoch of training, or one forward pass) is what is timed. The
-GFLOP/s of the median round is stored in each benchmark's extra_info.
+GFLOP/s of the median round is stored in each benchmark's extra_info. The compiled peers (jax,
+jax-step, torch-compile) are in each group where installed: they compile in their first
+setup, and each round reuses what that compiled.
 """
 
 import pytest
 
 from backprop import bench
 from backprop._options import from_environment, integer, number
-from backprop.bench.report import MAX_REPEATS, MAX_SCALE, SCALE_VARIABLE
+from backprop.bench.command import MAX_REPEATS, MAX_SCALE, SCALE_VARIABLE
 
 # checked as the command line checks --scale and --repeats: a bad value names the variable
 SCALE = from_environment(SCALE_VARIABLE, number(0.0, MAX_SCALE, low_included=False), 1.0)

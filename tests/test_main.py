@@ -15,6 +15,7 @@ from tutorial import by_hand
 
 import backprop
 from backprop import __main__ as cli
+from backprop import bench
 from backprop.__main__ import main, worked_example
 
 # The smallest benchmark run: one repeat of W1 on one batch-sized slice, NumPy only.
@@ -151,11 +152,6 @@ BAD_VALUES = [
     (TINY_BENCH, {"BACKPROP_BENCH_SCALE": "1e9"}, "BACKPROP_BENCH_SCALE"),
     (TINY_BENCH, {"BACKPROP_BENCH_SCALE": "-1"}, "BACKPROP_BENCH_SCALE"),
 ]
-# Read when the benchmark is imported: only a new process sees another value.
-BAD_SETTLE_TIMES = [
-    (TINY_BENCH, {"BACKPROP_BENCH_SETTLE": value}, "BACKPROP_BENCH_SETTLE")
-    for value in ("a while", "-1", "inf")
-]
 
 
 def assert_usage_error(argv, code, err, option):
@@ -179,8 +175,7 @@ def test_bad_values_exit_with_usage_naming_the_option(argv, env, option, monkeyp
 
 @pytest.mark.parametrize(
     "argv,env,option",
-    [case for case in BAD_VALUES if case[1] or case[0][-1] in ("nan", "inf", "1e9", "-5", "1e20")]
-    + BAD_SETTLE_TIMES,
+    [case for case in BAD_VALUES if case[1] or case[0][-1] in ("nan", "inf", "1e9", "-5", "1e20")],
 )
 def test_bad_values_exit_with_usage_from_the_command(argv, env, option):
     done = backprop_command(*argv, env=env)
@@ -215,19 +210,40 @@ def test_bench_scale_comes_from_the_environment_and_the_option_overrides_it():
     assert "scale 0.001;" in done.stdout
 
 
-def test_importing_the_benchmark_refuses_a_bad_settle_time():
-    done = subprocess.run(
-        [sys.executable, "-c", "import backprop.bench"],
-        env=child_env(BACKPROP_BENCH_SETTLE="nan"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1
-    assert done.stderr.splitlines()[-1] == (
-        "backprop._options.EnvironmentValueError: environment variable BACKPROP_BENCH_SETTLE: "
-        "expected a finite number in [0, 60]; got 'nan'"
-    )
+# The command itself (main() on the process's own arguments), the peers hidden as above.
+AS_THE_COMMAND = WITHOUT_PEERS.replace("main(sys.argv[1:])", "main()")
+OVERRIDES = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "262144"}
+
+
+def test_bench_starts_again_without_openblas_overrides_unless_told_to_keep_them():
+    tiny = [*TINY_BENCH[1:], "--scale", "0.0005"]
+    command = [sys.executable, "-c", AS_THE_COMMAND, "bench"]
+    run = dict(env=child_env(**OVERRIDES), capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*command, *tiny], **run)
+    assert done.returncode == 0, done.stderr
+    header = done.stdout.splitlines()[0]
+    assert header.endswith(
+        "re-executed without OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=262144"
+    ), header
+    assert "(OPENBLAS_CORETYPE=" not in header  # OpenBLAS loaded without it
+    kept = subprocess.run([*command, *tiny, "--keep-blas-env"], **run)
+    assert kept.returncode == 0, kept.stderr
+    header = kept.stdout.splitlines()[0]
+    assert "OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=262144 in effect" in header, header
+
+
+def test_bench_called_in_a_program_never_starts_again(monkeypatch, capsys):
+    for name, value in OVERRIDES.items():
+        monkeypatch.setenv(name, value)
+    for trainer in (bench.TorchTrainer, bench.SklearnTrainer):
+        monkeypatch.setattr(trainer, "available", classmethod(lambda cls: False))
+
+    def refuse(*args):
+        raise AssertionError("main(argv) replaced the process")
+
+    monkeypatch.setattr(os, "execve", refuse)
+    assert main([*TINY_BENCH, "--scale", "0.0005"]) == 0
+    assert "OPENBLAS_L2_SIZE=262144 in effect" in capsys.readouterr().out.splitlines()[0]
 
 
 @pytest.mark.parametrize(

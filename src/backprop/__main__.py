@@ -17,7 +17,7 @@ import sys
 
 from . import __version__
 from ._config import show_config
-from ._options import EnvironmentValueError, integer
+from ._options import integer
 from .network import Network
 
 # The tutorial's 2-2-1 network: inputs, target, weights into each neuron, biases, rate.
@@ -179,7 +179,7 @@ def _run(argv: list[str] | None) -> int:
         default=1000,
         help=f"training steps at the end, from 1 to {MAX_STEPS:,} (default 1000)",
     )
-    bench_cmd = commands.add_parser(
+    commands.add_parser(
         "bench",
         help="time backprop against its peers (see `backprop bench --help`)",
         add_help=False,
@@ -201,11 +201,10 @@ def _run(argv: list[str] | None) -> int:
             info_cmd.error(f"unrecognized arguments: {' '.join(rest)}")
         show_config()
         return 0
-    try:  # the benchmark reads BACKPROP_BENCH_SETTLE when it is imported
-        from .bench import main as bench_main
-    except EnvironmentValueError as refusal:
-        bench_cmd.error(str(refusal))
-    return bench_main(rest)
+    from .bench import main as bench_main
+
+    # run on this process's own arguments, it is the command, and may start itself again
+    return bench_main(rest, command_line=argv is None)
 
 
 if __name__ == "__main__":

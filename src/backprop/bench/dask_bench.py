@@ -12,7 +12,7 @@ bytes each sent and what they carried (``transfer_outgoing_log``, with
 ``transfer_outgoing_bytes_total`` beside it), the bytes their spill buffer wrote to and read
 from disk, and the number and compute time of the tasks they ran.
 
-Run it with ``python -m backprop bench --dask`` (``report.main``).
+Run it with ``python -m backprop bench --dask`` (``command.main``).
 """
 
 from __future__ import annotations
@@ -413,7 +413,7 @@ def run_dask(
             f"{_size(run.on_disk)} of them spilled to disk; {restarted}",
             file=file,
         )
-    print(_load_average(load_before), file=file)
+    print(_load_average(load_before, os.getloadavg()[0]), file=file)
     _print_table(rows, file)
     print("\nL-BFGS, per objective evaluation:", file=file)
     _print_lbfgs_table(rows, file)

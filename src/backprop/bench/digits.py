@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from .trainers import SklearnTrainer
-from .workloads import settle
 
 # --- digits: the scikit-learn estimators --------------------------------------------------
 
@@ -140,7 +139,12 @@ class DigitsRow:
 def measure_digits(workload: DigitsWorkload, repeats: int = 5) -> list[DigitsRow]:
     """One row per library: wall and CPU seconds of ``fit`` on a fresh estimator for each of
     ``repeats`` rounds, the libraries alternating (their order flips every round); accuracy on
-    the test split, ``n_iter_`` and ``loss_`` of an untimed first fit of each."""
+    the test split, ``n_iter_`` and ``loss_`` of an untimed first fit of each.
+
+    Each fit starts right after the previous one, as in a program that fits one library's
+    model and then the other's: whatever the previous fit's thread pools still do when it
+    returns (OpenBLAS's threads spin for a while after their last product) is part of the
+    next fit's time."""
     X, y, X_test, y_test = digits_data(workload)
     rows = {library: DigitsRow(workload, library) for library in DIGITS_LIBRARIES}
     for library, row in rows.items():
@@ -151,7 +155,6 @@ def measure_digits(workload: DigitsWorkload, repeats: int = 5) -> list[DigitsRow
         order = DIGITS_LIBRARIES if round_ % 2 == 0 else DIGITS_LIBRARIES[::-1]
         for library in order:
             estimator = digits_estimator(library, workload)
-            settle()
             wall, cpu = time.perf_counter(), time.process_time()
             fit_quietly(estimator, X, y)
             rows[library].cpu_seconds.append(time.process_time() - cpu)

@@ -1,5 +1,6 @@
 """The trainers the benchmark times side by side: backprop, NumPy by hand, PyTorch and
-scikit-learn, each doing the same work from the same weights; and how a run is timed."""
+scikit-learn, each doing the same work from the same weights; and how a run is timed. The
+compiled peers (JAX, ``torch.compile``) are in ``compiled``, the list of all in ``registry``."""
 
 from __future__ import annotations
 
@@ -251,23 +252,34 @@ class TorchTrainer(Trainer):
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=workload.lr, momentum=0)
         self.X = torch.from_numpy(data.X)
         self.Y = torch.from_numpy(data.Y)
+        self.step = self.training_step()
+
+    def training_step(self) -> Callable[[Any, Any], Any]:
+        """``step(x, y)``: one batch, gradients zeroed, forward, loss, backward and an SGD
+        step; returns the batch's loss (a tensor)."""
+        model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
+
+        def step(x: Any, y: Any) -> Any:
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        return step
 
     def run(self) -> None:
         if self.workload.task == "forward":
             with self.torch.inference_mode():
                 self.model(self.X)
             return
-        model, loss_fn, optimizer, X, Y = self.model, self.loss_fn, self.optimizer, self.X, self.Y
+        step, X, Y = self.step, self.X, self.Y
         n = len(X)
         batch = min(self.workload.batch_size, n)
         total = 0.0
         for start in range(0, n, batch):
             x, y = X[start : start + batch], Y[start : start + batch]
-            optimizer.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(x)
+            total += step(x, y).item() * len(x)
         self.epoch_loss = total / n
 
     def params(self) -> Params:
@@ -336,24 +348,6 @@ class SklearnTrainer(Trainer):
         )
 
 
-TRAINERS: dict[str, type[Trainer]] = {
-    t.name: t for t in (BackpropTrainer, NumpyTrainer, TorchTrainer, SklearnTrainer)
-}
-
-
-def make_trainer(name: str) -> Trainer:
-    return TRAINERS[name]()
-
-
-def available_trainers(workload: Workload | None = None) -> list[str]:
-    """Names of the trainers whose library imports (and which run ``workload``, if given)."""
-    return [
-        name
-        for name, cls in TRAINERS.items()
-        if cls.available() and (workload is None or cls().supports(workload))
-    ]
-
-
 def final_weights(trainer: Trainer) -> Params:
     """The trainer's weights and biases after ``run``, weights in (n_out, n_in) layout."""
     return trainer.params()
@@ -362,8 +356,8 @@ def final_weights(trainer: Trainer) -> Params:
 def measure(trainer: Trainer, repeats: int = 5) -> list[float]:
     """Seconds of ``trainer.run()`` for each of ``repeats`` runs, each run preceded (untimed)
     by ``prepare`` with the problem the trainer was last prepared with, so every run starts
-    from the initial weights. The repeats of one trainer run back to back: no pause
-    (``settle``) before them, as a core left idle clocks down and a run of milliseconds
+    from the initial weights. The repeats of one trainer run back to back, with no pause
+    before them, as a core left idle clocks down and a run of milliseconds
     (W1, W2) would then be timed partly at the lower clock."""
     if trainer.problem is None:
         raise ValueError("measure needs a trainer that has been prepared once")

@@ -4,32 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
-
-from .._options import from_environment, number
-
-# Seconds of idle before each timed fit of the digits benchmark, where the two libraries
-# alternate. Thread pools keep their threads spinning on a core for a while after their
-# last job (OpenBLAS's for ~0.1 s on this machine, OpenMP's briefly): without a pause,
-# each fit would be timed while the previous fit's library still held a core, which
-# penalises whoever uses both cores next (measured on load_digits: backprop's fit took
-# 0.26 s right after scikit-learn's, 0.15 s from 0.1 s later on). BACKPROP_BENCH_SETTLE=0
-# turns the pause off; a value that is not a number of seconds from 0 to MAX_SETTLE_SECONDS
-# (a pause longer than a minute would only lengthen the run) is refused on import.
-MAX_SETTLE_SECONDS = 60.0
-SETTLE_SECONDS = from_environment(
-    "BACKPROP_BENCH_SETTLE", number(0.0, MAX_SETTLE_SECONDS), default=0.2
-)
-
-
-def settle() -> None:
-    """Wait ``SETTLE_SECONDS`` so that every thread pool in the process has gone idle."""
-    if SETTLE_SECONDS > 0:
-        time.sleep(SETTLE_SECONDS)
 
 
 @dataclasses.dataclass(frozen=True)
