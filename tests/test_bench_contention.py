@@ -94,7 +94,7 @@ def test_the_busy_process_is_killed_when_the_block_fails():
 def test_measure_runs_a_scenario_in_this_process():
     got = contention.measure("numpy", "digits", "sklearn", repeats=2, scale=0.01)
     assert len(got["seconds"]) == 2 and all(s > 0 for s in got["seconds"])
-    assert got["threads"] in (1, 2) and got["openmp"] >= 1
+    assert got["threads"] in (1, 2) and got["thread limit"] >= 1
 
 
 def test_a_call_runs_in_a_fresh_process_in_its_conditions_environment(monkeypatch):

@@ -119,7 +119,7 @@ def measure(scenario: str, workload: str, trainer: str, repeats: int, scale: flo
     return {
         "seconds": seconds,
         "threads": config["threads"]["two-core paths"],
-        "openmp": config["threads"]["openmp"],
+        "thread limit": config["threads"]["limit"],
         "blas threads": config["blas"]["threads"],
     }
 
@@ -138,7 +138,7 @@ class ContentionRow:
     env: dict[str, str | None]
     seconds: list[float]
     threads: int
-    openmp: int
+    thread_limit: int
     blas_threads: int | None
     vs_quiet: float = math.nan
     vs_backprop: float = math.nan
@@ -227,7 +227,7 @@ def run_contention(
                         env=env,
                         seconds=got["seconds"],
                         threads=got["threads"],
-                        openmp=got["openmp"],
+                        thread_limit=got["thread limit"],
                         blas_threads=got["blas threads"],
                     )
                 )
