@@ -207,6 +207,13 @@ def test_sizes_is_a_new_list_each_time():
     assert net.sizes == [4, 6, 3] and repr(net).startswith("Network([4, 6, 3],")
 
 
+def test_a_list_of_activations_is_a_new_list_each_time():
+    net = Network([4, 6, 5, 3], activation=["gelu", "tanh"], seed=0)
+    assert net.activation == ["gelu", "tanh"] and net.activation is not net.activation
+    net.activation[0] = "relu"
+    assert net.activation == ["gelu", "tanh"] and "activation=['gelu', 'tanh']" in repr(net)
+
+
 def test_private_names_can_still_be_set():
     """Private names are the library's own: pickling, copies and internal views set them."""
     net = network()

@@ -80,6 +80,28 @@ def test_load_restores_the_network_exactly(tmp_path, sizes, activation, head, dt
     np.testing.assert_array_equal(again._theta, net._theta)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "sizes,activation",
+    [((4, 6, 5, 3), ["gelu", "relu"]), ((4, 6, 3), ["silu"]), ((4, 6, 5, 3), "elu"),
+     ((4, 3), [])],
+)  # fmt: skip
+def test_an_activation_per_layer_round_trips(tmp_path, sizes, activation, dtype):
+    """A list of names is saved as one per hidden layer (checkpoint version 2; one name
+    stays version 1), pickled, and read back as the list."""
+    net, X, Y = trained(sizes, activation, dtype=dtype)
+    path = saved(tmp_path, net)
+    with np.load(path, allow_pickle=False) as data:
+        assert data["activation"].tolist() == activation
+        assert int(data["version"]) == (1 if isinstance(activation, str) else 2)
+    for again in (backprop.load(path), pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert again.activation == activation and repr(again) == repr(net)
+        np.testing.assert_array_equal(again._theta, net._theta)
+        np.testing.assert_array_equal(again.forward(X), net.forward(X))
+        a = net._like(net._theta.copy()).fit(X, Y, epochs=1, batch_size=4, lr=0.05)
+        assert again.fit(X, Y, epochs=1, batch_size=4, lr=0.05) == a
+
+
 def test_the_file_is_a_plain_versioned_npz_at_exactly_the_given_path(tmp_path):
     net, _, _ = trained(dtype="float32")
     path = tmp_path / "model"  # no suffix is added
@@ -519,11 +541,19 @@ def tampered(tmp_path, net, **changes):
         (dict(sizes=np.array([4, 0, 3])), "sizes"),
         (dict(sizes=np.array([[4, 6, 3]])), "sizes has dtype"),
         (dict(sizes=np.array([4.0, 6.0, 3.0])), "sizes has dtype float64"),
-        (dict(version=np.array(2)), "newer checkpoint version 2"),
+        (dict(version=np.array(3)), "newer checkpoint version 3"),
         (dict(version=np.array(0)), "unknown checkpoint version 0"),
         (dict(version=np.array("1")), "version has dtype"),
         (dict(format=np.array("something.else")), "its format is 'something.else'"),
-        (dict(activation=np.array("softplus")), "activation='softplus' is not supported"),
+        (dict(activation=np.array("swish")), "activation='swish' is not supported"),
+        # a list of names is version 2's, and has one name per hidden layer
+        (dict(activation=np.array(["tanh"])), r"activation has dtype <U4 and shape \(1,\)"),
+        (
+            dict(activation=np.array(["tanh", "relu"]), version=np.array(2)),
+            "activation lists 2 names, but the network has 1 hidden layer",
+        ),
+        (dict(activation=np.array([1.0]), version=np.array(2)), "activation has dtype float64"),
+        (dict(activation=np.array([["tanh"]]), version=np.array(2)), "activation has dtype"),
         (dict(output=np.array("identity")), "loss='cross_entropy' needs output"),
         (dict(dtype=np.array("float16")), "dtype must be one of"),
         (dict(loss=None), r"missing \['loss'\]"),

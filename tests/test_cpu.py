@@ -21,11 +21,13 @@ from backprop import Network, _core, _cpu, optim
 ROOT = Path(__file__).resolve().parent.parent
 # The tests each target runs against the reference, in a child forcing it: every kernel path
 # (loops, tiles, BLAS, halves), both dtypes, the estimators' units cut in two; ~10 s.
-REFERENCE_TESTS = ["tests/test_kernels.py", "tests/test_network.py", "tests/test_estimators.py"]
+REFERENCE_TESTS = ["tests/test_kernels.py", "tests/test_network.py", "tests/test_estimators.py",
+                   "tests/test_activations.py"]  # fmt: skip
 REFERENCE_SELECTION = (
     "test_kernel_paths or test_halves or test_cross_entropy_of_many or step_matches_reference"
     " or tutorial_worked_by_hand or (forward_loss_gradients_match_reference and sizes4 and tanh)"
     " or (fit_matches_reference and -11-) or parity_one_hidden_layer"
+    " or activation_per_layer_matches_reference"
 )
 
 V2 = frozenset(_cpu.LEVEL_FLAGS["x86-64-v2"])

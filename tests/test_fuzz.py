@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import backprop
+from backprop import _names
 
 EXAMPLES = 2000
 
@@ -85,7 +86,7 @@ def main(examples: int, directory: str) -> None:
         print(f"{times:6d}  {outcome}")
 
 
-ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity"]
+ACTIVATIONS = list(_names.HIDDEN)
 # Training takes the most arguments and has the most ways to end: it is drawn most often.
 ACTIONS = ["forward", "loss", "gradients", "trace", "save", "load", "pickle"] + ["step", "fit"] * 3
 
@@ -102,9 +103,11 @@ def one_case(data, directory):
         output, loss = draw(st.sampled_from(OUTPUT_LOSSES))
         if output == "softmax" and sizes[-1] == 1:
             sizes[-1] = 2
+        hidden = st.lists(st.sampled_from(ACTIVATIONS), min_size=len(sizes) - 2,
+                          max_size=len(sizes) - 2)  # fmt: skip
         net = backprop.Network(
             sizes,
-            activation=draw(st.sampled_from(ACTIVATIONS)),
+            activation=draw(st.one_of(st.sampled_from(ACTIVATIONS), hidden)),
             output=output,
             loss=loss,
             dtype=draw(st.sampled_from(["float32", "float64"])),
@@ -253,7 +256,9 @@ def check_output(net, out, rows):
 
 def fuzz_constructor(draw, pick):
     """A Network from arbitrary arguments, or None when they were rightly refused."""
-    names = st.sampled_from(["softmax", "softplus", "", "RELU", 3, None, b"tanh"])
+    names = st.sampled_from(
+        ["softmax", "swish", "", "RELU", 3, None, b"tanh", ["relu"] * 7, ("gelu", 4)]
+    )
     dtypes = ["float32", "float64", np.float32, ">f8", "<f4", "d", None]
     output, loss = draw(st.sampled_from(OUTPUT_LOSSES))
     kwargs = dict(

@@ -9,6 +9,7 @@ warning (numpy's are raised as errors here), and agree with the pure-Python refe
 import numpy as np
 import pytest
 from conftest import HEADS, reference_twin
+from scipy import special
 
 from backprop import Network
 
@@ -21,6 +22,11 @@ ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda z: np.maximum(z, 0),
     "identity": lambda z: z,
+    "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z),
+    "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
+    "gelu": lambda z: z * 0.5 * special.erfc(-z / np.sqrt(2)),
+    "softplus": lambda z: np.where(z > 20, z, np.log1p(np.exp(np.minimum(z, 20)))),
+    "silu": lambda z: z * ACTIVATIONS["sigmoid"](z),
 }
 TOL = {"float64": 1e-10, "float32": 2e-5}
 

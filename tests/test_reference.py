@@ -25,6 +25,7 @@ from tutorial import (
     by_hand,
 )
 
+from backprop import reference
 from backprop.reference import Network
 
 
@@ -149,6 +150,32 @@ def test_gradients_match_finite_differences(activation, output, loss, kind, size
     )
     assert [np.shape(w) for w in nabla_w] == [np.shape(w) for w in weights]
     assert [np.shape(b) for b in nabla_b] == [np.shape(b) for b in biases]
+
+
+@pytest.mark.parametrize("name", sorted(reference.HIDDEN_ACTIVATIONS))
+def test_each_derivative_is_its_activations(name):
+    """act'(z), from a = act(z) or from z (``PRIME_OF_Z``), against central differences of
+    act, away from the kinks at 0 and the switch of softplus at 20."""
+    act, act_prime = reference.HIDDEN_ACTIVATIONS[name]
+    h = 1e-6
+    for z in [-30.0, -7.5, -2.0, -0.3, 0.2, 1.5, 6.0, 19.0, 25.0]:
+        prime = act_prime(z if name in reference.PRIME_OF_Z else act(z))
+        numeric = (act(z + h) - act(z - h)) / (2 * h)
+        assert prime == pytest.approx(numeric, rel=1e-7, abs=1e-9), z
+
+
+def test_gradients_match_finite_differences_with_an_activation_per_layer():
+    names = sorted(reference.HIDDEN_ACTIVATIONS)
+    sizes = [2] + [3] * len(names) + [2]
+    weights, biases, X, Y = random_problem(sizes, "identity", "rows", seed=5, n=3)
+    net = Network.from_params(weights, biases, activation=names, output="identity")
+    assert net.activation == names and net.hidden == names
+    _, nabla_w, nabla_b = net.gradients(X, Y)
+    analytic = [g for w in nabla_w for g_j in w for g in g_j] + [g for b in nabla_b for g in b]
+    numeric = finite_difference_gradients(lambda: net.loss(X, Y), net.weights + net.biases)
+    np.testing.assert_allclose(
+        analytic, np.concatenate([g.ravel() for g in numeric]), rtol=1e-6, atol=1e-9
+    )
 
 
 def test_cross_entropy_labels_equal_one_hot_rows():
@@ -277,7 +304,8 @@ def test_float32_initialisation_is_the_cast_draw():
 @pytest.mark.parametrize(
     ("kwargs", "argument"),
     [
-        ({"activation": "softplus"}, "activation"),
+        ({"activation": "swish"}, "activation"),
+        ({"activation": ["relu"]}, "activation"),
         ({"output": "tanh"}, "output"),
         ({"loss": "hinge"}, "loss"),
         ({"output": "sigmoid", "loss": "cross_entropy"}, "output"),

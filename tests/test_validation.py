@@ -20,8 +20,17 @@ def ce_net(**kw):
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        (dict(activation="softplus"), ValueError, "activation"),
+        (dict(activation="swish"), ValueError, "activation='swish' is not supported"),
         (dict(activation=3), TypeError, "activation"),
+        (
+            dict(activation=["relu", "gelu"]),
+            ValueError,
+            r"activation lists 2 names, but the network has 1 hidden layer",
+        ),
+        (dict(activation=[]), ValueError, "activation lists 0 names"),
+        (dict(activation=["swish"]), ValueError, r"activation\[0\]='swish' is not supported"),
+        (dict(activation=[None]), TypeError, r"activation\[0\] must be a string"),
+        (dict(activation={"relu"}), TypeError, "activation must be a name or a list of 1"),
         (dict(output="tanh"), ValueError, "output"),
         (dict(loss="hinge"), ValueError, "loss"),
         (dict(loss="cross_entropy", output="sigmoid"), ValueError, "loss"),
@@ -34,6 +43,23 @@ def ce_net(**kw):
 def test_bad_constructor_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         Network([2, 2, 1], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "sizes,activation,match",
+    [
+        ([2, 3, 3, 1], ["relu"], "activation lists 1 names, but the network has 2 hidden layers"),
+        ([2, 3, 3, 1], "relu gelu", "activation='relu gelu' is not supported"),
+        ([2, 1], ["relu"], "activation lists 1 names, but the network has 0 hidden layers"),
+        ([2, 3, 3, 1], ["relu", "softmax"], r"activation\[1\]='softmax' is not supported"),
+    ],
+)
+def test_a_list_of_activations_has_one_valid_name_per_hidden_layer(sizes, activation, match):
+    with pytest.raises(ValueError, match=match):
+        Network(sizes, activation=activation)
+    weights = [np.ones((b, a)) for a, b in zip(sizes[:-1], sizes[1:])]
+    with pytest.raises(ValueError, match=match):
+        Network.from_params(weights, [np.zeros(b) for b in sizes[1:]], activation=activation)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,11 @@
 """The checkpoint file format: an atomic write and a validated read.
 
 A checkpoint is an uncompressed ``.npz`` archive of plain arrays, never pickles:
-``format`` ("backprop.Network"), ``version`` (1), ``sizes``, ``activation``,
-``output``, ``loss``, ``dtype`` and ``parameters`` (the flat parameter array).
+``format`` ("backprop.Network"), ``version``, ``sizes``, ``activation``, ``output``,
+``loss``, ``dtype`` and ``parameters`` (the flat parameter array). In version 1
+``activation`` is one name, for every hidden layer; version 2 adds a 1-d array of one
+name per hidden layer. A checkpoint with one name is written as version 1, which every
+version of backprop reads.
 
 Writing. A checkpoint goes to a regular file or a new path, nothing else: a directory
 raises IsADirectoryError, a FIFO, socket or device ValueError, before anything is
@@ -46,7 +49,8 @@ except ImportError:  # not on Windows
     fcntl = None
 
 FORMAT = "backprop.Network"
-VERSION = 1
+#: The newest version written and read (see the module docstring).
+VERSION = 2
 _TEXT = ("format", "activation", "output", "loss", "dtype")
 _KEYS = frozenset(_TEXT + ("version", "sizes", "parameters"))
 # numpy < 2.1 would store an allow_pickle keyword as one more array; its savez never
@@ -101,11 +105,12 @@ def write(path, *, sizes, activation, output, loss, dtype, parameters) -> None:
         raise FileNotFoundError(
             errno.ENOENT, f"cannot save a network to {where}: no such directory", name
         )
+    one_name = isinstance(activation, str)
     arrays = {
         "format": np.array(FORMAT),
-        "version": np.array(VERSION),
+        "version": np.array(1 if one_name else VERSION),
         "sizes": np.array(sizes, dtype=np.int64),
-        "activation": np.array(activation),
+        "activation": np.array(activation, dtype=np.str_),
         "output": np.array(output),
         "loss": np.array(loss),
         "dtype": np.array(dtype),
@@ -277,7 +282,8 @@ def _open_regular(path):
 
 def read(path, build):
     """``build(entries, read_parameters)`` on the checkpoint at ``path``: ``entries``
-    holds its sizes (a list of ints) and its text entries; ``read_parameters(n_bytes)``
+    holds its sizes (a list of ints) and its text entries (``activation`` a str, or a
+    list of them); ``read_parameters(n_bytes)``
     reads its parameter array, refusing one of more than n_bytes (plus a header).
 
     A file that is not a whole, valid checkpoint of this version (truncated, altered,
@@ -324,27 +330,32 @@ def _read(file, build):
                 )
             )
 
-        def entry(name: str, kinds: str, ndim: int, max_bytes: int = _MAX_ENTRY_BYTES):
+        def entry(name: str, kinds: str, ndims: tuple[int, ...],
+                  max_bytes: int = _MAX_ENTRY_BYTES):  # fmt: skip
             if archive.zip.getinfo(f"{name}.npy").file_size > max_bytes:
                 raise ValueError(f"{name} is larger than a checkpoint of its network can be")
             value = archive[name]
-            if value.dtype.kind not in kinds or value.ndim != ndim:
+            if value.dtype.kind not in kinds or value.ndim not in ndims:
                 raise ValueError(f"{name} has dtype {value.dtype} and shape {value.shape}")
             return value
 
-        entries = {name: str(entry(name, "U", 0)) for name in _TEXT}
-        if entries["format"] != FORMAT:
-            raise ValueError(f"its format is {entries['format']!r}, not {FORMAT!r}")
-        version = int(entry("version", "iu", 0))
-        if version != VERSION:
+        format_ = str(entry("format", "U", (0,)))
+        if format_ != FORMAT:
+            raise ValueError(f"its format is {format_!r}, not {FORMAT!r}")
+        version = int(entry("version", "iu", (0,)))
+        if not 1 <= version <= VERSION:
             newer = "a newer" if version > VERSION else "an unknown"
             raise ValueError(
-                f"it is in {newer} checkpoint version {version}; this backprop reads version "
-                f"{VERSION}"
+                f"it is in {newer} checkpoint version {version}; this backprop reads versions "
+                f"1 to {VERSION}"
             )
-        entries["sizes"] = [int(s) for s in entry("sizes", "iu", 1)]
+        entries = {name: str(entry(name, "U", (0,))) for name in _TEXT if name != "activation"}
+        # from version 2, one name per hidden layer, or one for all
+        activation = entry("activation", "U", (0, 1) if version >= 2 else (0,))
+        entries["activation"] = str(activation) if activation.ndim == 0 else activation.tolist()
+        entries["sizes"] = [int(s) for s in entry("sizes", "iu", (1,))]
 
         def read_parameters(n_bytes: int) -> np.ndarray:
-            return entry("parameters", "f", 1, n_bytes + _MAX_ENTRY_BYTES)
+            return entry("parameters", "f", (1,), n_bytes + _MAX_ENTRY_BYTES)
 
         return build(entries, read_parameters)

@@ -22,6 +22,24 @@ def check_name(value, name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def check_names(value, name: str, allowed: tuple[str, ...], count: int) -> str | tuple[str, ...]:
+    """One name, or a list (or tuple) of ``count`` names, as a str or a tuple of them."""
+    if isinstance(value, str):
+        return check_name(value, name, allowed)
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a name or a list of {count} names, one per hidden layer; "
+            f"got {type(value).__name__}"
+        )
+    if len(value) != count:
+        layers = "1 hidden layer" if count == 1 else f"{count} hidden layers"
+        raise ValueError(
+            f"{name} lists {len(value)} names, but the network has {layers}: give one "
+            f"name for all of them or a list of {count}"
+        )
+    return tuple(check_name(item, f"{name}[{i}]", allowed) for i, item in enumerate(value))
+
+
 def check_int(value, name: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer; got {value!r}")

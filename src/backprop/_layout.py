@@ -70,10 +70,11 @@ def transposed_for(sizes) -> bool:
 class Architecture:
     """Layer widths (input first), the kernels' codes for the hidden and output
     activations and the loss (``_core.Activation``, ``_core.Loss``), the dtype, and the
-    parameters' packing (see the module docstring)."""
+    parameters' packing (see the module docstring). ``hidden`` is one code for every
+    hidden layer, or a tuple of one code per hidden layer."""
 
     sizes: tuple[int, ...]
-    hidden: int
+    hidden: int | tuple[int, ...]
     output: int
     loss: int
     dtype: np.dtype
@@ -84,6 +85,14 @@ class Architecture:
     def sizes_array(self) -> np.ndarray:
         """``sizes`` as the kernels read them (read-only: plans point into it)."""
         return _read_only(np.array(self.sizes, dtype=np.intp))
+
+    @cached_property
+    def hidden_array(self) -> np.ndarray:
+        """Every hidden layer's activation code, as the kernels read them (C ints;
+        read-only: plans point into it)."""
+        n_hidden = len(self.sizes) - 2
+        codes = self.hidden if isinstance(self.hidden, tuple) else (self.hidden,) * n_hidden
+        return _read_only(np.array(codes, dtype=np.intc))
 
     @cached_property
     def offsets(self) -> np.ndarray:

@@ -7,12 +7,19 @@ scikit-learn's. Both map onto the same compiled kernels (``_core.Activation``,
 
 from ._core import Activation, Loss
 
-#: Network's hidden-layer activations.
+#: Network's hidden-layer activations, each as PyTorch defines it (torch.nn.functional,
+#: its default parameters: leaky_relu's slope 0.01, elu's alpha 1, gelu's exact erf form,
+#: softplus's beta 1 and threshold 20).
 HIDDEN = {
     "sigmoid": Activation.SIGMOID,
     "tanh": Activation.TANH,
     "relu": Activation.RELU,
     "identity": Activation.IDENTITY,
+    "leaky_relu": Activation.LEAKY_RELU,
+    "elu": Activation.ELU,
+    "gelu": Activation.GELU,
+    "softplus": Activation.SOFTPLUS,
+    "silu": Activation.SILU,
 }
 #: Network's output activations.
 OUTPUT = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +111,13 @@ class Network:
     """A fully connected feed-forward network trained by backpropagation.
 
     ``sizes`` gives the width of every layer, input first: ``[2, 2, 1]`` is the
-    tutorial's network. Hidden layers use ``activation``; the last layer uses
-    ``output``; ``loss`` is what training minimises:
+    tutorial's network. Hidden layers use ``activation``, one name for all of them or a
+    list of one name per hidden layer (``["relu", "gelu"]`` for sizes ``[4, 8, 8, 1]``):
+    ``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"identity"``, ``"leaky_relu"`` (slope 0.01
+    below 0), ``"elu"`` (alpha 1), ``"gelu"`` (z Phi(z), the exact form), ``"softplus"``
+    (log(1 + e^z), z itself above 20) or ``"silu"`` (z sigma(z)), each as PyTorch's
+    ``torch.nn.functional`` defines it. The last layer uses ``output``; ``loss`` is what
+    training minimises:
 
     - ``"mse"``: mean over every output element of (y_hat - y)^2 (no 1/2 factor);
     - ``"cross_entropy"`` (with ``output="softmax"``): mean over samples of
@@ -136,7 +142,7 @@ class Network:
     def __init__(
         self,
         sizes,
-        activation: str = "sigmoid",
+        activation: str | Sequence[str] = "sigmoid",
         output: str = "sigmoid",
         loss: str = "mse",
         dtype="float64",
@@ -156,12 +162,13 @@ class Network:
         cls,
         weights,
         biases,
-        activation: str = "sigmoid",
+        activation: str | Sequence[str] = "sigmoid",
         output: str = "sigmoid",
         loss: str = "mse",
         dtype="float64",
     ) -> Network:
-        """A network with the given weights (each (n_out, n_in)) and biases (each (n_out,))."""
+        """A network with the given weights (each (n_out, n_in)) and biases (each (n_out,));
+        ``activation`` as for ``Network``: one name, or one per hidden layer."""
         if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
             raise TypeError("weights must be a list of 2-D arrays, one per layer")
         if isinstance(biases, np.ndarray) or not isinstance(biases, (list, tuple)):
@@ -193,7 +200,8 @@ class Network:
 
     def _configure(self, sizes, activation, output, loss, dtype) -> None:
         sizes = _checks.check_sizes(sizes)
-        activation = _checks.check_name(activation, "activation", HIDDEN_ACTIVATIONS)
+        activation = _checks.check_names(activation, "activation", HIDDEN_ACTIVATIONS,
+                                         len(sizes) - 2)  # fmt: skip
         output = _checks.check_name(output, "output", OUTPUT_ACTIVATIONS)
         loss = _checks.check_name(loss, "loss", LOSSES)
         if output not in _names.LOSS_OUTPUTS[loss]:
@@ -203,7 +211,9 @@ class Network:
         self._dtype = _checks.check_dtype(dtype)
         self._arch = _layout.Architecture(
             sizes=tuple(sizes),
-            hidden=int(_names.HIDDEN[activation]),
+            hidden=int(_names.HIDDEN[activation])
+            if isinstance(activation, str)
+            else tuple(int(_names.HIDDEN[name]) for name in activation),
             output=int(_names.OUTPUT[output]),
             loss=int(_names.LOSSES[loss]),
             dtype=self._dtype,
@@ -226,8 +236,9 @@ class Network:
         return list(self._arch.sizes)
 
     @property
-    def activation(self) -> str:
-        """The hidden layers' activation."""
+    def activation(self) -> str | list[str]:
+        """The hidden layers' activation: one name, or a list of one name per hidden
+        layer when the network was built with a list (a new list each time)."""
         return self._activation
 
     @property
@@ -242,9 +253,15 @@ class Network:
 
     # The names of the architecture's codes, which the library's own code reads (never
     # the public properties above, which a subclass may override).
-    _activation = property(lambda self: _name_of(_names.HIDDEN, self._arch.hidden))
     _output = property(lambda self: _name_of(_names.OUTPUT, self._arch.output))
     _loss_name = property(lambda self: _name_of(_names.LOSSES, self._arch.loss))
+
+    @property
+    def _activation(self) -> str | list[str]:
+        hidden = self._arch.hidden
+        if isinstance(hidden, tuple):  # one code per hidden layer
+            return [_name_of(_names.HIDDEN, code) for code in hidden]
+        return _name_of(_names.HIDDEN, hidden)
 
     @property
     def dtype(self) -> np.dtype:
@@ -666,7 +683,7 @@ class Network:
         rows, labels = self._check_Y(Y, X.shape[0], single)
         if X.shape[0] > _MAX_DIM:
             raise ValueError(f"X has {X.shape[0]} samples; one batch takes at most {_MAX_DIM}")
-        hidden, output, loss = self._arch.hidden, self._arch.output, self._arch.loss
+        hidden, output, loss = self._arch.hidden_array, self._arch.output, self._arch.loss
         n, k, n_layers = X.shape[0], self._arch.sizes[-1], len(self._arch.sizes) - 1
         zs, activations = [], [X]
         with self._guard.reading():
@@ -675,7 +692,7 @@ class Network:
             Z = np.empty((n, W.shape[0]), dtype=self._dtype)
             _core.dense(activations[-1], W, b, Z)
             A = np.empty_like(Z)
-            _core.activate(Z, A, output if l == n_layers - 1 else hidden)
+            _core.activate(Z, A, output if l == n_layers - 1 else int(hidden[l]))
             zs.append(Z)
             activations.append(A)
         delta = np.empty_like(zs[-1])
@@ -697,7 +714,7 @@ class Network:
         prime = None
         if self._output != "softmax":
             prime = np.empty_like(y_hat)
-            _core.activation_prime(y_hat, prime, output)
+            _core.activation_prime(zs[-1], y_hat, prime, output)
         deltas = [delta]
         grad_w, grad_b = [], []
         for l in range(n_layers - 1, -1, -1):
@@ -707,7 +724,8 @@ class Network:
             grad_b.insert(0, gb)
             if l > 0:
                 d_prev = np.empty_like(activations[l])
-                _core.hidden_delta(deltas[0], weights[l], activations[l], d_prev, hidden)
+                _core.hidden_delta(deltas[0], weights[l], zs[l - 1], activations[l], d_prev,
+                                   int(hidden[l - 1]))  # fmt: skip
                 deltas.insert(0, d_prev)
         computed = [value, *zs, *activations, *deltas, *grad_w, *grad_b]
         if not all(np.isfinite(a).all() for a in computed):
@@ -728,7 +746,8 @@ class Network:
         """Writes the network to the file ``path`` (that exact name), for ``load``.
 
         The file is an uncompressed ``.npz`` archive of plain arrays (no pickles):
-        ``format`` ("backprop.Network"), ``version`` (1), ``sizes``, ``activation``,
+        ``format`` ("backprop.Network"), ``version`` (1; 2 when ``activation`` is a
+        list), ``sizes``, ``activation`` (a name, or an array of one per hidden layer),
         ``output``, ``loss``, ``dtype`` and ``parameters``, the flat parameter array
         (for each layer its weights, row-major (n_out, n_in), then its biases). It is
         written to a temporary file in the same directory, flushed to disk and then

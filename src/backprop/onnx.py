@@ -10,8 +10,12 @@ A ``Network``::
     # equals net.forward(X) to rounding
 
 needs only the ``onnx`` package. The graph holds one ``Gemm`` per layer
-(Z := A @ W.T + b) followed by its activation (``Sigmoid``, ``Tanh``, ``Relu`` or
-``Softmax``; none for identity), in opset ``OPSET``.
+(Z := A @ W.T + b) followed by its activation, in opset ``OPSET``: ``Sigmoid``,
+``Tanh``, ``Relu`` or ``Softmax`` (none for identity); the others are built from
+operators onnxruntime runs in double as well as float (``_COMPOSED``): leaky_relu as
+max(z, 0.01 z), elu as z or e^z - 1, softplus as z above 20 or log(e^z + 1), silu as
+z sigmoid(z), gelu as z (1 + erf(z / sqrt 2)) / 2. onnxruntime has ``Erf`` in float
+only, so a float64 network with gelu is refused (ValueError): export a float32 copy.
 
 ``MLPClassifier`` and ``MLPRegressor``::
 
@@ -61,8 +65,8 @@ __all__ = ["OPSET", "to_onnx"]
 #: every one of them in double as well as float.
 OPSET = 13
 
-# The ONNX operator of each activation, under Network's names and scikit-learn's;
-# None for the identity, which needs no node.
+# The ONNX operator of each activation that is one, under Network's names and
+# scikit-learn's; None for the identity, which needs no node.
 _OPERATORS = {
     "identity": None,
     "sigmoid": "Sigmoid",
@@ -74,21 +78,65 @@ _OPERATORS = {
 }
 
 
-def _forward_pass(graph, X: str, weights, biases, hidden: str, output: str, result: str):
+def _leaky_relu(graph, z: str, out: str | None) -> str:
+    """max(z, 0.01 z), which is z for z > 0 and 0.01 z otherwise."""
+    return graph.node("Max", [z, graph.node("Mul", [z, graph.constant(0.01)])], out)
+
+
+def _elu(graph, z: str, out: str | None) -> str:
+    """z where z > 0, else e^z - 1."""
+    below = graph.node("Sub", [graph.node("Exp", [z]), graph.constant(1.0)])
+    return graph.node("Where", [graph.node("Greater", [z, graph.constant(0.0)]), z, below], out)
+
+
+def _softplus(graph, z: str, out: str | None) -> str:
+    """z where z > 20 (PyTorch's threshold), else log(e^z + 1)."""
+    curve = graph.node("Log", [graph.node("Add", [graph.node("Exp", [z]), graph.constant(1.0)])])
+    return graph.node("Where", [graph.node("Greater", [z, graph.constant(20.0)]), z, curve], out)
+
+
+def _gelu(graph, z: str, out: str | None) -> str:
+    """z (1 + erf(z / sqrt 2)) / 2, PyTorch's exact form (``Gelu`` itself is opset 20)."""
+    erf = graph.node("Erf", [graph.node("Mul", [z, graph.constant(np.sqrt(0.5))])])
+    cdf = graph.node("Add", [erf, graph.constant(1.0)])
+    return graph.node("Mul", [graph.node("Mul", [z, graph.constant(0.5)]), cdf], out)
+
+
+def _silu(graph, z: str, out: str | None) -> str:
+    """z sigmoid(z)."""
+    return graph.node("Mul", [z, graph.node("Sigmoid", [z])], out)
+
+
+# The activations built from several operators: onnxruntime runs ONNX's LeakyRelu, Elu
+# and Softplus in float only, and Softplus has no threshold.
+_COMPOSED = {
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    "gelu": _gelu,
+    "softplus": _softplus,
+    "silu": _silu,
+}
+# The activations whose graph onnxruntime runs in float only (``Erf``).
+_FLOAT_ONLY = ("gelu",)
+
+
+def _forward_pass(graph, X: str, weights, biases, hidden, output: str, result: str):
     """Adds to ``graph`` the nodes of the forward pass from the input named X to the
     output named ``result``: per layer Z := A @ W + b (``Gemm``; each W of shape
-    (n_in, n_out)), then A := act(Z), ``hidden`` in the hidden layers and ``output``
-    in the last."""
+    (n_in, n_out)), then A := act(Z), ``hidden`` in the hidden layers (one name, or a
+    list of one per hidden layer) and ``output`` in the last."""
     a = X
     for l, (W, b) in enumerate(zip(weights, biases)):
         last = l == len(weights) - 1
-        operator = _OPERATORS[output if last else hidden]
+        name = output if last else hidden if isinstance(hidden, str) else hidden[l]
         out = result if last else None
         gemm = [a, graph.constant(W), graph.constant(b)]
-        if operator is None:
+        if name in _COMPOSED:
+            a = _COMPOSED[name](graph, graph.node("Gemm", gemm), out)
+        elif _OPERATORS[name] is None:
             a = graph.node("Gemm", gemm, out)
         else:
-            a = graph.node(operator, [graph.node("Gemm", gemm)], out)
+            a = graph.node(_OPERATORS[name], [graph.node("Gemm", gemm)], out)
 
 
 class _Graph:
@@ -115,7 +163,8 @@ def to_onnx(net: Network) -> onnx.ModelProto:
     """An ONNX model of ``net``'s forward pass: input ``X`` (n, n_in), output ``y_hat``
     (n, n_out), in the network's dtype (float32 or float64), opset ``OPSET``.
 
-    The weights are copied: later training does not change the model.
+    The weights are copied: later training does not change the model. A float64 network
+    with gelu raises ValueError (see the module docstring).
     """
     if not isinstance(net, Network):
         hint = (
@@ -131,8 +180,18 @@ def to_onnx(net: Network) -> onnx.ModelProto:
         weights = [W.T.copy() for W in layer_weights]
         biases = [b.copy() for b in layer_biases]
     dtype, sizes = net._dtype, net._arch.sizes
+    hidden = net._activation
+    names = set([hidden] * (len(sizes) - 2) if isinstance(hidden, str) else hidden)
+    refused = sorted(names.intersection(_FLOAT_ONLY)) if dtype == np.float64 else []
+    if refused:
+        raise ValueError(
+            f"to_onnx cannot export {refused[0]} in float64: its graph needs ONNX's Erf, "
+            "which onnxruntime runs in float only; export a float32 copy instead, "
+            "Network.from_params(net.weights, net.biases, net.activation, net.output, "
+            "net.loss_name, dtype='float32')"
+        )
     graph = _Graph(dtype)
-    _forward_pass(graph, "X", weights, biases, net._activation, net._output, "y_hat")
+    _forward_pass(graph, "X", weights, biases, hidden, net._output, "y_hat")
     element = helper.np_dtype_to_tensor_dtype(dtype)
     opsets = [helper.make_opsetid("", OPSET)]
     model = helper.make_model(

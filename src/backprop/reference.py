@@ -4,6 +4,7 @@ This module is the oracle of the tests. Every number is a Python float (float64)
 sum is a ``for`` loop over lists, so each line can be checked against the tutorial by hand.
 It computes the same terms in the same order as the compiled ``backprop.Network`` (for example
 the sigmoid derivative from the activation, a * (1 - a)), so the two agree to rounding.
+Each hidden layer may have its own activation.
 
 NumPy appears only at the edges: to draw the initial weights and the shuffle order exactly as
 the compiled network does, and to turn array-like arguments into lists.
@@ -23,8 +24,9 @@ import numpy as np
 __all__ = ["Network"]
 
 
-# Activations. Each derivative sits beside its function and is written from the activation
-# a = f(z), not from z, because that is what the backward pass has at hand.
+# Activations. Each derivative sits beside its function. Where it can be written exactly from
+# the activation a = f(z), it is, because that is what the backward pass has at hand; elu,
+# gelu, softplus and silu need z itself (``PRIME_OF_Z``).
 
 
 def sigmoid(z: float) -> float:
@@ -68,6 +70,73 @@ def identity(z: float) -> float:
 def identity_prime(a: float) -> float:
     """identity'(z) = 1."""
     return 1.0
+
+
+def leaky_relu(z: float) -> float:
+    """leaky_relu(z) = z if z > 0 else 0.01 z."""
+    return z if z > 0.0 else z * 0.01
+
+
+def leaky_relu_prime(a: float) -> float:
+    """leaky_relu'(z) = 1 if a > 0 else 0.01, where a = leaky_relu(z) (a > 0 exactly when z > 0)."""
+    return 1.0 if a > 0.0 else 0.01
+
+
+def elu(z: float) -> float:
+    """elu(z) = z if z > 0 else exp(z) - 1, taken as expm1(z), which keeps its digits near 0."""
+    return z if z > 0.0 else math.expm1(z)
+
+
+def elu_prime(z: float) -> float:
+    """elu'(z) = 1 if z > 0 else exp(z). (From a it would be a + 1, which loses the digits of
+    exp(z) for z << 0: the derivative is written from z.)"""
+    return 1.0 if z > 0.0 else math.exp(z)
+
+
+def normal_cdf(z: float) -> float:
+    """Phi(z) = (1 + erf(z / sqrt 2)) / 2, taken as erfc(-z / sqrt 2) / 2, which keeps its digits
+    for z << 0 where 1 + erf(...) would cancel."""
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def normal_pdf(z: float) -> float:
+    """phi(z) = exp(-z^2 / 2) / sqrt(2 pi)."""
+    return math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+
+
+def gelu(z: float) -> float:
+    """gelu(z) = z Phi(z), Phi the standard normal distribution function (the exact form)."""
+    return z * normal_cdf(z)
+
+
+def gelu_prime(z: float) -> float:
+    """gelu'(z) = Phi(z) + z phi(z)."""
+    return normal_cdf(z) + z * normal_pdf(z)
+
+
+def softplus(z: float) -> float:
+    """softplus(z) = log(1 + exp(z)), and z itself for z > 20 (PyTorch's threshold), where the
+    two agree to 2e-9."""
+    return z if z > 20.0 else math.log1p(math.exp(z))
+
+
+def softplus_prime(z: float) -> float:
+    """softplus'(z) = exp(z) / (exp(z) + 1), which is sigma(z), and 1 above the threshold."""
+    if z > 20.0:
+        return 1.0
+    e = math.exp(z)
+    return e / (e + 1.0)
+
+
+def silu(z: float) -> float:
+    """silu(z) = z sigma(z)."""
+    return z * sigmoid(z)
+
+
+def silu_prime(z: float) -> float:
+    """silu'(z) = sigma(z) + z sigma'(z) = sigma(z) (1 + z (1 - sigma(z)))."""
+    s = sigmoid(z)
+    return s * (1.0 + z * (1.0 - s))
 
 
 # Sums are plain loops rather than sum(), which compensates rounding from Python 3.12 on: the
@@ -114,7 +183,14 @@ HIDDEN_ACTIVATIONS = {
     "tanh": (tanh, tanh_prime),
     "relu": (relu, relu_prime),
     "identity": (identity, identity_prime),
+    "leaky_relu": (leaky_relu, leaky_relu_prime),
+    "elu": (elu, elu_prime),
+    "gelu": (gelu, gelu_prime),
+    "softplus": (softplus, softplus_prime),
+    "silu": (silu, silu_prime),
 }
+# The activations whose derivative is written from z, not from a.
+PRIME_OF_Z = ("elu", "gelu", "softplus", "silu")
 OUTPUTS = ("sigmoid", "identity", "softmax")
 # Each loss and the output it requires (None: any output).
 LOSSES = {"mse": None, "cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
@@ -157,17 +233,17 @@ class Network:
     def __init__(
         self,
         sizes: Sequence[int],
-        activation: str = "sigmoid",
+        activation: str | Sequence[str] = "sigmoid",
         output: str = "sigmoid",
         loss: str = "mse",
         dtype: str = "float64",
         seed: int | None = None,
         init: str = "glorot",
     ) -> None:
+        self.sizes = [int(size) for size in sizes]
         self._set_names(activation, output, loss, dtype)
         if init not in ("glorot", "he"):
             raise ValueError(f"init must be 'glorot' or 'he', got {init!r}")
-        self.sizes = [int(size) for size in sizes]
         # Glorot (or He) uniform, drawn layer by layer exactly like the compiled network, then
         # cast to dtype so that a float32 network starts from the same float32 values.
         rng = np.random.default_rng(seed)
@@ -184,24 +260,34 @@ class Network:
         cls,
         weights: Sequence,
         biases: Sequence,
-        activation: str = "sigmoid",
+        activation: str | Sequence[str] = "sigmoid",
         output: str = "sigmoid",
         loss: str = "mse",
         dtype: str = "float64",
     ) -> Network:
         """Build a network from given weights (weights[l] is n_out x n_in) and biases."""
         net = cls.__new__(cls)
-        net._set_names(activation, output, loss, dtype)
         net.weights = [np.asarray(w, dtype=np.float64).tolist() for w in weights]
         net.biases = [np.asarray(b, dtype=np.float64).tolist() for b in biases]
         net.sizes = [len(net.weights[0][0])] + [len(w) for w in net.weights]
+        net._set_names(activation, output, loss, dtype)
         return net
 
-    def _set_names(self, activation: str, output: str, loss: str, dtype: str) -> None:
-        if activation not in HIDDEN_ACTIVATIONS:
+    def _set_names(self, activation, output: str, loss: str, dtype: str) -> None:
+        """Checks and keeps the names; ``hidden[l]`` is hidden layer l's activation, from
+        ``activation``: one name for every hidden layer, or a list of one per layer."""
+        n_hidden = len(self.sizes) - 2
+        hidden = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if len(hidden) != n_hidden:
             raise ValueError(
-                f"activation must be one of {sorted(HIDDEN_ACTIVATIONS)}, got {activation!r}"
+                f"activation must be one name or a list of {n_hidden} (one per hidden layer), "
+                f"got {activation!r}"
             )
+        for name in [activation] if isinstance(activation, str) else hidden:
+            if name not in HIDDEN_ACTIVATIONS:
+                raise ValueError(
+                    f"activation must be one of {sorted(HIDDEN_ACTIVATIONS)}, got {name!r}"
+                )
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
         if loss not in LOSSES:
@@ -214,6 +300,7 @@ class Network:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         self.activation = activation
+        self.hidden = hidden
         self.output = output
         self.loss_name = loss
         self.dtype = dtype
@@ -297,7 +384,6 @@ class Network:
 
         With dropout ``masks``, each hidden activation is multiplied by its mask; the
         activations before that are kept in ``self.unmasked`` for act'."""
-        act, _ = HIDDEN_ACTIVATIONS[self.activation]
         last = len(self.weights) - 1
         zs = []
         activations = [X]
@@ -307,6 +393,7 @@ class Network:
                 [dot(w_j, a) + b_j for w_j, b_j in zip(w, b, strict=True)] for a in activations[-1]
             ]
             if layer < last:
+                act, _ = HIDDEN_ACTIVATIONS[self.hidden[layer]]
                 a = [[act(z_j) for z_j in z_row] for z_row in z]
                 self.unmasked.append(a)
                 if masks is not None:
@@ -379,7 +466,6 @@ class Network:
 
     def backprop(self, X: list, Y: list, masks: list | None = None) -> tuple[float, list, list]:
         """(L, nabla_w, nabla_b): nabla_w[l] = delta_l^T A_{l-1}, nabla_b[l] = sum_rows delta_l."""
-        _, act_prime = HIDDEN_ACTIVATIONS[self.activation]
         zs, activations = self.feedforward(X, masks)
         loss = self.cost(zs[-1], activations[-1], Y)
         n_layers = len(self.weights)
@@ -394,22 +480,22 @@ class Network:
             nabla_w[layer] = [[dot(d, a) for a in a_prev_columns] for d in delta_columns]
             nabla_b[layer] = [add(d) for d in delta_columns]
             if layer > 0:
-                # delta_{l-1} = (delta_l W_l) * act'(A_{l-1}), times the mask with dropout
+                # delta_{l-1} = (delta_l W_l) * act'(z_{l-1}), times the mask with dropout;
+                # act' is written from the activations (before the mask) or from z
+                name = self.hidden[layer - 1]
+                _, act_prime = HIDDEN_ACTIVATIONS[name]
+                at = zs[layer - 1] if name in PRIME_OF_Z else self.unmasked[layer - 1]
+                primes = [[act_prime(x) for x in row] for row in at]
+                if masks is not None:
+                    primes = [
+                        [p_i * m_i for p_i, m_i in zip(p, m, strict=True)]
+                        for p, m in zip(primes, masks[layer - 1], strict=True)
+                    ]
                 w_columns = transpose(self.weights[layer])
-                if masks is None:
-                    delta = [
-                        [dot(d, w) * act_prime(a_i) for w, a_i in zip(w_columns, a, strict=True)]
-                        for d, a in zip(delta, a_prev, strict=True)
-                    ]
-                else:
-                    unmasked, mask = self.unmasked[layer - 1], masks[layer - 1]
-                    delta = [
-                        [
-                            dot(d, w) * (act_prime(a_i) * m_i)
-                            for w, a_i, m_i in zip(w_columns, a, m, strict=True)
-                        ]
-                        for d, a, m in zip(delta, unmasked, mask, strict=True)
-                    ]
+                delta = [
+                    [dot(d, w) * p_i for w, p_i in zip(w_columns, p, strict=True)]
+                    for d, p in zip(delta, primes, strict=True)
+                ]
         return loss, nabla_w, nabla_b
 
     def update_batch(

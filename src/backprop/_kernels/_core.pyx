@@ -8,13 +8,17 @@ helper stays inlinable); each level calls only the ones above it in this list:
 ``_types.pxi``        the enums both sides see (Activation, Loss, Mode, Status, Rule,
                       Path) and the structs a pass reads: Net (the network's shape),
                       Rows (a batch), Work (buffers), Data (a training set)
-``_elementwise.pxi``  per-element and per-row helpers: exp, sigmoid, softmax, RNG
+``_elementwise.pxi``  per-element and per-row helpers: exp, the activations and their
+                      derivatives, softmax, RNG
 ``_threads.pxi``      the two-core paths' team of threads; kernel calls running at
                       once and BLAS's threads; Ctrl-C
 ``_gemm.pxi``         matrix products: plain loops, register tiles (tile_gemm.h) or
                       BLAS, by size; the thresholds and why
 ``_layers.pxi``       per-layer kernels (dense, deltas, gradients, dropout) and
                       ``_batch``: one mini-batch's forward pass, loss and backward pass
+                      (each hidden layer with its own activation: the backward pass
+                      takes act' from the layer's output A, or, where A does not give it
+                      exactly, from the forward pass, which kept it in ``Work.factors``)
 ``_losses.pxi``       the output layer's loss and delta, one function per family
 ``_solvers.pxi``      the optimizers: SGD, momentum (PyTorch's and scikit-learn's), Adam
 ``_parallel.pxi``     the two-core paths: halves of rows, hidden units cut in two
@@ -33,7 +37,8 @@ import numpy as np
 
 cimport cython
 from cython cimport floating
-from libc.math cimport exp, expf, fma, fmaf, log, log1p, tanh, tanhf, fabs, isfinite, sqrt
+from libc.math cimport (exp, expf, expm1, erfc, fma, fmaf, log, log1p, tanh, tanhf, fabs,
+                        isfinite, sqrt)
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
@@ -84,7 +89,8 @@ cdef class Plan:
     workspace, fixed when the plan is built.
 
     ``arch`` describes the network (``backprop._layout.Architecture``: sizes, offsets,
-    transposed, dtype and the Activation/Loss codes); ``rows`` is the largest batch.
+    transposed, dtype and the Activation/Loss codes, the hidden layers' one each);
+    ``rows`` is the largest batch.
     ``optimizer`` (``backprop.optim``) gives the update rule; ``dropout`` and ``seed``
     inverted dropout's probability and mask stream; ``gather`` makes room for batches
     gathered from shuffled rows; ``two_cores`` lets mid-size batches use both cores
@@ -108,12 +114,14 @@ cdef class Plan:
                  u64 seed=0, bint gather=False, bint two_cores=True, bint backward=True):
         cdef const Py_ssize_t[::1] sizes = arch.sizes_array
         cdef const Py_ssize_t[::1] offsets = arch.offsets
+        cdef const int[::1] hidden = arch.hidden_array
         cdef Py_ssize_t m = max(rows, 1), n_layers = sizes.shape[0] - 1, l, n_params
         cdef Py_ssize_t width = 0, widest = 0, work = 0, halves = 0, size, at
         cdef Py_ssize_t blocks[9]
         cdef unsigned char[::1] raw
         cdef char* base
         cdef u64[::1] rng
+        cdef bint keeps = False
         _bind_blas()
         dtype = np.dtype(arch.dtype)
         self.dtype, self.rows = dtype, m
@@ -121,7 +129,10 @@ cdef class Plan:
         self.net.offsets = &offsets[0]
         self.net.n_layers = n_layers
         self.net.wt = arch.transposed
-        self.net.hidden, self.net.output, self.net.loss = arch.hidden, arch.output, arch.loss
+        self.net.hidden = &hidden[0] if hidden.shape[0] > 0 else NULL
+        self.net.output, self.net.loss = arch.output, arch.loss
+        for l in range(hidden.shape[0]):
+            keeps = keeps or _keeps_prime(hidden[l])
         n_params = _n_params(&self.net)
         for l in range(n_layers):
             width += sizes[l + 1]
@@ -134,7 +145,8 @@ cdef class Plan:
         self._path = ONE_CORE
         if two_cores and backward and dropout == 0:
             # (an Adam epsilon that rounds to 0 would make the padding units' step 0 / 0)
-            if (self.solver.rule in (SK_MOMENTUM, ADAM) and _units(&self.net, m)
+            # (the units' kernels take act' from A alone: not for an activation that keeps it)
+            if (self.solver.rule in (SK_MOMENTUM, ADAM) and not keeps and _units(&self.net, m)
                     and (self.solver.rule != ADAM or dtype.type(optimizer.epsilon) > 0)):
                 self._path = UNITS
                 halves = _units_size(&self.net, m)
@@ -143,10 +155,10 @@ cdef class Plan:
                 halves = 2 * n_params
         # One allocation, in 64-byte aligned blocks (in numbers of the dtype, but for the
         # labels): activations and two blocks of deltas with room for m + 1 rows (an odd
-        # batch's two halves), the two-core workspace, dropout's factors, and a gathered
-        # batch's rows of X, Y, labels and sample weights.
+        # batch's two halves), the two-core workspace, the kept derivatives and dropout's
+        # factors, and a gathered batch's rows of X, Y, labels and sample weights.
         blocks[0] = (m + 1) * width if backward else 0
-        blocks[3] = (m + 1) * width if dropout > 0 else 0
+        blocks[3] = (m + 1) * width if dropout > 0 or (keeps and backward) else 0
         blocks[1] = blocks[2] = (m + 1) * widest
         blocks[4] = halves
         blocks[5] = m * sizes[0] if gather else 0
@@ -371,7 +383,7 @@ cdef _forward_call(Plan plan, const floating[::1] theta, const floating[:, ::1] 
                         a_out = buf0 if l % 2 == 0 else buf1
                     _dense(a_prev, &theta[net.offsets[2 * l]], &theta[net.offsets[2 * l + 1]],
                            a_out, m, net.sizes[l], net.sizes[l + 1],
-                           net.output if l == n_layers - 1 else net.hidden, net.wt)
+                           net.output if l == n_layers - 1 else net.hidden[l], net.wt, NULL)
                     a_prev = a_out
                 start += m
     finally:
@@ -480,7 +492,7 @@ def dense(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1
     _bind_blas()
     with nogil:
         _dense(&X[0, 0], &W[0, 0], &b[0], &Z[0, 0], X.shape[0], X.shape[1], W.shape[0],
-               IDENTITY, False)
+               IDENTITY, False, NULL)
 
 
 def activate(const floating[:, ::1] Z, floating[:, ::1] A, int act):
@@ -494,13 +506,19 @@ def activate(const floating[:, ::1] Z, floating[:, ::1] A, int act):
             _softmax_rows(&A[0, 0], m, n, NULL)
 
 
-def activation_prime(const floating[:, ::1] A, floating[:, ::1] out, int act):
-    """out := act'(z), written from the activation A = act(Z)."""
+def activation_prime(const floating[:, ::1] Z, const floating[:, ::1] A,
+                     floating[:, ::1] out, int act):
+    """out := act'(Z), as the backward pass takes it: written from the activation
+    A = act(Z), or from Z for the activations that keep it (``_keeps_prime``)."""
     cdef Py_ssize_t i, j
+    cdef bint kept = _keeps_prime(act)
     with nogil:
         for i in range(A.shape[0]):
             for j in range(A.shape[1]):
-                out[i, j] = _act_prime(A[i, j], act)
+                if kept:
+                    _act_and_prime(Z[i, j], act, &out[i, j])
+                else:
+                    out[i, j] = _act_prime(A[i, j], act)
 
 
 def output_delta(floating[:, ::1] Z, const floating[:, ::1] Y, const Py_ssize_t[::1] labels,
@@ -520,12 +538,20 @@ def output_delta(floating[:, ::1] Z, const floating[:, ::1] Y, const Py_ssize_t[
 
 
 def hidden_delta(const floating[:, ::1] delta, const floating[:, ::1] W,
-                 const floating[:, ::1] A_prev, floating[:, ::1] delta_prev, int act):
-    """delta_prev := (delta @ W) * act'(A_prev)."""
+                 const floating[:, ::1] Z_prev, const floating[:, ::1] A_prev,
+                 floating[:, ::1] delta_prev, int act):
+    """delta_prev := (delta @ W) * act'(Z_prev), act' as ``activation_prime`` takes it."""
+    cdef floating[:, ::1] factor = None
+    cdef floating* kept = NULL
+    if _keeps_prime(act):
+        factor = np.empty((A_prev.shape[0], A_prev.shape[1]),
+                          dtype=np.float32 if floating is float else np.float64)
+        activation_prime(Z_prev, A_prev, factor, act)
+        kept = &factor[0, 0]
     _bind_blas()
     with nogil:
         _hidden_delta(&delta[0, 0], &W[0, 0], &A_prev[0, 0], &delta_prev[0, 0],
-                      delta.shape[0], W.shape[1], W.shape[0], act, False, NULL)
+                      delta.shape[0], W.shape[1], W.shape[0], act, False, kept)
 
 
 def weight_gradients(const floating[:, ::1] delta, const floating[:, ::1] A_prev,

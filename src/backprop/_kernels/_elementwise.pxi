@@ -1,6 +1,7 @@
 # Per-element and per-row helpers: ``cdef inline ... noexcept nogil``, written once for
 # ``cython.floating``. The exponential is a polynomial the compiler vectorises; the
-# sigmoid and softmax are written so that nothing overflows.
+# sigmoid and softmax are written so that nothing overflows. The activations and their
+# derivatives are PyTorch's (torch.nn.functional, its default parameters).
 
 cdef extern from *:
     # The bit pattern of 1.5 * 2^52: adding it to |y| < 2^51 rounds y to an integer
@@ -115,6 +116,16 @@ cdef inline double _uniform(u64* state) noexcept nogil:
     return (z >> 11) * (1.0 / 9007199254740992.0)
 
 
+cdef extern from *:
+    # leaky_relu's slope for z < 0 and the z above which softplus is z itself: PyTorch's
+    # defaults (F.leaky_relu's negative_slope, F.softplus's threshold)
+    double LEAKY_SLOPE "0.01"
+    double SOFTPLUS_THRESHOLD "20.0"
+    # 1 / sqrt(2) and 1 / sqrt(2 pi), for the normal distribution in gelu
+    double _SQRT1_2 "0.70710678118654752440"
+    double _INV_SQRT_2PI "0.39894228040143267794"
+
+
 cdef inline floating _act(floating z, int act) noexcept nogil:
     """a = act(z) for the element-wise activations."""
     if act == SIGMOID:
@@ -125,18 +136,77 @@ cdef inline floating _act(floating z, int act) noexcept nogil:
         return 0 if z < 0 else z
     if act == EXP:
         return _exp(z)
+    if act == LEAKY_RELU:
+        return z if z > 0 else z * <floating>LEAKY_SLOPE
+    if _keeps_prime(act):
+        return _act_and_prime(z, act, NULL)
     return z
 
 
+cdef inline bint _keeps_prime(int act) noexcept nogil:
+    """Whether the backward pass takes act'(z) from the forward pass (``_act_and_prime``)
+    rather than from the activation a (``_act_prime``): elu' = a + 1 would lose the
+    digits of e^z for z << 0, softplus' = 1 - e^-a would not be PyTorch's exact 1 above
+    the threshold, and gelu and silu are not one-to-one: a does not determine z."""
+    return act == ELU or act == GELU or act == SOFTPLUS or act == SILU
+
+
 cdef inline floating _act_prime(floating a, int act) noexcept nogil:
-    """act'(z) written from the activation a = act(z)."""
+    """act'(z) written from the activation a = act(z), for the activations that allow it
+    exactly (not ``_keeps_prime``); at z = 0, relu' = 0 and leaky_relu' = 0.01, as
+    PyTorch's."""
     if act == SIGMOID:
         return a * (1 - a)
     if act == TANH:
         return 1 - a * a
     if act == RELU:
         return 1 if a > 0 else 0
+    if act == LEAKY_RELU:
+        # a > 0 exactly when z > 0: the slope is positive
+        return 1 if a > 0 else <floating>LEAKY_SLOPE
     return 1
+
+
+cdef inline floating _act_and_prime(floating z, int act, floating* prime) noexcept nogil:
+    """a = act(z) and, unless ``prime`` is NULL, prime := act'(z), for the activations
+    whose derivative the backward pass cannot take from a (``_keeps_prime``); in float64
+    whatever the dtype:
+
+    elu(z)      = z if z > 0 else e^z - 1 (expm1: exact near 0);  elu' = 1 or e^z
+    gelu(z)     = z Phi(z), Phi(z) = erfc(-z / sqrt 2) / 2, which is (1 + erf(z / sqrt 2)) / 2
+                  without its cancellation for z << 0;  gelu' = Phi(z) + z phi(z),
+                  phi(z) = e^(-z^2 / 2) / sqrt(2 pi)
+    softplus(z) = z if z > 20 else log(1 + e^z) (log1p);  softplus' = 1 or e^z / (e^z + 1)
+    silu(z)     = z sigma(z);  silu' = sigma(z) (1 + z (1 - sigma(z)))
+    """
+    cdef double x = z, e, cdf, s
+    if act == ELU:
+        if x > 0:
+            if prime != NULL:
+                prime[0] = 1
+            return z
+        if prime != NULL:
+            prime[0] = <floating>exp(x)
+        return <floating>expm1(x)
+    if act == GELU:
+        cdf = 0.5 * erfc(-x * _SQRT1_2)
+        if prime != NULL:
+            prime[0] = <floating>(cdf + x * (_INV_SQRT_2PI * exp(-0.5 * x * x)))
+        return <floating>(x * cdf)
+    if act == SOFTPLUS:
+        if x > SOFTPLUS_THRESHOLD:
+            if prime != NULL:
+                prime[0] = 1
+            return z
+        e = exp(x)
+        if prime != NULL:
+            prime[0] = <floating>(e / (e + 1))
+        return <floating>log1p(e)
+    # SILU
+    s = _sigmoid(x)
+    if prime != NULL:
+        prime[0] = <floating>(s * (1 + x * (1 - s)))
+    return <floating>(x * s)
 
 
 cdef void _softmax_rows(floating* z, Py_ssize_t m, Py_ssize_t k, double* lse) noexcept nogil:

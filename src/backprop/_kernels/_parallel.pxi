@@ -64,6 +64,8 @@ cdef double _half_batch(int t, const Net* net, const Work* work, const Rows* row
     part.acts = <floating*>work.acts + t * h * width
     part.delta0 = <floating*>work.delta0 + t * h * widest
     part.delta1 = <floating*>work.delta1 + t * h * widest
+    if work.factors != NULL:
+        part.factors = <floating*>work.factors + t * h * width
     return _batch(net, &part, &half, theta, grad, NULL, GRADIENTS)
 
 
@@ -109,7 +111,7 @@ cdef double _split_batch(const Net* net, const Work* work, const Rows* rows,
     cdef double value
     if was_split != NULL:
         was_split[0] = False
-    if halves == NULL or work.factors != NULL or not _splits(net, rows.m):
+    if halves == NULL or work.drop > 0 or not _splits(net, rows.m):
         return _batch(net, work, rows, theta, grad, s, mode)
     if mode == GRADIENTS:
         g0, g1 = grad, halves
@@ -220,7 +222,7 @@ cdef void _units_forward(const Net* net, const floating* part, Py_ssize_t wp,
     partial := A_J W2[J, :] (m x k)."""
     cdef Py_ssize_t n_in = net.sizes[0], k = net.sizes[2]
     _gemm(c'N', c'N', m, wp, n_in, <floating>1, x, n_in, part, wp, <floating>0, a1, wp)
-    _bias_act(a1, part + n_in * wp, m, wp, net.hidden)
+    _bias_act(a1, part + n_in * wp, m, wp, net.hidden[0])
     _gemm(c'N', c'N', m, k, wp, <floating>1, a1, wp, part + (n_in + 1) * wp, k,
           <floating>0, partial, k)
 
@@ -247,7 +249,7 @@ cdef double _units_backward(const Net* net, const Solver* s, bint first, Py_ssiz
     # the padding's rows of grad W2 stay zero
     _gemm(c'T', c'N', width, k, m, <floating>1, a1, wp, delta, k, <floating>0,
           part_g + w2_at, k)
-    _hidden_delta(delta, part[0] + w2_at, a1, d1, m, wp, k, net.hidden, True, NULL)
+    _hidden_delta(delta, part[0] + w2_at, a1, d1, m, wp, k, net.hidden[0], True, NULL)
     _backward(d1, x, part_g, part_g + b_at, m, n_in, wp, 1, 0, 0, True)
     if first:
         _column_sums(delta, m, k, gb2)

@@ -6,12 +6,19 @@ ctypedef unsigned long long u64
 
 
 cpdef enum Activation:
+    # each as PyTorch defines it (torch.nn.functional); the codes are stable: pickled
+    # networks hold them
     IDENTITY = 0
     SIGMOID = 1
     TANH = 2
     RELU = 3
-    SOFTMAX = 4
-    EXP = 5
+    SOFTMAX = 4  # output only
+    EXP = 5  # output only (scikit-learn's Poisson loss)
+    LEAKY_RELU = 6  # negative slope 0.01
+    ELU = 7  # alpha 1
+    GELU = 8  # the exact form, z Phi(z)
+    SOFTPLUS = 9  # beta 1, linear above 20
+    SILU = 10
 
 
 cpdef enum Loss:
@@ -66,7 +73,7 @@ cdef struct Net:
     const Py_ssize_t* offsets
     Py_ssize_t n_layers
     bint wt
-    int hidden  # Activation of the hidden layers
+    const int* hidden  # Activation of each hidden layer, hidden[0 .. n_layers - 2]
     int output  # Activation of the output layer
     int loss  # Loss
 
@@ -90,7 +97,9 @@ cdef struct Work:
     void* acts  # A_1 .. A_L of a batch, one after the other (m * sizes[l] each)
     void* delta0  # the backward pass's deltas: two blocks of m x the widest layer
     void* delta1
-    void* factors  # dropout's act'(A) * mask, laid out like acts; NULL: no dropout
+    void* factors  # act'(Z) of the hidden layers, laid out like acts, for the layers whose
+                   # activation keeps it (_keeps_prime) and, times the mask, for every
+                   # hidden layer with dropout; NULL: neither
     double drop  # dropout's probability
     u64* rng  # the SplitMix64 state the masks are drawn from
     void* x_batch  # a gathered batch's rows of X, Y (or labels) and sample weights
