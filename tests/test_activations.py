@@ -127,7 +127,9 @@ def test_the_two_core_units_path_is_not_taken_for_a_kept_derivative():
             sizes=(256, 128, 10), hidden=int(code), output=0, loss=3,
             dtype=np.dtype("float64"), transposed=True, grouped=True,
         )  # fmt: skip
-        paths[code] = arch.plan(200, optimizer=optim.Adam(0.01), gather=True).path
+        paths[code] = arch.plan(
+            200, optimizer=optim.Adam(0.01, convention="scikit-learn"), gather=True
+        ).path
     assert paths == {_core.Activation.RELU: _core.Path.UNITS,
                      _core.Activation.GELU: _core.Path.HALVES}  # fmt: skip
 

@@ -49,7 +49,8 @@ class Rule(enum.IntEnum):
     SGD = 1
     MOMENTUM = 2
     SK_MOMENTUM = 3
-    ADAM = 4
+    SK_ADAM = 4
+    ADAM = 5
 
 class Path(enum.IntEnum):
     ONE_CORE = 0
@@ -87,7 +88,8 @@ class Plan:
         order: Index | None = ...,
         epochs: int = ...,
         losses: NDArray[np.float64],
-        velocity: Float | None = ...,
+        optimizer: object,
+        steps: NDArray[np.intp],
         check_input: bool = ...,
     ) -> tuple[Status, int, int]: ...
     def batch(

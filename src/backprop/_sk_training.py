@@ -118,7 +118,12 @@ class _OptimizerState:
     @classmethod
     def create(cls, est, n_params, dtype):
         if est.solver == "adam":
-            optimizer = optim.Adam(est.learning_rate_init, est.beta_1, est.beta_2, est.epsilon)
+            optimizer = optim.Adam(
+                est.learning_rate_init,
+                (est.beta_1, est.beta_2),
+                est.epsilon,
+                convention="scikit-learn",
+            )
         else:
             optimizer = optim.SGD(est.learning_rate_init, est.momentum, est.nesterovs_momentum,
                                   convention="scikit-learn")  # fmt: skip

@@ -487,7 +487,7 @@ class Network:
         Y,
         epochs: int = 1,
         batch_size: int = 1,
-        lr: float = 0.1,
+        lr: float | None = None,
         shuffle: bool = False,
         seed=None,
         on_divergence: str = "raise",
@@ -495,6 +495,7 @@ class Network:
         dropout: float = 0.0,
         momentum: float = 0.0,
         nesterov: bool = False,
+        optimizer: optim.SGD | optim.Adam | None = None,
     ) -> list[float]:
         """Mini-batch gradient descent; returns the mean training loss of every epoch.
 
@@ -503,11 +504,18 @@ class Network:
         ``batch_size`` (the last may be smaller; a batch_size above n is n). The loss
         of an epoch is the mean, over its samples, of the loss of the batch each was
         in, taken just before that batch's step (without the decay term).
-        ``weight_decay`` adds L2 weight decay to every step, as in ``step``.
-        ``momentum`` = mu > 0 trains with momentum as PyTorch's SGD does: a velocity
-        v := mu v + g (g the gradient, plus weight_decay W for the weights) and
-        theta := theta - lr v, or theta := theta - lr (g + mu v) with ``nesterov``; the
-        velocity starts at zero with each call.
+
+        ``optimizer`` is a ``backprop.optim.SGD`` or ``backprop.optim.Adam`` (PyTorch's
+        update rules, see ``backprop.optim``); it keeps its state (velocities, moments,
+        step count) from one call to the next, so ``fit(epochs=1)`` twice is
+        ``fit(epochs=2)`` once without shuffling, and belongs to this network from its
+        first call. Without one, ``lr`` (default 0.1), ``weight_decay``, ``momentum``
+        and ``nesterov`` build a fresh ``optim.SGD`` for this call alone: its velocity
+        starts at zero with each call. ``weight_decay`` adds L2 weight decay to every
+        step, as in ``step``. ``momentum`` = mu > 0 trains with momentum as PyTorch's
+        SGD does: a velocity v := mu v + g (g the gradient, plus weight_decay W for the
+        weights) and theta := theta - lr v, or theta := theta - lr (g + mu v) with
+        ``nesterov``.
         ``dropout`` = p drops each hidden unit of each sample from each batch's forward
         and backward pass with probability p, scaling those kept by 1 / (1 - p)
         (inverted dropout); ``forward`` and the other methods never drop. The masks come
@@ -527,14 +535,29 @@ class Network:
         rows, labels = self._check_Y(Y, X.shape[0], single)
         epochs = _checks.check_int(epochs, "epochs", 0, _MAX_BYTES // 8)  # one float64 loss each
         batch_size = _checks.check_int(batch_size, "batch_size", 1)
-        lr = _checks.check_lr(lr, self._dtype)
-        weight_decay = _checks.check_nonnegative(weight_decay, "weight_decay")
+        if optimizer is None:
+            weight_decay = _checks.check_nonnegative(weight_decay, "weight_decay")
+            momentum = _checks.check_nonnegative(momentum, "momentum", 1.0)
+            if not isinstance(nesterov, (bool, np.bool_)):
+                raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
+            if nesterov and not momentum:
+                raise ValueError("nesterov=True needs a momentum > 0")
+            lr = _checks.check_lr(0.1 if lr is None else lr, self._dtype)
+        else:
+            if not isinstance(optimizer, (optim.SGD, optim.Adam)) or (
+                optimizer.convention != "pytorch"
+            ):
+                raise TypeError(
+                    f"optimizer must be a backprop.optim.SGD or backprop.optim.Adam with "
+                    f"PyTorch's convention; got {optimizer!r}"
+                )
+            if lr is not None or weight_decay or momentum or nesterov:
+                raise ValueError(
+                    "give lr, weight_decay, momentum and nesterov to the optimizer, not to "
+                    "fit, when fit is given an optimizer"
+                )
+            lr = _checks.check_lr(optimizer.lr, self._dtype)
         dropout = _checks.check_nonnegative(dropout, "dropout", 1.0)
-        momentum = _checks.check_nonnegative(momentum, "momentum", 1.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
-        if nesterov and not momentum:
-            raise ValueError("nesterov=True needs a momentum > 0")
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
         on_divergence = _checks.check_name(on_divergence, "on_divergence", DIVERGENCE_POLICIES)
@@ -550,8 +573,11 @@ class Network:
             if epochs == 0:
                 return []
         targets = labels if labels.size else rows
-        optimizer = optim.SGD(lr, momentum, bool(nesterov), weight_decay)
-        optimizer.init_state(self._theta.size, self._dtype)
+        if optimizer is None:
+            optimizer = optim.SGD(lr, momentum, bool(nesterov), weight_decay)
+            optimizer.init_state(self._theta.size, self._dtype)
+        else:
+            optimizer._state_for(self, self._theta.size, self._dtype)
         plan = self._arch.plan(
             m,
             optimizer=optimizer,
@@ -560,25 +586,30 @@ class Network:
             seed=int(rng.integers(0, 2**63)) if dropout else 0,
             gather=shuffle,
         )
-        velocity = optimizer.velocity
 
         def train(order, count, epoch_losses, data=(X, targets), check_input=False):
             return plan.train(self._theta, *data, order=order, epochs=count,
-                              losses=epoch_losses, velocity=velocity,
-                              check_input=check_input)  # fmt: skip
+                              losses=epoch_losses, optimizer=optimizer,
+                              steps=optimizer._steps, check_input=check_input)  # fmt: skip
 
         # The epochs run in blocks, one kernel call each, and the losses of the blocks
         # done are kept: one epoch per permutation when shuffling, else blocks that double
         # from _FIT_FIRST_BLOCK to _FIT_BLOCK epochs, so that nothing the size of
-        # ``epochs`` is allocated before training starts. theta, the velocity and the
-        # dropout stream carry over from one call to the next: the blocks do the
+        # ``epochs`` is allocated before training starts. theta, the optimizer's state and
+        # the dropout stream carry over from one call to the next: the blocks do the
         # arithmetic of one call, bit for bit.
         losses: list[float] = []
         block = np.empty(1 if shuffle else min(epochs, _FIT_BLOCK))
         size = _FIT_FIRST_BLOCK
         order = None
-        # where a diverged call is replayed from: theta, the masks' stream, the velocity
-        live = [a for a in (self._theta, plan.rng_state, velocity) if a is not None]
+        # where a diverged call is replayed from: theta, the masks' stream, the optimizer's
+        # moments and step count
+        live = [
+            a
+            for a in (self._theta, plan.rng_state, optimizer.moment1, optimizer.moment2,
+                      optimizer._steps)
+            if a is not None
+        ]  # fmt: skip
         saved = [np.empty_like(a) for a in live]
         with self._guard.writing():
             self._check_parameters()
@@ -601,7 +632,8 @@ class Network:
                     # X must still be reported as such, not as a divergence
                     status and in_kernel and first == 0 and not _core.all_finite(X.reshape(-1))
                 ):  # a row of X is not finite: undo the call, say which error
-                    self._theta[...] = saved[0]
+                    for array, copy in zip(live, saved):
+                        array[...] = copy
                     _checks.check_finite(X, given, "X")  # raises, naming the problem
                     raise ValueError("X contains NaN or infinity")  # X changed meanwhile
                 if status == Status.LOSS_NOT_FINITE and _core.all_finite(self._theta):
@@ -633,11 +665,12 @@ class Network:
 
         Needed when a step overflowed the weights: the kernel notices only at the next
         batch's loss, or at the end of the run. The replay repeats the same arithmetic
-        (the same dropout masks and velocities: ``saved`` holds theta, the dropout
-        generator and the velocity as they were at the start, ``live`` the arrays in
-        use): whole epochs until one diverges, then that epoch a batch at a time, and
-        leaves theta as it was before the first batch whose loss, or whose updated
-        weights, were not finite. Returns that batch's (epoch, batch, what went wrong).
+        (the same dropout masks and optimizer state: ``saved`` holds theta, the dropout
+        generator, the optimizer's moments and step count as they were at the start,
+        ``live`` the arrays in use): whole epochs until one diverges, then that epoch a
+        batch at a time, and leaves theta and the optimizer's state as they were before
+        the first batch whose loss, or whose updated weights, were not finite. Returns
+        that batch's (epoch, batch, what went wrong).
         """
         for array, copy in zip(live, saved):
             array[...] = copy
@@ -646,7 +679,8 @@ class Network:
         epoch = 0
         while True:
             if epoch == epochs:  # the same arithmetic again, and no divergence this time
-                theta[...] = saved[0]
+                for array, copy in zip(live, saved):
+                    array[...] = copy
                 raise RuntimeError(
                     "training diverged but its replay did not: the weights are those from "
                     "before this call to fit"
@@ -661,16 +695,18 @@ class Network:
         for batch, first in enumerate(range(0, X.shape[0], m)):
             rows_b = order[first : first + m] if order is not None else slice(first, first + m)
             data = (np.ascontiguousarray(X[rows_b]), np.ascontiguousarray(targets[rows_b]))
-            before = theta.copy()
+            before = [a.copy() for a in live]
             status, *_ = train(None, 1, scratch, data=data)
             if status or not _core.all_finite(theta):
-                theta[...] = before
+                for array, copy in zip(live, before):
+                    array[...] = copy
                 what = (
                     "the loss is" if status == Status.LOSS_NOT_FINITE
                     else "the step made the weights"
                 )  # fmt: skip
                 return epoch, batch, what
-        theta[...] = epoch_saved[0]
+        for array, copy in zip(live, epoch_saved):
+            array[...] = copy
         return epoch, 0, "the loss is"
 
     def trace(self, X, Y) -> Trace:

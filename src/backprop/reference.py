@@ -342,11 +342,14 @@ class Network:
         dropout: float = 0.0,
         momentum: float = 0.0,
         nesterov: bool = False,
+        adam: dict | None = None,
     ) -> list[float]:
         """Mini-batch gradient descent; returns each epoch's sum_b L_b * len(batch_b) / n.
 
         With dropout, each batch's hidden units are masked by ``dropout_masks``, from a
-        SplitMix64 state drawn from the seeded generator before any permutation."""
+        SplitMix64 state drawn from the seeded generator before any permutation. With
+        ``adam`` (a dict of ``betas`` and ``eps``), each step is Adam's
+        (``update_batch_adam``) with step size ``lr``."""
         X, Y = self._batch(X, Y)
         n = len(X)
         batch_size = min(batch_size, n)
@@ -357,6 +360,7 @@ class Network:
             [[[0.0] * len(w_j) for w_j in w] for w in self.weights],
             [[0.0] * len(b) for b in self.biases],
         ]
+        moments = {"m": None, "v": None, "t": 0}
         epoch_losses = []
         for _ in range(epochs):
             order = rng.permutation(n).tolist() if shuffle else list(range(n))
@@ -367,7 +371,11 @@ class Network:
                 if dropout:
                     state, masks = dropout_masks(state, dropout, len(batch), widths)
                 Xb, Yb = [X[i] for i in batch], [Y[i] for i in batch]
-                if momentum:
+                if adam is not None:
+                    loss_b = self.update_batch_adam(
+                        Xb, Yb, lr, weight_decay, masks, adam["betas"], adam["eps"], moments
+                    )
+                elif momentum:
                     loss_b = self.update_batch_momentum(
                         Xb, Yb, lr, weight_decay, masks, momentum, nesterov, velocity
                     )
@@ -557,6 +565,54 @@ class Network:
                 ]
             )
         self.weights, self.biases = weights, biases
+        return loss
+
+    def update_batch_adam(
+        self,
+        X: list,
+        Y: list,
+        eta: float,
+        lmbda: float,
+        masks: list | None,
+        betas: tuple[float, float],
+        eps: float,
+        moments: dict,
+    ) -> float:
+        """Adam, as PyTorch's: at step t, g = nabla (+ lmbda W for weights),
+        m = m + (1 - b1) (g - m), v = b2 v + (1 - b2) g^2, and
+        theta -= (eta / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+        ``moments`` holds m and v (flat lists over every W_l then b_l, layer by layer)
+        and t, updated."""
+        loss, nabla_w, nabla_b = self.backprop(X, Y, masks)
+        b1, b2 = betas
+        # every parameter and its gradient in one flat list: W_0, b_0, W_1, b_1, ...
+        params, grads = [], []
+        for w, b, nw, nb in zip(self.weights, self.biases, nabla_w, nabla_b, strict=True):
+            for w_j, nw_j in zip(w, nw, strict=True):
+                params += w_j
+                grads += [g + lmbda * wv for g, wv in zip(nw_j, w_j, strict=True)]
+            params += b
+            grads += nb
+        if moments["m"] is None:
+            moments["m"] = [0.0] * len(params)
+            moments["v"] = [0.0] * len(params)
+        moments["t"] += 1
+        t = moments["t"]
+        step_size = eta / (1.0 - b1**t)
+        root = math.sqrt(1.0 - b2**t)
+        m, v = moments["m"], moments["v"]
+        for i, g in enumerate(grads):
+            m[i] = m[i] + (1.0 - b1) * (g - m[i]) if 1.0 - b1 < 0.5 else g - (g - m[i]) * b1
+            v[i] = b2 * v[i] + (1.0 - b2) * g * g
+            params[i] = params[i] + -step_size * m[i] / (math.sqrt(v[i]) / root + eps)
+        at = 0
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            self.weights[layer] = []
+            for w_j in w:
+                self.weights[layer].append(params[at : at + len(w_j)])
+                at += len(w_j)
+            self.biases[layer] = params[at : at + len(b)]
+            at += len(b)
         return loss
 
     # Array-likes in.

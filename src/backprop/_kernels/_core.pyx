@@ -146,8 +146,9 @@ cdef class Plan:
         if two_cores and backward and dropout == 0:
             # (an Adam epsilon that rounds to 0 would make the padding units' step 0 / 0)
             # (the units' kernels take act' from A alone: not for an activation that keeps it)
-            if (self.solver.rule in (SK_MOMENTUM, ADAM) and not keeps and _units(&self.net, m)
-                    and (self.solver.rule != ADAM or dtype.type(optimizer.epsilon) > 0)):
+            if (self.solver.rule in (SK_MOMENTUM, SK_ADAM) and not keeps
+                    and _units(&self.net, m)
+                    and (self.solver.rule != SK_ADAM or dtype.type(optimizer.epsilon) > 0)):
                 self._path = UNITS
                 halves = _units_size(&self.net, m)
             elif _splits(&self.net, m):
@@ -199,7 +200,7 @@ cdef class Plan:
     cdef _set_solver(self, optimizer):
         self.solver.rule = NO_STEP if optimizer is None else optimizer.rule
         self.solver.nesterov = False
-        self.solver.l2_term = self.solver.rule in (SK_MOMENTUM, ADAM, NO_STEP)
+        self.solver.l2_term = self.solver.rule in (SK_MOMENTUM, SK_ADAM, NO_STEP)
         self.solver.lr = self.solver.decay = self.solver.mu = self.solver.t_lr = 0
         self.solver.b1 = self.solver.b2 = self.solver.eps = 0
         if optimizer is not None:
@@ -231,20 +232,22 @@ cdef class Plan:
             raise ValueError(f"this plan was not built for {what}")
 
     def train(self, theta, X, targets, *, order=None, Py_ssize_t epochs=1, losses,
-              velocity=None, bint check_input=False):
+              optimizer, steps, bint check_input=False):
         """Run ``epochs`` epochs of mini-batch training on theta, in place (``_train``):
         X's rows in ``order`` (None: in order) in batches of ``rows``; ``targets`` is Y
         (n, k) or integer labels (n,); ``losses`` (float64) receives each epoch's mean
-        loss; ``velocity`` is the momentum's. Returns (Status, epoch, batch)."""
+        loss; ``optimizer`` holds the moments the rule steps in place, and ``steps``
+        (one intp) the count of steps taken, which each batch adds 1 to. Returns
+        (Status, epoch, batch)."""
         self._check(theta, X, False)
-        self._require(self.solver.rule in (SGD, MOMENTUM), "Network's SGD or momentum")
+        self._require(self.solver.rule in (SGD, MOMENTUM, ADAM), "Network's optimizers")
         self._require(order is None or self.work.x_batch != NULL, "gathered batches")
         self._require(self.backward, "training")
         if self.dtype == np.float32:
             return _train_call[cython.float](self, theta, X, targets, order, epochs, losses,
-                                              velocity, check_input)
+                                              optimizer, steps, check_input)
         return _train_call[cython.double](self, theta, X, targets, order, epochs, losses,
-                                           velocity, check_input)
+                                           optimizer, steps, check_input)
 
     def batch(self, theta, X, targets, *, int mode, grad=None):
         """One pass over the whole batch (X, targets): returns L; Mode.LOSS_ONLY the
@@ -272,7 +275,7 @@ cdef class Plan:
         size, the moments and the step count. Returns sum_B |B| L_B; ``self.grad`` is
         left holding the last batch's gradient."""
         self._check(params, X, False)
-        self._require(self.solver.rule in (SK_MOMENTUM, ADAM), "scikit-learn's solvers")
+        self._require(self.solver.rule in (SK_MOMENTUM, SK_ADAM), "scikit-learn's solvers")
         self._require(order is not None and self.work.x_batch != NULL, "gathered batches")
         if self.dtype == np.float32:
             return _sk_epoch_call[cython.float](self, params, X, Y, sample_weight, order,
@@ -291,11 +294,13 @@ cdef class Plan:
 
 
 cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets,
-                 order, Py_ssize_t epochs, double[::1] losses, velocity, bint check_input):
+                 order, Py_ssize_t epochs, double[::1] losses, optimizer,
+                 Py_ssize_t[::1] steps, bint check_input):
     cdef const floating[:, ::1] Y = None
     cdef const Py_ssize_t[::1] labels = None
     cdef const Py_ssize_t[::1] rows = None
-    cdef floating[::1] v = velocity
+    cdef floating[::1] m1 = optimizer.moment1
+    cdef floating[::1] m2 = optimizer.moment2
     cdef floating[::1] g = plan.grad
     cdef Data data
     cdef Py_ssize_t where[2]
@@ -319,8 +324,9 @@ cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
         with nogil:
             status = _train(&plan.net, &plan.work, &data, &plan.solver, &theta[0],
                             &g[0] if g is not None else NULL,
-                            &v[0] if v is not None else NULL, epochs, &losses[0],
-                            check_input, where)
+                            &m1[0] if m1 is not None else NULL,
+                            &m2[0] if m2 is not None else NULL, &steps[0], epochs,
+                            &losses[0], check_input, where)
     finally:
         _calls_exit()
     if status == INTERRUPTED:

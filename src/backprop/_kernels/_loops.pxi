@@ -30,14 +30,17 @@ cdef double _gather(const floating* X, const floating* Y, const Py_ssize_t* labe
 
 
 cdef int _train(const Net* net, const Work* work, const Data* data, const Solver* s,
-                floating* theta, floating* grad, floating* velocity, Py_ssize_t epochs,
-                double* epoch_losses, bint check_input, Py_ssize_t* where) noexcept nogil:
+                floating* theta, floating* grad, floating* moment1, floating* moment2,
+                Py_ssize_t* step, Py_ssize_t epochs, double* epoch_losses,
+                bint check_input, Py_ssize_t* where) noexcept nogil:
     """Runs ``epochs`` epochs of mini-batch gradient descent on theta, in place.
 
     For every epoch e and batch B (consecutive runs of batch_size entries of
     data.order, or of 0 .. n-1):
         L_B := loss(X[B], Y[B]), then the step of ``s`` on dL_B/dtheta (rule SGD: fused
-        into the backward pass; MOMENTUM: through ``grad`` and ``velocity``)
+        into the backward pass; MOMENTUM, ADAM: through ``grad`` and the optimizer's
+        moments, ``moment1`` and ``moment2``), step[0] := step[0] + 1 (the steps taken,
+        which Adam's bias corrections count)
     and epoch_losses[e] := sum_B |B| L_B / n. Rows of a shuffled batch are gathered into
     the workspace; unshuffled batches are read in place; with ``work.halves``,
     mid-size batches run as two halves on two cores (``_split_batch``).
@@ -59,6 +62,7 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
     cdef floating* halves = <floating*>work.halves
     cdef int mode = FUSED_STEP if s.rule == SGD else GRADIENTS
     cdef double value, total
+    cdef Solver solver = s[0]
     cdef Rows rows
     rows.sw = NULL
     rows.wsum = 1
@@ -97,7 +101,9 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
                 where[0], where[1] = e, b
                 return LOSS_NOT_FINITE
             if mode == GRADIENTS:
-                _solver_steps(net, s, theta, grad, NULL, velocity, velocity, 1, False)
+                _solver_begin(&solver, step[0] + 1)
+                _solver_steps(net, &solver, theta, grad, NULL, moment1, moment2, 1, False)
+            step[0] += 1
             total += value * m
             b += 1
             batches += 1
@@ -121,7 +127,7 @@ cdef int _sk_epoch(const Net* net, const Work* work, const Data* data, Solver s,
 
     For each batch B (runs of batch_size entries of data.order):
         g := dL_B/dparams, L_B := mean loss + decay / (2 sum(sw_B)) sum_l ||W_l||^2,
-    then the step of ``s`` (SK_MOMENTUM or ADAM, at step ``step`` + the batch's number,
+    then the step of ``s`` (SK_MOMENTUM or SK_ADAM, at step ``step`` + the batch's number,
     from 1). ``grad`` is left holding the last batch's gradient. With
     ``work.halves``, a mid-size batch runs as two halves of rows on two cores, which
     then share the step. Returns COMPLETED, or INTERRUPTED between two batches.

@@ -14,7 +14,12 @@
 #                (Nesterov: theta := theta - lr (g + mu v))
 #   SK_MOMENTUM  scikit-learn's: v := mu v - lr g;  theta := theta + v
 #                (Nesterov: theta := theta + mu v - lr g)
-#   ADAM         m := b1 m + (1 - b1) g;  v := b2 v + (1 - b2) g^2;
+#   ADAM         PyTorch's (torch.optim.Adam): m := m + (1 - b1) (g - m);
+#                v := b2 v + (1 - b2) g^2;
+#                theta := theta - (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+#                at step t (Kingma and Ba 2015, algorithm 1, bias corrections applied
+#                to the moments: eps is added to the corrected sqrt(v))
+#   SK_ADAM      m := b1 m + (1 - b1) g;  v := b2 v + (1 - b2) g^2;
 #                theta := theta - lr_t m / (sqrt(v) + eps),
 #                lr_t = lr sqrt(1 - b2^t) / (1 - b1^t) at step t (Kingma and Ba 2015,
 #                section 2's efficient form, as scikit-learn takes it)
@@ -27,13 +32,18 @@ cdef struct Solver:
     bint nesterov
     bint l2_term  # report sum W^2 (scikit-learn's loss adds decay / (2 wsum) sum W^2)
     double lr, decay, mu, b1, b2, eps
-    double t_lr  # Adam's lr_t at the current step (``_solver_begin``)
+    double t_lr  # Adam's step size at the current step (``_solver_begin``)
+    double t_root  # PyTorch's Adam: sqrt(1 - b2^t) at the current step
 
 
 cdef inline void _solver_begin(Solver* s, double t) noexcept nogil:
-    """Prepares step t (from 1): Adam's step size lr_t."""
-    if s.rule == ADAM:
+    """Prepares step t (from 1): Adam's step size (SK_ADAM: lr_t; ADAM: lr / (1 - b1^t)
+    and sqrt(1 - b2^t))."""
+    if s.rule == SK_ADAM:
         s.t_lr = s.lr * sqrt(1 - s.b2 ** t) / (1 - s.b1 ** t)
+    elif s.rule == ADAM:
+        s.t_lr = s.lr / (1 - s.b1 ** t)
+        s.t_root = sqrt(1 - s.b2 ** t)
 
 
 cdef double _solver_update(floating* params, floating* grad, floating* moment1,
@@ -48,6 +58,7 @@ cdef double _solver_update(floating* params, floating* grad, floating* moment1,
     cdef floating b1 = <floating>s.b1, b2 = <floating>s.b2, eps = <floating>s.eps
     cdef floating c1 = <floating>(1 - s.b1), c2 = <floating>(1 - s.b2)
     cdef floating keep = 1 - lr * decay
+    cdef floating step = <floating>s.t_lr, root = <floating>s.t_root
     cdef floating inv = 1 / wsum
     cdef double sq = 0
     # one branch-free loop per case, so that each vectorises
@@ -73,6 +84,18 @@ cdef double _solver_update(floating* params, floating* grad, floating* moment1,
         for i in range(n):
             grad[i] = _divide(grad[i], wsum, inv)
     if s.rule == ADAM:
+        # the operations of torch.optim.Adam, in its order and in the dtype: lerp for m
+        # (in its two forms: for a weight 1 - b1 below 1/2 and above), then v, then (step m) / den
+        for i in range(n):
+            g = grad[i]
+            if c1 < 0.5:
+                moment1[i] = moment1[i] + c1 * (g - moment1[i])
+            else:
+                moment1[i] = g - (g - moment1[i]) * b1
+            moment2[i] = b2 * moment2[i] + c2 * g * g
+            den = sqrt(moment2[i]) / root + eps
+            params[i] = params[i] + -step * moment1[i] / den
+    elif s.rule == SK_ADAM:
         for i in range(n):
             g = grad[i]
             moment1[i] = b1 * moment1[i] + c1 * g

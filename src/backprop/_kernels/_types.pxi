@@ -54,7 +54,8 @@ cpdef enum Rule:
     SGD = 1
     MOMENTUM = 2  # PyTorch's
     SK_MOMENTUM = 3  # scikit-learn's
-    ADAM = 4
+    SK_ADAM = 4  # scikit-learn's
+    ADAM = 5  # PyTorch's
 
 
 cpdef enum Path:
