@@ -1,5 +1,7 @@
-"""The command line: ``backprop demo`` (the tutorial's worked example), ``backprop bench``
-and ``backprop info`` (the version, CPU targets, BLAS and threads: ``show_config``).
+"""The command line: ``backprop demo`` (the tutorial's worked example; with
+``--challenges``, its closing challenge, the vanishing gradient and its remedies:
+``challenges``), ``backprop bench`` and ``backprop info`` (the version, CPU targets, BLAS
+and threads: ``show_config``).
 
 Run as ``backprop`` or ``python -m backprop``. Without a command it prints its help and
 exits with status 0; ``--version`` prints ``backprop <version>``. Every option and
@@ -166,6 +168,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def _challenges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``demo --challenges [--plot FILE.png]``, its options checked before it trains."""
+    from . import challenges
+    from .bench.command import _check_output
+    from .bench.plot import plot_missing
+
+    if args.steps is not None:
+        parser.error("argument --steps: only for the worked example, not with --challenges")
+    _check_output(parser, "--plot", args.plot)
+    if args.plot is not None and (reason := plot_missing()):
+        parser.error(f"argument --plot: {reason}")
+    runs = challenges.run()
+    challenges.report(runs)
+    if args.plot is not None:
+        challenges.plot(runs, args.plot)
+        print(f"figure drawn in {args.plot}")
+    return 0
+
+
 def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="backprop", description="Multilayer perceptrons trained by backpropagation."
@@ -176,8 +197,20 @@ def _run(argv: list[str] | None) -> int:
     demo_cmd.add_argument(
         "--steps",
         type=integer(1, MAX_STEPS),
-        default=1000,
+        default=None,
         help=f"training steps at the end, from 1 to {MAX_STEPS:,} (default 1000)",
+    )
+    demo_cmd.add_argument(
+        "--challenges",
+        action="store_true",
+        help="instead, a deep network trained three ways (sigmoid, ReLU, sigmoid with "
+        "batch normalization): the vanishing gradient and its remedies",
+    )
+    demo_cmd.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="with --challenges, also draw the gradients and losses into FILE.png "
+        '(needs matplotlib: pip install "backprop[plot]")',
     )
     commands.add_parser(
         "bench",
@@ -194,8 +227,12 @@ def _run(argv: list[str] | None) -> int:
     if args.command == "demo":
         if rest:
             demo_cmd.error(f"unrecognized arguments: {' '.join(rest)}")
-        demo(args.steps)
-        return 0
+        if not args.challenges:
+            if args.plot is not None:
+                demo_cmd.error("argument --plot: only with --challenges")
+            demo(1000 if args.steps is None else args.steps)
+            return 0
+        return _challenges(demo_cmd, args)
     if args.command == "info":
         if rest:
             info_cmd.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -42,11 +42,16 @@ _HEADS = {("softmax", "cross_entropy"), ("sigmoid", "mse")}
 def _jax_functions(workload: Workload) -> dict[str, Any]:
     """The workload's ``step``, ``epoch`` and ``forward`` as jitted JAX functions.
 
-    step(params, x, y) -> (params, loss); params is a tuple of (W, b) per layer, W of shape
-    (n_out, n_in). epoch(params, xs, ys, x_last, y_last) -> (params, sum over the batches of
-    loss * batch size): one ``lax.scan`` of ``step`` over the full batches xs[i], ys[i], then
-    the last, shorter batch if there is one (None otherwise). The params passed to the
-    jitted functions are donated: their buffers are reused for the new weights.
+    A training state is (params, moments, statistics): params a tuple of (W, b) per layer,
+    W of shape (n_out, n_in), (W, b, gamma, beta) for a hidden layer with batch
+    normalization; moments () for SGD, (m, v, t) for Adam (m and v shaped like params);
+    statistics the (running mean, running variance) of each batch-normalized layer, or ().
+
+    step(state, total, x, y) -> (state, total + loss * batch size). epoch(state, xs, ys,
+    x_last, y_last) -> (state, sum over the batches of loss * batch size): one
+    ``lax.scan`` of the step over the full batches xs[i], ys[i], then the last, shorter
+    batch if there is one (None otherwise). The states passed to the jitted functions are
+    donated: their buffers are reused for the new ones.
     """
     import jax
     import jax.numpy as jnp
@@ -58,46 +63,79 @@ def _jax_functions(workload: Workload) -> dict[str, Any]:
         "identity": lambda z: z,
     }[workload.activation]
     head, lr = (workload.output, workload.loss), workload.lr
+    b1, b2, eps = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
+    momentum, norm_eps = 0.1, 1e-5  # torch.nn.BatchNorm1d's
 
-    def logits(params, x):
-        """z of the output layer: a := act(a @ W.T + b) through the hidden layers."""
-        a = x
-        for W, b in params[:-1]:
-            a = hidden(a @ W.T + b)
+    def logits(params, stats, x, training):
+        """z of the output layer, and the batch's statistics (training) or ``stats``."""
+        a, batch = x, []
+        for l, layer in enumerate(params[:-1]):
+            z = a @ layer[0].T + layer[1]
+            if len(layer) == 4:  # batch normalization, then the activation
+                if training:
+                    mean, var = jnp.mean(z, axis=0), jnp.var(z, axis=0)
+                    batch.append((mean, var))
+                else:
+                    mean, var = stats[l]
+                z = layer[2] * ((z - mean) / jnp.sqrt(var + norm_eps)) + layer[3]
+            a = hidden(z)
         W, b = params[-1]
-        return a @ W.T + b
+        return a @ W.T + b, batch
 
-    def loss(params, x, y):
-        z = logits(params, x)
+    def loss(params, stats, x, y):
+        z, batch = logits(params, stats, x, True)
         if head == ("softmax", "cross_entropy"):
-            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(z), y[:, None], axis=1))
-        diff = jax.nn.sigmoid(z) - y
-        return jnp.mean(diff * diff)
+            value = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(z), y[:, None], axis=1))
+        else:
+            diff = jax.nn.sigmoid(z) - y
+            value = jnp.mean(diff * diff)
+        m = x.shape[0]
+        # running statistics: the batch's mean and unbiased variance, outside the gradient
+        stats = tuple(
+            (
+                (1 - momentum) * rm + momentum * jax.lax.stop_gradient(mean),
+                (1 - momentum) * rv + momentum * jax.lax.stop_gradient(var) * m / (m - 1),
+            )
+            for (rm, rv), (mean, var) in zip(stats, batch, strict=True)
+        )
+        return value, stats
 
-    def step(params, x, y):
-        value, grads = jax.value_and_grad(loss)(params, x, y)
-        return jax.tree.map(lambda p, g: p - lr * g, params, grads), value
+    def step(state, total, x, y):
+        """One batch: the gradient, then SGD's or Adam's update (torch.optim's forms)."""
+        params, moments, stats = state
+        (value, stats), grads = jax.value_and_grad(loss, has_aux=True)(params, stats, x, y)
+        if moments:
+            m, v, t = moments
+            t = t + 1
+            m = jax.tree.map(lambda m, g: m + (1 - b1) * (g - m), m, grads)
+            v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
+            size = lr / (1 - b1**t)
+            root = jnp.sqrt(1 - b2**t)
+            params = jax.tree.map(
+                lambda p, m, v: p - size * m / (jnp.sqrt(v) / root + eps), params, m, v
+            )
+            moments = (m, v, t)
+        else:
+            params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+        return (params, moments, stats), total + value * x.shape[0]
 
-    def counted_step(params, total, x, y):
-        """step, adding the batch's loss times its size to ``total``."""
-        params, value = step(params, x, y)
-        return params, total + value * x.shape[0]
-
-    def epoch(params, xs, ys, x_last, y_last):
-        params, losses = jax.lax.scan(lambda p, xy: step(p, *xy), params, (xs, ys))
-        total = jnp.sum(losses) * xs.shape[1]
+    def epoch(state, xs, ys, x_last, y_last):
+        zero = jnp.zeros((), dtype=workload.dtype)
+        state, losses = jax.lax.scan(lambda s, xy: step(s, zero, *xy), state, (xs, ys))
+        total = jnp.sum(losses)
         if x_last is not None:
-            params, total = counted_step(params, total, x_last, y_last)
-        return params, total
+            state, total = step(state, total, x_last, y_last)
+        return state, total
 
-    def forward(params, x):
-        z = logits(params, x)
+    def forward(state, x):
+        params, _, stats = state
+        z, _ = logits(params, stats, x, False)
         if workload.output == "softmax":
             return jax.nn.softmax(z)
         return jax.nn.sigmoid(z) if workload.output == "sigmoid" else z
 
     return {
-        "step": jax.jit(counted_step, donate_argnums=(0, 1)),
+        "step": jax.jit(step, donate_argnums=(0, 1)),
         "epoch": jax.jit(epoch, donate_argnums=0),
         "forward": jax.jit(forward),
     }
@@ -128,12 +166,23 @@ class _JaxTrainer(Trainer):
             self._ready_for = (workload, data)
 
     def _fresh(self) -> tuple:
-        """The initial weights, copied into new JAX arrays (the jitted functions donate them)."""
-        jnp = self.jnp
-        return tuple(
+        """The initial training state (``_jax_functions``) in new JAX arrays (the jitted
+        functions donate them): the initial weights, zero moments, running means 0 and
+        running variances 1."""
+        jnp, p = self.jnp, self.initial
+        hidden = len(p.gammas)
+        params = tuple(
             (jnp.array(W), jnp.array(b))
-            for W, b in zip(self.initial.weights, self.initial.biases, strict=True)
+            + ((jnp.array(p.gammas[l]), jnp.array(p.betas[l])) if l < hidden else ())
+            for l, (W, b) in enumerate(zip(p.weights, p.biases, strict=True))
         )
+        moments: tuple = ()
+        if self.workload.optimizer == "adam":
+            zeros = self.jax.tree.map(jnp.zeros_like, params)
+            moments = (zeros, self.jax.tree.map(jnp.zeros_like, params),
+                       jnp.zeros((), dtype=self.workload.dtype))  # fmt: skip
+        stats = tuple((jnp.zeros_like(g), jnp.ones_like(g)) for g in p.gammas)
+        return (params, moments, stats)
 
     def _build(self, workload: Workload, data: Data) -> None:
         """Converts the data and warms the compiled functions up."""
@@ -146,7 +195,10 @@ class _JaxTrainer(Trainer):
         return batch, n // batch
 
     def params(self) -> Params:
-        return Params([np.array(W) for W, _ in self.state], [np.array(b) for _, b in self.state])
+        layers = self.state[0]
+        return Params(
+            *([np.array(layer[i]) for layer in layers if len(layer) > i] for i in range(4))
+        )
 
 
 class JaxScanTrainer(_JaxTrainer):
@@ -260,11 +312,23 @@ class TorchCompileTrainer(TorchTrainer):
         self._ready_for = (workload, data)
 
     def _load_weights(self, params: Params) -> None:
-        """The initial weights, copied into the parameters the compiled step holds."""
+        """The initial weights (and gammas and betas), copied into the parameters the
+        compiled step holds; the running statistics and Adam's moments and step count
+        zeroed (running variances 1) in place, so the step's graph stays valid."""
         torch = self.torch
         linears = [m for m in self.model if isinstance(m, torch.nn.Linear)]
+        norms = [m for m in self.model if isinstance(m, torch.nn.BatchNorm1d)]
         with torch.no_grad():
             for linear, W, b in zip(linears, params.weights, params.biases, strict=True):
                 linear.weight.copy_(torch.from_numpy(W))
                 linear.bias.copy_(torch.from_numpy(b))
+            for norm, gamma, beta in zip(norms, params.gammas, params.betas, strict=True):
+                norm.weight.copy_(torch.from_numpy(gamma))
+                norm.bias.copy_(torch.from_numpy(beta))
+                norm.running_mean.zero_()
+                norm.running_var.fill_(1)
+                norm.num_batches_tracked.zero_()
+            for state in self.optimizer.state.values():
+                for value in state.values():
+                    value.zero_()
         self.optimizer.zero_grad()

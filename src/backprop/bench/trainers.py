@@ -19,6 +19,11 @@ from .workloads import Data, Params, Workload
 # --- trainers -------------------------------------------------------------------------------
 
 
+def _plain(workload: Workload) -> bool:
+    """Plain SGD without batch normalization: what every trainer runs."""
+    return workload.optimizer == "sgd" and not workload.batch_norm
+
+
 class Trainer:
     """One peer. ``prepare`` is untimed set-up, ``run`` the timed work, ``params`` the result."""
 
@@ -62,7 +67,9 @@ class Trainer:
 
 
 class BackpropTrainer(Trainer):
-    """``Network.from_params(...).fit(X, Y, epochs=1, shuffle=False)``; ``forward(X)``."""
+    """``Network.from_params(...).fit(X, Y, epochs=1, shuffle=False)`` (with batch norm,
+    the gammas and betas written in; with Adam, ``optimizer=optim.Adam(lr)``, a fresh one
+    for each run); ``forward(X)``."""
 
     name = "backprop"
     module = "backprop"
@@ -74,8 +81,11 @@ class BackpropTrainer(Trainer):
         return Network
 
     def _prepare(self, workload: Workload, data: Data, params: Params) -> None:
+        from backprop import optim
+
         Network = self.load()
         self.workload, self.data = workload, data
+        options = {"batch_norm": True} if workload.batch_norm else {}
         self.net = Network.from_params(
             params.weights,
             params.biases,
@@ -83,20 +93,31 @@ class BackpropTrainer(Trainer):
             output=workload.output,
             loss=workload.loss,
             dtype=workload.dtype,
+            **options,
         )
+        if workload.batch_norm:
+            for mine, given in zip(self.net.gammas + self.net.betas, params.gammas + params.betas):
+                mine[...] = given
+        if workload.optimizer == "adam":
+            self.training = {"optimizer": optim.Adam(workload.lr)}
+        else:
+            self.training = {"lr": workload.lr}
 
     def run(self) -> None:
         w, (X, Y) = self.workload, self.data
         if w.task == "forward":
             self.net.forward(X)
         else:
-            losses = self.net.fit(X, Y, epochs=1, batch_size=w.batch_size, lr=w.lr, shuffle=False)
+            losses = self.net.fit(X, Y, epochs=1, batch_size=w.batch_size, shuffle=False,
+                                  **self.training)  # fmt: skip
             self.epoch_loss = float(losses[-1])
 
     def params(self) -> Params:
-        return Params(
-            [np.asarray(W) for W in self.net.weights], [np.asarray(b) for b in self.net.biases]
-        )
+        net = self.net
+        layers = [net.weights, net.biases]
+        if self.workload.batch_norm:
+            layers += [net.gammas, net.betas]
+        return Params(*([np.array(a) for a in arrays] for arrays in layers))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -150,15 +171,20 @@ _NUMPY_OUTPUT = {
 
 
 class NumpyTrainer(Trainer):
-    """Mini-batch SGD written by hand with NumPy: ``@`` for the products, in-place updates."""
+    """Mini-batch SGD written by hand with NumPy: ``@`` for the products, in-place updates;
+    plain SGD without batch normalization only."""
 
     name = "numpy"
     module = "numpy"
 
+    def supports(self, workload: Workload) -> bool:
+        return super().supports(workload) and _plain(workload)
+
     def _prepare(self, workload: Workload, data: Data, params: Params) -> None:
         if workload.task == "train" and (workload.output, workload.loss) not in _NUMPY_OUTPUT:
             raise ValueError(f"numpy trainer: no {workload.output} + {workload.loss} output")
-        self.workload, self.data, self.weights, self.biases = workload, data, *params
+        self.workload, self.data = workload, data
+        self.weights, self.biases = params.weights, params.biases
 
     def run(self) -> None:
         if self.workload.task == "forward":
@@ -219,8 +245,9 @@ class NumpyTrainer(Trainer):
 
 
 class TorchTrainer(Trainer):
-    """nn.Linear layers, torch.optim.SGD(momentum=0), MSELoss / CrossEntropyLoss; torch's own
-    default thread count."""
+    """nn.Linear layers (each hidden one followed by nn.BatchNorm1d with batch
+    normalization), torch.optim.SGD(momentum=0) or torch.optim.Adam, MSELoss /
+    CrossEntropyLoss; torch's own default thread count."""
 
     name = "torch"
     module = "torch"
@@ -233,12 +260,19 @@ class TorchTrainer(Trainer):
             workload.activation
         ]
         layers: list[Any] = []
-        for W, b in zip(*params, strict=True):
+        for l, (W, b) in enumerate(zip(params.weights, params.biases, strict=True)):
             linear = nn.Linear(W.shape[1], W.shape[0], dtype=dtype)
             with torch.no_grad():
                 linear.weight.copy_(torch.from_numpy(W))
                 linear.bias.copy_(torch.from_numpy(b))
-            layers += [linear, hidden()]
+            layers.append(linear)
+            if workload.batch_norm and l < len(params.weights) - 1:
+                norm = nn.BatchNorm1d(W.shape[0], dtype=dtype)
+                with torch.no_grad():
+                    norm.weight.copy_(torch.from_numpy(params.gammas[l]))
+                    norm.bias.copy_(torch.from_numpy(params.betas[l]))
+                layers.append(norm)
+            layers.append(hidden())
         if workload.output == "softmax":
             layers[-1] = nn.Identity() if workload.task == "train" else nn.Softmax(dim=1)
             self.loss_fn = nn.CrossEntropyLoss()
@@ -249,7 +283,10 @@ class TorchTrainer(Trainer):
             raise ValueError(f"torch trainer: no {workload.output} + {workload.loss} output")
         self.torch, self.workload = torch, workload
         self.model = nn.Sequential(*layers)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=workload.lr, momentum=0)
+        if workload.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=workload.lr)
+        else:
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=workload.lr, momentum=0)
         self.X = torch.from_numpy(data.X)
         self.Y = torch.from_numpy(data.Y)
         self.step = self.training_step()
@@ -283,11 +320,16 @@ class TorchTrainer(Trainer):
         self.epoch_loss = total / n
 
     def params(self) -> Params:
-        linears = [m for m in self.model if isinstance(m, self.torch.nn.Linear)]
+        nn = self.torch.nn
+        linears = [m for m in self.model if isinstance(m, nn.Linear)]
+        norms = [m for m in self.model if isinstance(m, nn.BatchNorm1d)]
         return Params(
-            [m.weight.detach().numpy().copy() for m in linears],
-            [m.bias.detach().numpy().copy() for m in linears],
-        )
+            *(
+                [getattr(m, name).detach().numpy().copy() for m in modules]
+                for modules, name in ((linears, "weight"), (linears, "bias"),
+                                      (norms, "weight"), (norms, "bias"))
+            )
+        )  # fmt: skip
 
 
 class SklearnTrainer(Trainer):
@@ -303,6 +345,10 @@ class SklearnTrainer(Trainer):
     name = "sklearn"
     module = "sklearn.neural_network"
     tasks = frozenset({"train"})
+
+    def supports(self, workload: Workload) -> bool:
+        # its 'adam' is the paper's efficient form, not PyTorch's; it has no batch norm
+        return super().supports(workload) and _plain(workload)
 
     def _prepare(self, workload: Workload, data: Data, params: Params) -> None:
         from sklearn.neural_network import MLPClassifier, MLPRegressor

@@ -14,8 +14,12 @@ import numpy as np
 class Workload:
     """One benchmark: a network, its training recipe and its data size.
 
-    ``task`` is "train" (one epoch of plain SGD over ``n_samples`` in order) or "forward"
-    (outputs of the network for all ``n_samples`` at once). Data are drawn from
+    ``task`` is "train" (one epoch over ``n_samples`` in order, of plain SGD with step
+    ``lr``, or with ``optimizer="adam"`` of PyTorch's Adam with step size ``lr`` and its
+    default betas and eps, from fresh moments) or "forward" (outputs of the network for
+    all ``n_samples`` at once). ``batch_norm`` puts batch normalization (PyTorch's
+    ``BatchNorm1d``: momentum 0.1, eps 1e-5, gammas 1 and betas 0 at the start) between
+    each hidden layer's affine map and its activation. Data are drawn from
     ``np.random.default_rng(seed)``; the initial weights are those of
     ``Network(sizes, seed=seed + 1)`` (Glorot uniform, zero biases).
     """
@@ -32,6 +36,8 @@ class Workload:
     n_samples: int
     task: str = "train"
     seed: int = 0
+    optimizer: str = "sgd"
+    batch_norm: bool = False
 
     @property
     def label(self) -> str:
@@ -69,6 +75,9 @@ WORKLOADS: dict[str, Workload] = {
         Workload("W3f", "mnist-size forward", (784, 256, 10), "relu", "softmax",
                  "cross_entropy", batch_size=128, lr=0.1, dtype="float32", n_samples=60_000,
                  task="forward"),
+        Workload("W5", "batch-norm adam", (784, 256, 256, 10), "relu", "softmax",
+                 "cross_entropy", batch_size=128, lr=1e-3, dtype="float32", n_samples=60_000,
+                 optimizer="adam", batch_norm=True),
     ]
 }
 # fmt: on
@@ -83,13 +92,16 @@ class Data(NamedTuple):
 
 
 class Params(NamedTuple):
-    """weights[l] of shape (n_out, n_in), biases[l] of shape (n_out,)."""
+    """weights[l] of shape (n_out, n_in), biases[l] of shape (n_out,); with batch
+    normalization, each hidden layer's gammas[l] and betas[l] too (else empty lists)."""
 
     weights: list[np.ndarray]
     biases: list[np.ndarray]
+    gammas: list[np.ndarray] = []
+    betas: list[np.ndarray] = []
 
     def copy(self) -> Params:
-        return Params([w.copy() for w in self.weights], [b.copy() for b in self.biases])
+        return Params(*([a.copy() for a in arrays] for arrays in self))
 
 
 def make_data(workload: Workload) -> Data:
@@ -107,11 +119,16 @@ def make_data(workload: Workload) -> Data:
 
 
 def initial_params(workload: Workload) -> Params:
-    """Glorot uniform weights and zero biases, drawn as ``Network(sizes, seed=seed + 1)``."""
+    """Glorot uniform weights and zero biases, drawn as ``Network(sizes, seed=seed + 1)``;
+    with batch normalization, gammas of 1 and betas of 0."""
     rng = np.random.default_rng(workload.seed + 1)
     weights, biases = [], []
     for n_in, n_out in pairwise(workload.sizes):
         limit = math.sqrt(6 / (n_in + n_out))
         weights.append(rng.uniform(-limit, limit, size=(n_out, n_in)).astype(workload.dtype))
         biases.append(np.zeros(n_out, dtype=workload.dtype))
-    return Params(weights, biases)
+    if not workload.batch_norm:
+        return Params(weights, biases)
+    widths = workload.sizes[1:-1]
+    gammas = [np.ones(n, dtype=workload.dtype) for n in widths]
+    return Params(weights, biases, gammas, [np.zeros(n, dtype=workload.dtype) for n in widths])
