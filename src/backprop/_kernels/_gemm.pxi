@@ -166,5 +166,5 @@ cdef bint _one_thread_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     """Whether ``_gemm`` runs this product on the calling thread alone: below the BLAS
     size, and if narrow (as float32 counts it, the stricter), below OpenBLAS's threads."""
     cdef Py_ssize_t work = m * n * k
-    return work < BLAS_MIN_WORK and not (n < BP_STRIP_BYTES // 4 and tb == c'N' and
+    return work < BLAS_MIN_WORK and not (_narrow(n, tb, <float>0) and
                                          work >= BLAS_ONE_THREAD_WORK)

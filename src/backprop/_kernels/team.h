@@ -186,27 +186,28 @@ static int bp_team_start(void) {
   return failed == 0;
 }
 
-static inline void bp_team_run(int n_parts, bp_part_fn fn, void *ctx, int threads) {
+/* Takes the team for a run: 1 when the worker is to join it (the run then holds `busy`),
+   0 when the caller runs every part alone: one thread asked for, fewer than two parts,
+   another caller's run in progress, no worker (it could not be started), or the time
+   alone after a descheduled worker not over. */
+static inline int bp_team_take(int n_parts, int threads) {
   int expected = 0;
   if (threads < 2 || n_parts < 2 || bp_team.state == BP_TEAM_FAILED ||
-      !atomic_compare_exchange_strong(&bp_team.busy, &expected, 1)) {
-    for (int p = 0; p < n_parts; p++) fn(ctx, p);
-    return;
-  }
+      !atomic_compare_exchange_strong(&bp_team.busy, &expected, 1))
+    return 0;
   if (bp_team.state == BP_TEAM_NONE)
     bp_team.state = bp_team_start() ? BP_TEAM_READY : BP_TEAM_FAILED;
-  if (bp_team.state != BP_TEAM_READY) {
-    atomic_store(&bp_team.busy, 0);
+  int solo = bp_team.solo_until != 0 && bp_team_now_ns() < bp_team.solo_until;
+  if (!solo) bp_team.solo_until = 0;
+  if (bp_team.state == BP_TEAM_READY && !solo) return 1;
+  atomic_store(&bp_team.busy, 0);
+  return 0;
+}
+
+static inline void bp_team_run(int n_parts, bp_part_fn fn, void *ctx, int threads) {
+  if (!bp_team_take(n_parts, threads)) {
     for (int p = 0; p < n_parts; p++) fn(ctx, p);
     return;
-  }
-  if (bp_team.solo_until != 0) {
-    if (bp_team_now_ns() < bp_team.solo_until) {
-      atomic_store(&bp_team.busy, 0);
-      for (int p = 0; p < n_parts; p++) fn(ctx, p);
-      return;
-    }
-    bp_team.solo_until = 0;
   }
   bp_team.fn = fn;
   bp_team.ctx = ctx;
