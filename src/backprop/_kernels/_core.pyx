@@ -20,7 +20,10 @@ helper stays inlinable); each level calls only the ones above it in this list:
                       takes act' from the layer's output A, or, where A does not give it
                       exactly, from the forward pass, which kept it in ``Work.factors``)
 ``_losses.pxi``       the output layer's loss and delta, one function per family
-``_solvers.pxi``      the optimizers: SGD, momentum (PyTorch's and scikit-learn's), Adam
+``_solvers.pxi``      the optimizers: SGD, momentum and Adam (PyTorch's and
+                      scikit-learn's)
+``_sample.pxi``       one row's fused SGD step through a tiny network, without
+                      ``_batch``'s per-layer calls
 ``_parallel.pxi``     the two-core paths: halves of rows, hidden units cut in two
 ``_loops.pxi``        the training loops: Network's epochs, the estimators' epoch
 this file             ``Plan`` and the Python-callable entry points
@@ -53,6 +56,7 @@ include "_gemm.pxi"
 include "_layers.pxi"
 include "_losses.pxi"
 include "_solvers.pxi"
+include "_sample.pxi"
 include "_parallel.pxi"
 include "_loops.pxi"
 
@@ -357,9 +361,12 @@ cdef _batch_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
     _calls_enter()
     try:
         with nogil:
-            value = _split_batch(&plan.net, &plan.work, &rows, &theta[0],
-                                 &g[0] if g is not None else NULL, halves, &plan.solver,
-                                 mode, NULL)
+            if _takes_sample_step(&plan.net, &plan.work, rows.m, mode):  # as _train takes it
+                value = _sample_step(&plan.net, &plan.work, &rows, &theta[0], &plan.solver)
+            else:
+                value = _split_batch(&plan.net, &plan.work, &rows, &theta[0],
+                                     &g[0] if g is not None else NULL, halves, &plan.solver,
+                                     mode, NULL)
     finally:
         _calls_exit()
     return value

@@ -43,7 +43,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
         which Adam's bias corrections count)
     and epoch_losses[e] := sum_B |B| L_B / n. Rows of a shuffled batch are gathered into
     the workspace; unshuffled batches are read in place; with ``work.halves``,
-    mid-size batches run as two halves on two cores (``_split_batch``).
+    mid-size batches run as two halves on two cores (``_split_batch``); batches of one
+    row through a tiny network take ``_sample_step``.
 
     Returns a Status, with where[0], where[1] := the epoch and batch it stopped at:
     COMPLETED; LOSS_NOT_FINITE before that batch's step (theta is what the previous
@@ -61,6 +62,7 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
     cdef floating* y_batch = <floating*>work.y_batch
     cdef floating* halves = <floating*>work.halves
     cdef int mode = FUSED_STEP if s.rule == SGD else GRADIENTS
+    cdef bint sample = _takes_sample_step(net, work, data.batch_size, mode)
     cdef double value, total
     cdef Solver solver = s[0]
     cdef Rows rows
@@ -93,7 +95,9 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
             if check_input and e == 0 and not _all_finite(<const floating*>rows.x, m * n_in):
                 where[0], where[1] = e, b
                 return INPUT_NOT_FINITE
-            if halves == NULL:  # the common case, without the halves' call in between
+            if sample:  # batches of one row through a tiny network
+                value = _sample_step(net, work, &rows, theta, s)
+            elif halves == NULL:  # the common case, without the halves' call in between
                 value = _batch(net, work, &rows, theta, grad, s, mode)
             else:
                 value = _split_batch(net, work, &rows, theta, grad, halves, s, mode, NULL)
