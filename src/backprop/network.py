@@ -826,10 +826,11 @@ class Network:
         for batch, first in enumerate(range(0, X.shape[0], m)):
             rows_b = order[first : first + m] if order is not None else slice(first, first + m)
             data = (np.ascontiguousarray(X[rows_b]), np.ascontiguousarray(targets[rows_b]))
-            before = theta.copy()
+            before = [a.copy() for a in live]
             status, *_ = train(None, 1, scratch, data=data)
             if status or not _core.all_finite(theta):
-                theta[...] = before
+                for array, copy in zip(live, before):
+                    array[...] = copy
                 what = (
                     "the loss is" if status == Status.LOSS_NOT_FINITE
                     else "the step made the weights"
@@ -948,7 +949,8 @@ class Network:
             raise ValueError(
                 "the network's weights or biases contain NaN or infinity; nothing was saved"
             )
-        if running is not None and not (_core.all_finite(running) and (running >= 0).all()):
+        if running is not None and not (_core.all_finite(running) and all(
+                (var >= 0).all() for var in self._arch.running_vars(running))):  # fmt: skip
             raise ValueError(
                 "the network's running statistics contain NaN, infinity or a negative "
                 "variance; nothing was saved"

@@ -503,9 +503,7 @@ class Network:
         n = len(delta)
         xhat, invstd, gamma = self.xhats[layer], self.invstds[layer], self.gammas[layer]
         delta_columns = transpose(delta)
-        nabla_gamma = [
-            dot(d, x) for d, x in zip(delta_columns, transpose(xhat), strict=True)
-        ]
+        nabla_gamma = [dot(d, x) for d, x in zip(delta_columns, transpose(xhat), strict=True)]
         nabla_beta = [add(d) for d in delta_columns]
         delta_z = [
             [

@@ -152,25 +152,24 @@ cdef void _dropout(floating* a, floating* factor, Py_ssize_t n, int act, double 
 # between a hidden layer's affine map and its activation, y := gamma xhat + beta with
 # xhat := (z - mu) / sqrt(var + eps). Training passes take mu and the biased var from
 # the batch and, when they update them, fold the batch's mean and UNBIASED variance into
-# the running statistics; ``forward`` reads the running statistics.
+# the running statistics (once the batch's loss is known to be finite, so that a batch
+# that diverges leaves them as they were); ``forward`` reads the running statistics.
 cdef double BN_EPS = 1e-5
 cdef double BN_MOMENTUM = 0.1
 
 
 cdef void _norm_train(floating* z, floating* xhat, floating* stats, const floating* gamma,
-                      floating* running, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+                      Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     """mu := mean_rows(Z), var := mean_rows((Z - mu)^2), invstd := 1 / sqrt(var + eps)
     (into stats: mu, var, invstd), xhat := (Z - mu) invstd, Z := gamma xhat (beta is
-    added with the activation). With ``running`` (not NULL; m >= 2): running_mean :=
-    (1 - momentum) running_mean + momentum mu, and running_var likewise with the
-    unbiased var m / (m - 1)."""
+    added with the activation)."""
     cdef Py_ssize_t i, j
     cdef floating* mean = stats
     cdef floating* var = stats + n
     cdef floating* invstd = stats + 2 * n
     cdef floating* row
     cdef floating* xrow
-    cdef floating d, keep = <floating>(1 - BN_MOMENTUM), mom = <floating>BN_MOMENTUM
+    cdef floating d
     for j in range(n):
         mean[j] = 0
         var[j] = 0
@@ -195,10 +194,22 @@ cdef void _norm_train(floating* z, floating* xhat, floating* stats, const floati
         for j in range(n):
             xrow[j] = (row[j] - mean[j]) * invstd[j]
             row[j] = gamma[j] * xrow[j]
-    if running != NULL:
+
+
+cdef void _norm_running(const Net* net, const floating* stats, floating* running,
+                        Py_ssize_t m) noexcept nogil:
+    """For every hidden layer, from the batch's (mu, var) in ``stats`` (``_norm_train``;
+    m >= 2): running_mean := (1 - momentum) running_mean + momentum mu, and running_var
+    likewise with the unbiased var m / (m - 1)."""
+    cdef Py_ssize_t l, j, n
+    cdef floating keep = <floating>(1 - BN_MOMENTUM), mom = <floating>BN_MOMENTUM
+    for l in range(net.n_layers - 1):
+        n = net.sizes[l + 1]
         for j in range(n):
-            running[j] = keep * running[j] + mom * mean[j]
-            running[n + j] = keep * running[n + j] + mom * (var[j] * m / (m - 1))
+            running[j] = keep * running[j] + mom * stats[j]
+            running[n + j] = keep * running[n + j] + mom * (stats[n + j] * m / (m - 1))
+        stats += 3 * n
+        running += 2 * n
 
 
 cdef void _norm_eval(floating* z, const floating* gamma, const floating* running,
@@ -261,7 +272,7 @@ cdef void _forward_pass(const Net* net, const Work* work, const floating* x, Py_
     """A_l := act_l(A_{l-1} W_l^T + b_l) for every layer l into work.acts, A_0 = X (m rows);
     the output layer's act is ``out_act``. A hidden layer with batch normalization takes
     act_l(gamma_l xhat_l + beta_l) from the batch's statistics (``_norm_train``, keeping
-    xhat_l and the statistics, and updating the running ones with ``work.running``).
+    xhat_l and the batch's statistics in ``work.stats``).
     With ``work.factors``, the layers whose activation ``_keeps_prime`` keep act' there;
     with drop > 0, inverted dropout (see ``_batch``)."""
     cdef Py_ssize_t l, n_in, n_out, a_off = 0, s_off = 0, n_layers = net.n_layers
@@ -269,7 +280,6 @@ cdef void _forward_pass(const Net* net, const Work* work, const floating* x, Py_
     cdef const Py_ssize_t* offsets = net.offsets
     cdef floating* acts = <floating*>work.acts
     cdef floating* factors = <floating*>work.factors
-    cdef floating* running = <floating*>work.running
     cdef const floating* a_prev = x
     cdef floating* a_out
     cdef floating* prime
@@ -285,8 +295,7 @@ cdef void _forward_pass(const Net* net, const Work* work, const floating* x, Py_
             _dense(a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1], a_out, m,
                    n_in, n_out, IDENTITY, net.wt, NULL)
             _norm_train(a_out, <floating*>work.xhats + a_off, <floating*>work.stats + s_off,
-                        theta + net.norm[l], running + 2 * s_off // 3 if running != NULL
-                        else NULL, m, n_out)
+                        theta + net.norm[l], m, n_out)
             if prime != NULL:
                 _bias_act_prime(a_out, theta + net.norm[l] + n_out, prime, m, n_out, act)
             else:
@@ -321,7 +330,9 @@ cdef double _batch(const Net* net, const Work* work, const Rows* rows, floating*
     factors := act'(Z) * s carries the mask into the backward pass. With batch
     normalization (``net.norm``; never on half a batch: its statistics are the whole
     batch's), hidden layers normalise as ``_forward_pass`` says and carry the delta
-    back through it with ``_norm_backward``.
+    back through it with ``_norm_backward``; with ``work.running`` and a finite L, the
+    batch's statistics update the running ones (``_norm_running``) before the backward
+    pass reuses their room.
     """
     cdef Py_ssize_t l, n_in, n_out, a_off = 0, s_off = 0, m = rows.m, n_layers = net.n_layers
     cdef const Py_ssize_t* sizes = net.sizes
@@ -345,6 +356,8 @@ cdef double _batch(const Net* net, const Work* work, const Rows* rows, floating*
     value = _output_delta(acts + a_off - m * sizes[n_layers], <const floating*>rows.y,
                           rows.labels, <const floating*>rows.sw, rows.wsum, d, m,
                           rows.m_norm, sizes[n_layers], net.output, net.loss)
+    if work.running != NULL and isfinite(value):
+        _norm_running(net, <const floating*>work.stats, <floating*>work.running, m)
     if mode == LOSS_ONLY or (mode == FUSED_STEP and not isfinite(value)):
         return value
     if mode == FUSED_STEP:
