@@ -940,7 +940,8 @@ class Network:
         """
         with self._guard.reading():
             weights, biases = self._layers()
-            norms = list(zip(self._gammas(), self._betas())) + [()]
+            norms = list(zip(self._gammas(), self._betas()))
+            norms += [()] * (len(weights) - len(norms))  # the output layer, or every layer
             parameters = np.concatenate(
                 [p.ravel() for w, b, norm in zip(weights, biases, norms) for p in (w, b, *norm)]
             )
@@ -997,7 +998,8 @@ def _from_checkpoint(entries: dict, read_parameters) -> Network:
         raise ValueError("parameters contains NaN or infinity")
     pos = 0
     weights, biases = net._layers()
-    norms = list(zip(net._gammas(), net._betas())) + [()]
+    norms = list(zip(net._gammas(), net._betas()))
+    norms += [()] * (len(weights) - len(norms))
     for w, b, norm in zip(weights, biases, norms):
         for p in (w, b, *norm):
             p[...] = parameters[pos : pos + p.size].reshape(p.shape)
