@@ -395,6 +395,17 @@ def test_a_training_batch_of_one_row_is_refused():
     assert net.forward(X[:1]).shape == (1, 2)  # running statistics: any number of rows
 
 
+def test_bad_running_statistics_written_by_hand_are_named():
+    net, X, Y = problem()
+    net.running_vars[1][0] = -1
+    with pytest.raises(ValueError, match="running statistics contain NaN, infinity or a negative"):
+        net.forward(X)
+    net.running_vars[1][0] = np.nan
+    with pytest.raises(ValueError, match="running statistics"):
+        net.save("never-written.npz")
+    net.forward(X, training=True)  # the batch's statistics: unaffected
+
+
 def test_trace_is_refused():
     net, X, Y = problem()
     with pytest.raises(ValueError, match="without batch normalization"):

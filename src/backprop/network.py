@@ -562,6 +562,13 @@ class Network:
         """Why a result overflowed: non-finite parameters, or inputs too large for them."""
         if not np.isfinite(self._theta).all():
             return f"{what} not finite: the network's weights or biases contain NaN or infinity"
+        if not np.isfinite(self._running).all() or any(
+            (var < 0).any() for var in self._running_vars()
+        ):
+            return (
+                f"{what} not finite: the network's running statistics contain NaN, infinity "
+                f"or a negative variance"
+            )
         largest = f"largest |X| is {np.abs(X).max():.3g}"
         if Y is not None and Y.size:
             largest += f", largest |Y| is {np.abs(Y).max():.3g}"
