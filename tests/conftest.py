@@ -99,22 +99,38 @@ def finite_difference_gradients(loss, params, h=1e-6):
     return gradients
 
 
+def _norm_params(net):
+    """``net``'s batch normalization parameters and running statistics as float64 arrays,
+    by keyword (none without batch normalization)."""
+    if not net.batch_norm:
+        return {}
+    names = ("gammas", "betas", "running_means", "running_vars")
+    return {name: [np.asarray(v, dtype=np.float64) for v in getattr(net, name)] for name in names}
+
+
 def reference_twin(net):
-    """The reference network with ``net``'s weights (as float64) and names."""
+    """The reference network with ``net``'s weights (as float64), names, and batch
+    normalization's parameters and running statistics."""
     return reference.Network.from_params(
         [w.astype(np.float64) for w in net.weights],
         [b.astype(np.float64) for b in net.biases],
         activation=net.activation,
         output=net.output,
         loss=net.loss_name,
+        batch_norm=net.batch_norm,
+        **_norm_params(net),
     )
 
 
 def copy_of(net):
-    """A fast network with ``net``'s weights, names and dtype."""
+    """A fast network with ``net``'s weights, names, dtype and batch normalization."""
+    extra = {}
+    if net.batch_norm:
+        extra = {name: [v.copy() for v in values] for name, values in _norm_params(net).items()}
     return Network.from_params(
-        net.weights, net.biases, net.activation, net.output, net.loss_name, net.dtype
-    )
+        net.weights, net.biases, net.activation, net.output, net.loss_name, net.dtype,
+        batch_norm=net.batch_norm, **extra,
+    )  # fmt: skip
 
 
 def child_env(**variables):

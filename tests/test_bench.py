@@ -23,6 +23,11 @@ W3_SMALL = dataclasses.replace(
     n_samples=100,
 )
 
+# W5 in small: batch normalization and Adam
+W5_SMALL = dataclasses.replace(
+    bench.WORKLOADS["W5"], name="W5s", sizes=(30, 16, 12, 10), batch_size=8, n_samples=100
+)
+
 
 def needs(name: str):
     """Skip where the peer ``name`` is not installed (backprop itself is always needed)."""
@@ -173,6 +178,35 @@ def test_backprop_trainer_drives_the_network_api(workload, numpy_results, monkey
         bench.final_weights(trainer), bench.final_weights(expected), TOL[workload.dtype]
     )
     assert trainer.epoch_loss == pytest.approx(expected.epoch_loss, rel=TOL[workload.dtype])
+
+
+def assert_same_batch_norm_adam_params(
+    got: bench.Params, expected: bench.Params, workload: bench.Workload
+) -> None:
+    """Weights, the output bias, gammas and betas to the dtype's tolerance; the hidden
+    biases, which batch normalization subtracts again, only within the ~lr per step that
+    Adam's normalised steps on their rounding-noise gradients move them (the same
+    reasoning as tests/test_optim.py's torch oracle)."""
+    tol = TOL[workload.dtype]
+    steps = -(-workload.n_samples // workload.batch_size)
+    for name in ("weights", "gammas", "betas"):
+        for l, (a, b) in enumerate(zip(getattr(got, name), getattr(expected, name), strict=True)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=tol, err_msg=f"{name}[{l}]")
+    np.testing.assert_allclose(got.biases[-1], expected.biases[-1], rtol=0, atol=tol)
+    for a, b in zip(got.biases[:-1], expected.biases[:-1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2 * workload.lr * steps)
+
+
+@needs("torch")
+def test_torch_matches_backprop_with_batch_norm_and_adam():
+    expected = train("backprop", W5_SMALL)
+    trainer = train("torch", W5_SMALL)
+    assert_same_batch_norm_adam_params(
+        bench.final_weights(trainer), bench.final_weights(expected), W5_SMALL
+    )
+    assert trainer.epoch_loss == pytest.approx(expected.epoch_loss, rel=TOL["float32"])
+    for name in ("numpy", "sklearn"):  # plain SGD without batch normalization alone
+        assert not bench.make_trainer(name).supports(W5_SMALL)
 
 
 # NumPy's forward pass is the oracle the others are compared with.

@@ -10,7 +10,16 @@ import logging
 
 import numpy as np
 import pytest
-from test_bench import TOL, W1, W2, W3_SMALL, assert_same_params, train
+from test_bench import (
+    TOL,
+    W1,
+    W2,
+    W3_SMALL,
+    W5_SMALL,
+    assert_same_batch_norm_adam_params,
+    assert_same_params,
+    train,
+)
 
 from backprop import bench
 
@@ -56,6 +65,16 @@ def test_jax_matches_backprop_and_compiles_before_the_run(name, workload, caplog
     assert_runs_like_backprop(trainer, expected, run)
     reference = train("numpy", workload)
     assert trainer.epoch_loss == pytest.approx(reference.epoch_loss, rel=TOL[workload.dtype])
+
+
+@needs_jax
+def test_jax_matches_backprop_with_batch_norm_and_adam():
+    """The scan carries Adam's moments and the running statistics through the epoch."""
+    trainer, expected = prepared("jax", W5_SMALL)
+    for _ in range(2):
+        trainer.run()
+        assert_same_batch_norm_adam_params(bench.final_weights(trainer), expected, W5_SMALL)
+        trainer.prepare(*trainer.problem)
 
 
 @needs_jax

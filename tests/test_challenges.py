@@ -52,7 +52,8 @@ def test_report_prints_every_layer_and_epoch(runs, capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="no matplotlib")
 def test_command_draws_the_figure(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(challenges, "run", lambda: challenges.run(epochs=2))
+    run = challenges.run
+    monkeypatch.setattr(challenges, "run", lambda: run(epochs=2))
     path = tmp_path / "challenges.png"
     assert main(["demo", "--challenges", "--plot", str(path)]) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -541,7 +541,10 @@ def tampered(tmp_path, net, **changes):
         (dict(sizes=np.array([4, 0, 3])), "sizes"),
         (dict(sizes=np.array([[4, 6, 3]])), "sizes has dtype"),
         (dict(sizes=np.array([4.0, 6.0, 3.0])), "sizes has dtype float64"),
-        (dict(version=np.array(3)), "newer checkpoint version 3"),
+        (dict(version=np.array(4)), "newer checkpoint version 4"),
+        # version 3 is a batch-normalised network's, with its running statistics
+        (dict(version=np.array(3)), "version 3 but has no running statistics"),
+        (dict(running=np.ones(12)), "version 1 but has running statistics"),
         (dict(version=np.array(0)), "unknown checkpoint version 0"),
         (dict(version=np.array("1")), "version has dtype"),
         (dict(format=np.array("something.else")), "its format is 'something.else'"),

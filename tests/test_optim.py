@@ -42,6 +42,13 @@ OPTIMIZERS = {
 }
 
 
+def noise_tolerance(opt, dtype):
+    """How far Adam may move a parameter whose gradient is rounding noise (see
+    ``test_torch_oracle``): in float64 the noise stays far below eps; in float32 each step
+    may move it by about lr (twice that bounds it)."""
+    return dict(rtol=0, atol=1e-9 if dtype == "float64" else 2 * opt.lr * opt.t)
+
+
 def reference_fit(net, X, y, opt, **args):
     """The reference's fit with ``opt``'s hyper-parameters."""
     ref = reference_twin(net)
@@ -66,6 +73,32 @@ def test_fit_matches_reference(name, dtype, kernel_path):
     for got, want in zip(net.weights + net.biases, ref.weights + ref.biases, strict=True):
         np.testing.assert_allclose(got, np.array(want), **TOL[dtype])
     assert opt.t == 9
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_batch_norm_fit_matches_reference(name, dtype, layout):
+    """With batch normalization the optimizers train gammas and betas too, as the
+    reference does. The hidden biases before it, and the running means that hold them,
+    are checked as loosely as ``test_torch_oracle`` explains (Adam turns their rounding
+    noise into steps)."""
+    X, y = problem(dtype)
+    net = Network([4, 6, 5, 3], activation=["tanh", "relu"], output="softmax",
+                  loss="cross_entropy", dtype=dtype, seed=1, batch_norm=True)  # fmt: skip
+    opt = OPTIMIZERS[name]()
+    args = dict(epochs=3, batch_size=8, shuffle=True, seed=4)
+    ref, ref_losses = reference_fit(net, X, y, opt, **args)
+    losses = net.fit(X, y, optimizer=opt, **args)
+    tol = TOL[dtype] if name[:4] != "adam" or dtype == "float64" else dict(rtol=0, atol=1e-4)
+    noisy = tol if not name.startswith("adam") else noise_tolerance(opt, dtype)
+    np.testing.assert_allclose(losses, ref_losses, **tol)
+    pairs = [(net.weights, ref.weights, tol), (net.biases[-1:], ref.biases[-1:], tol),
+             (net.biases[:-1], ref.biases[:-1], noisy), (net.gammas, ref.gammas, tol),
+             (net.betas, ref.betas, tol), (net.running_vars, ref.running_vars, tol),
+             (net.running_means, ref.running_means, noisy)]  # fmt: skip
+    for got_list, want_list, tolerance in pairs:
+        for got, want in zip(got_list, want_list, strict=True):
+            np.testing.assert_allclose(got, np.array(want), **tolerance)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -102,31 +135,46 @@ def test_keywords_build_a_fresh_sgd_each_call():
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "batch-norm"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", ["momentum", "nesterov", "adam"])
-def test_torch_oracle(name, dtype):
+def test_torch_oracle(name, dtype, batch_norm):
     """Weights after three epochs, in two fit calls, equal torch.optim's from the same
-    start (weight decay on the weights alone, as a parameter group)."""
+    start (weight decay on the weights alone, as a parameter group); with batch
+    normalization (``BatchNorm1d`` after each hidden ``Linear``) the gammas, betas and
+    running statistics too.
+
+    A hidden bias followed by batch normalization has a gradient of 0 in exact
+    arithmetic: its computed gradient is rounding noise, which Adam divides by
+    sqrt(v) + eps. Each library's noise is its own, so those biases (which change no
+    output: the normalization subtracts them again) agree only to what that noise moves
+    them, ~1e-10 in float64 and up to lr a step in float32; they, and the running means, which
+    hold them, are checked at that tolerance."""
     torch = pytest.importorskip("torch")
     tdtype = torch.float64 if dtype == "float64" else torch.float32
     X, y = problem(dtype, n=30)
-    net = network(dtype)
-    layers = []
+    net = Network([4, 6, 5, 3], activation=["tanh", "relu"], output="softmax",
+                  loss="cross_entropy", dtype=dtype, seed=1, batch_norm=batch_norm)  # fmt: skip
+    layers, linears, norms = [], [], []
     for l, (W, b) in enumerate(zip(net.weights, net.biases)):
         linear = torch.nn.Linear(W.shape[1], W.shape[0], dtype=tdtype)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(W.copy()))
             linear.bias.copy_(torch.from_numpy(b.copy()))
         layers.append(linear)
+        linears.append(linear)
         if l < net.n_layers - 1:
+            if batch_norm:
+                norms.append(torch.nn.BatchNorm1d(W.shape[0], dtype=tdtype))
+                layers.append(norms[-1])
             layers.append([torch.nn.Tanh(), torch.nn.ReLU()][l])
     model = torch.nn.Sequential(*layers)
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
     opt = OPTIMIZERS[name]()
     groups = [
         {"params": [m.weight for m in linears], "weight_decay": opt.weight_decay},
-        {"params": [m.bias for m in linears], "weight_decay": 0.0},
-    ]
+        {"params": [m.bias for m in linears] + [p for m in norms for p in m.parameters()],
+         "weight_decay": 0.0},
+    ]  # fmt: skip
     if name == "adam":
         peer = torch.optim.Adam(groups, lr=opt.lr, betas=opt.betas, eps=opt.eps)
     else:
@@ -141,11 +189,22 @@ def test_torch_oracle(name, dtype):
                                                      yt[start : start + 8])  # fmt: skip
             loss.backward()
             peer.step()
+    tol = ORACLE_TOL[dtype]
+    if name == "adam" and dtype == "float32":
+        # Adam's step m / (sqrt(v) + eps) ~ +-lr for a gradient near 0, whatever its
+        # rounding: float32's rounding moves a few parameters by ~1e-3 lr
+        tol = dict(rtol=0, atol=1e-4)
+    noisy = noise_tolerance(opt, dtype)
     for l, linear in enumerate(linears):
-        np.testing.assert_allclose(net.weights[l], linear.weight.detach().numpy(),
-                                   **ORACLE_TOL[dtype])  # fmt: skip
-        np.testing.assert_allclose(net.biases[l], linear.bias.detach().numpy(),
-                                   **ORACLE_TOL[dtype])  # fmt: skip
+        np.testing.assert_allclose(net.weights[l], linear.weight.detach().numpy(), **tol)
+        bias_tol = noisy if batch_norm and name == "adam" and l < len(norms) else tol
+        np.testing.assert_allclose(net.biases[l], linear.bias.detach().numpy(), **bias_tol)
+    for l, norm in enumerate(norms):
+        np.testing.assert_allclose(net.gammas[l], norm.weight.detach().numpy(), **tol)
+        np.testing.assert_allclose(net.betas[l], norm.bias.detach().numpy(), **tol)
+        mean_tol = noisy if name == "adam" else tol  # the means hold those biases
+        np.testing.assert_allclose(net.running_means[l], norm.running_mean.numpy(), **mean_tol)
+        np.testing.assert_allclose(net.running_vars[l], norm.running_var.numpy(), **tol)
     if name == "adam":
         state = peer.state[linears[0].weight]
         assert opt.t == int(state["step"])

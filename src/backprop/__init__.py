@@ -14,11 +14,12 @@ the package does not.
 from . import _threadpool
 from ._config import show_config
 from ._core import get_num_threads, set_num_threads
-from .network import DivergenceError, Network, Trace, load
+from .network import DivergenceError, Gradients, Network, Trace, load
 
 __version__ = "0.1.0"
 __all__ = [
     "DivergenceError",
+    "Gradients",
     "MLPClassifier",
     "MLPRegressor",
     "Network",

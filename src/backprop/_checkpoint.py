@@ -5,7 +5,10 @@ A checkpoint is an uncompressed ``.npz`` archive of plain arrays, never pickles:
 ``loss``, ``dtype`` and ``parameters`` (the flat parameter array). In version 1
 ``activation`` is one name, for every hidden layer; version 2 adds a 1-d array of one
 name per hidden layer. A checkpoint with one name is written as version 1, which every
-version of backprop reads.
+version of backprop reads. Version 3 is a network with batch normalization: each hidden
+layer's gamma and beta follow its biases in ``parameters``, and one more entry,
+``running``, holds the running statistics (each hidden layer's running means, then its
+running variances); a network without it is written as before.
 
 Writing. A checkpoint goes to a regular file or a new path, nothing else: a directory
 raises IsADirectoryError, a FIFO, socket or device ValueError, before anything is
@@ -50,9 +53,10 @@ except ImportError:  # not on Windows
 
 FORMAT = "backprop.Network"
 #: The newest version written and read (see the module docstring).
-VERSION = 2
+VERSION = 3
 _TEXT = ("format", "activation", "output", "loss", "dtype")
 _KEYS = frozenset(_TEXT + ("version", "sizes", "parameters"))
+_NORM_KEYS = _KEYS | {"running"}  # version 3
 # numpy < 2.1 would store an allow_pickle keyword as one more array; its savez never
 # pickles numbers and text anyway.
 _SAVEZ_OPTIONS = (
@@ -79,8 +83,9 @@ _SPECIAL = (
 )
 
 
-def write(path, *, sizes, activation, output, loss, dtype, parameters) -> None:
-    """Writes a checkpoint of these entries to the file ``path``, atomically.
+def write(path, *, sizes, activation, output, loss, dtype, parameters, running=None) -> None:
+    """Writes a checkpoint of these entries to the file ``path``, atomically; with
+    ``running`` (batch normalization's running statistics), in version 3.
 
     ``path`` must be a regular file, a new name in an existing directory, or a symbolic
     link to either (followed); a directory raises IsADirectoryError, anything else that
@@ -108,7 +113,7 @@ def write(path, *, sizes, activation, output, loss, dtype, parameters) -> None:
     one_name = isinstance(activation, str)
     arrays = {
         "format": np.array(FORMAT),
-        "version": np.array(1 if one_name else VERSION),
+        "version": np.array(3 if running is not None else 1 if one_name else 2),
         "sizes": np.array(sizes, dtype=np.int64),
         "activation": np.array(activation, dtype=np.str_),
         "output": np.array(output),
@@ -116,6 +121,8 @@ def write(path, *, sizes, activation, output, loss, dtype, parameters) -> None:
         "dtype": np.array(dtype),
         "parameters": parameters,
     }
+    if running is not None:
+        arrays["running"] = running
     directory, base = os.path.split(target)
     _remove_stale_temporaries(directory, base)
     fd, temporary = _create_temporary(directory, base, existing)
@@ -283,7 +290,8 @@ def _open_regular(path):
 def read(path, build):
     """``build(entries, read_parameters)`` on the checkpoint at ``path``: ``entries``
     holds its sizes (a list of ints) and its text entries (``activation`` a str, or a
-    list of them); ``read_parameters(n_bytes)``
+    list of them), and ``running``: None before version 3, else a function like
+    ``read_parameters``; ``read_parameters(n_bytes)``
     reads its parameter array, refusing one of more than n_bytes (plus a header).
 
     A file that is not a whole, valid checkpoint of this version (truncated, altered,
@@ -319,8 +327,9 @@ def _read(file, build):
     archive = np.load(file, allow_pickle=False)
     with archive:
         names = set(archive.files)
-        if names != _KEYS:
-            missing, unexpected = _KEYS - names, names - _KEYS
+        keys = _NORM_KEYS if "running" in names else _KEYS
+        if names != keys:
+            missing, unexpected = keys - names, names - keys
             raise ValueError(
                 "its entries differ from a checkpoint's: "
                 + ", ".join(
@@ -349,6 +358,11 @@ def _read(file, build):
                 f"it is in {newer} checkpoint version {version}; this backprop reads versions "
                 f"1 to {VERSION}"
             )
+        if (version >= 3) != ("running" in names):
+            raise ValueError(
+                f"it is in version {version} but "
+                + ("has no running statistics" if version >= 3 else "has running statistics")
+            )
         entries = {name: str(entry(name, "U", (0,))) for name in _TEXT if name != "activation"}
         # from version 2, one name per hidden layer, or one for all
         activation = entry("activation", "U", (0, 1) if version >= 2 else (0,))
@@ -357,5 +371,10 @@ def _read(file, build):
 
         def read_parameters(n_bytes: int) -> np.ndarray:
             return entry("parameters", "f", (1,), n_bytes + _MAX_ENTRY_BYTES)
+
+        def read_running(n_bytes: int) -> np.ndarray:
+            return entry("running", "f", (1,), n_bytes + _MAX_ENTRY_BYTES)
+
+        entries["running"] = read_running if version >= 3 else None
 
         return build(entries, read_parameters)

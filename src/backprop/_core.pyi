@@ -67,6 +67,7 @@ class Plan:
     check_every: int
     grad: Float | None
     rng_state: NDArray[np.uint64]
+    n_running: int
     def __init__(
         self,
         arch: object,
@@ -91,11 +92,20 @@ class Plan:
         optimizer: object,
         steps: NDArray[np.intp],
         check_input: bool = ...,
+        running: Float | None = ...,
     ) -> tuple[Status, int, int]: ...
     def batch(
-        self, theta: Float, X: Float, targets: Float | Index, *, mode: int, grad: Float | None = ...
+        self,
+        theta: Float,
+        X: Float,
+        targets: Float | Index,
+        *,
+        mode: int,
+        grad: Float | None = ...,
+        running: Float | None = ...,
     ) -> float: ...
-    def forward(self, theta: Float, X: Float, out: Float) -> None: ...
+    def forward(self, theta: Float, X: Float, out: Float, running: Float | None = ...) -> None: ...
+    def forward_training(self, theta: Float, X: Float, out: Float) -> None: ...
     def sk_epoch(
         self,
         params: Float,

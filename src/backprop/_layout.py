@@ -3,13 +3,18 @@
 All parameters of a network live in one flat array (gradients and optimizer moments
 use the same layout). Two packings share it:
 
-- ``Network``'s, layer by layer: ``[W_0, b_0, W_1, b_1, ...]``;
+- ``Network``'s, layer by layer: ``[W_0, b_0, W_1, b_1, ...]``; with batch
+  normalization each hidden layer's gamma_l and beta_l follow its b_l:
+  ``[W_0, b_0, gamma_0, beta_0, W_1, ...]``, so that every optimizer trains them
+  (without weight decay, as biases);
 - scikit-learn's (``grouped``), as it packs them for L-BFGS:
   ``[W_0, W_1, ..., b_0, b_1, ...]``.
 
 ``W_l`` is stored row-major as (n_out, n_in), or as (n_in, n_out) when ``transposed``
 (scikit-learn's ``coefs_``). ``offsets[2 l]`` and ``offsets[2 l + 1]`` locate W_l and
-b_l; the kernels read nothing else of the layout.
+b_l, ``norm_offsets[l]`` gamma_l (beta_l follows it); the kernels read nothing else of
+the layout. Batch normalization's running statistics are not parameters: they live in
+an array of their own, ``[mean_0, var_0, mean_1, var_1, ...]`` (``running_size``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ CHUNK_MAX_ROWS = 4096
 MAX_DIM = 2**31 - 1
 # The largest array, in bytes, memory can address.
 MAX_BYTES = np.iinfo(np.intp).max
+# Batch normalization's constants, PyTorch's BatchNorm1d defaults (the kernels' BN_EPS
+# and BN_MOMENTUM): running := (1 - MOMENTUM) running + MOMENTUM batch statistic.
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -71,7 +80,8 @@ class Architecture:
     """Layer widths (input first), the kernels' codes for the hidden and output
     activations and the loss (``_core.Activation``, ``_core.Loss``), the dtype, and the
     parameters' packing (see the module docstring). ``hidden`` is one code for every
-    hidden layer, or a tuple of one code per hidden layer."""
+    hidden layer, or a tuple of one code per hidden layer. ``batch_norm`` normalises
+    every hidden layer (``Network``'s packing only)."""
 
     sizes: tuple[int, ...]
     hidden: int | tuple[int, ...]
@@ -80,6 +90,7 @@ class Architecture:
     dtype: np.dtype
     transposed: bool = False
     grouped: bool = False
+    batch_norm: bool = False
 
     @cached_property
     def sizes_array(self) -> np.ndarray:
@@ -109,14 +120,36 @@ class Architecture:
                 offsets += [weights[l], at]
                 at += n_out
         else:
-            for n_in, n_out in shapes:
+            for l, (n_in, n_out) in enumerate(shapes):
                 offsets += [at, at + n_in * n_out]
                 at += n_in * n_out + n_out
+                if self.batch_norm and l < len(shapes) - 1:
+                    at += 2 * n_out  # gamma_l, beta_l
         return _read_only(np.array(offsets, dtype=np.intp))
+
+    @cached_property
+    def norm_offsets(self) -> np.ndarray:
+        """Start of gamma_l at [l] for every hidden layer l (beta_l follows it); empty
+        without batch normalization (read-only: plans point into it)."""
+        if not self.batch_norm:
+            return _read_only(np.empty(0, dtype=np.intp))
+        return _read_only(self.offsets[1:-1:2] + np.array(self.sizes[1:-1], dtype=np.intp))
 
     @property
     def n_params(self) -> int:
-        return n_params(self.sizes)
+        return n_params(self.sizes) + (2 * sum(self.sizes[1:-1]) if self.batch_norm else 0)
+
+    @property
+    def running_size(self) -> int:
+        """The number of running statistics (a mean and a variance per hidden unit)."""
+        return 2 * sum(self.sizes[1:-1]) if self.batch_norm else 0
+
+    def new_running(self) -> np.ndarray:
+        """Running statistics as PyTorch starts them: means 0, variances 1."""
+        running = np.zeros(self.running_size, dtype=self.dtype)
+        for var in self.running_vars(running):
+            var[...] = 1
+        return running
 
     def weights(self, theta: np.ndarray) -> list[np.ndarray]:
         """Views of every W_l in ``theta``, in their stored shape."""
@@ -129,10 +162,36 @@ class Architecture:
         """Views of every b_l in ``theta``."""
         return [theta[o : o + b] for o, b in zip(self.offsets[1::2], self.sizes[1:])]
 
-    def flatten(self, weights, biases) -> np.ndarray:
-        """A new flat array holding ``weights`` (stored shapes) and ``biases``."""
+    def gammas(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Views of every hidden layer's gamma_l in ``theta`` (none without batch norm)."""
+        return [theta[o : o + n] for o, n in zip(self.norm_offsets, self.sizes[1:-1])]
+
+    def betas(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Views of every hidden layer's beta_l in ``theta`` (none without batch norm)."""
+        return [theta[o + n : o + 2 * n] for o, n in zip(self.norm_offsets, self.sizes[1:-1])]
+
+    def _running_views(self, running: np.ndarray, part: int) -> list[np.ndarray]:
+        views, at = [], 0
+        if self.batch_norm:
+            for n in self.sizes[1:-1]:
+                views.append(running[at + part * n : at + (part + 1) * n])
+                at += 2 * n
+        return views
+
+    def running_means(self, running: np.ndarray) -> list[np.ndarray]:
+        """Views of every hidden layer's running mean in ``running``."""
+        return self._running_views(running, 0)
+
+    def running_vars(self, running: np.ndarray) -> list[np.ndarray]:
+        """Views of every hidden layer's running variance in ``running``."""
+        return self._running_views(running, 1)
+
+    def flatten(self, weights, biases, gammas=(), betas=()) -> np.ndarray:
+        """A new flat array holding ``weights`` (stored shapes) and ``biases`` (and with
+        batch normalization ``gammas`` and ``betas``)."""
         theta = np.empty(self.n_params, dtype=self.dtype)
-        for view, value in zip(self.weights(theta) + self.biases(theta), [*weights, *biases]):
+        views = self.weights(theta) + self.biases(theta) + self.gammas(theta) + self.betas(theta)
+        for view, value in zip(views, [*weights, *biases, *gammas, *betas], strict=True):
             view[...] = value
         return theta
 
@@ -145,15 +204,24 @@ class Architecture:
         of the forward pass, within [CHUNK_MIN_ROWS, CHUNK_MAX_ROWS]."""
         return max(CHUNK_MIN_ROWS, min(CHUNK_MAX_ROWS, CHUNK_WORK // n_weights(self.sizes)))
 
-    def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+    def forward(self, theta: np.ndarray, X: np.ndarray,
+                running: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         """The network's outputs for the rows of X (C-contiguous, of the dtype), computed
-        by the kernels ``chunk_rows()`` rows per call."""
+        by the kernels ``chunk_rows()`` rows per call; batch normalization takes the
+        ``running`` statistics (each row's output depends on that row alone)."""
         n = X.shape[0]
         out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
         rows = self.chunk_rows()
         plan = self.plan(min(n, rows), two_cores=False, backward=False)
         for start in range(0, n, rows):
-            plan.forward(theta, X[start : start + rows], out[start : start + rows])
+            plan.forward(theta, X[start : start + rows], out[start : start + rows], running)
+        return out
+
+    def forward_training(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The outputs for the rows of X as a training pass computes them: one call over
+        all rows, batch normalization from their statistics."""
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+        self.plan(X.shape[0], two_cores=False).forward_training(theta, X, out)
         return out
 
     def mean_loss(self, theta: np.ndarray, X: np.ndarray, targets: np.ndarray,
@@ -167,10 +235,13 @@ class Architecture:
         another order than one call sums them, so L and grad differ from one call's by
         rounding, relative to the terms' size: ~1e-16 in float64, ~1e-7 in float32 (where
         the chunks' float64 sum is the more accurate).
+
+        With batch normalization the statistics are the whole batch's: one call takes
+        all rows, whatever their number (its workspace grows with them).
         """
         mode = _core.Mode.LOSS_ONLY if grad is None else _core.Mode.GRADIENTS
         n = X.shape[0]
-        rows = self.chunk_rows()
+        rows = n if self.batch_norm else self.chunk_rows()
         plan = self.plan(min(n, rows), two_cores=grad is not None)
         if n <= rows:
             return plan.batch(theta, X, targets, mode=mode, grad=grad)

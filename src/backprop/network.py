@@ -75,14 +75,35 @@ class Trace:
     grad_biases: list[np.ndarray]
 
 
+class Gradients(tuple):
+    """What ``Network.gradients`` returns: the tuple ``(loss, weights, biases)`` (so that
+    ``loss, grad_w, grad_b = net.gradients(X, Y)`` unpacks it for any network), with
+    attributes ``loss``, ``weights``, ``biases``, and ``gammas`` and ``betas``: dL/dgamma_l
+    and dL/dbeta_l of every batch-normalised hidden layer (empty lists without batch
+    normalization)."""
+
+    def __new__(cls, loss, weights, biases, gammas=(), betas=()):
+        self = super().__new__(cls, (loss, weights, biases))
+        self.gammas, self.betas = list(gammas), list(betas)
+        return self
+
+    loss = property(lambda self: self[0])
+    weights = property(lambda self: self[1])
+    biases = property(lambda self: self[2])
+
+    def __reduce__(self):
+        return type(self), (*self, self.gammas, self.betas)
+
+
 # ----------------------------------------------------------------- network ---
 
-_CONFIGURATION = ("sizes", "activation", "output", "loss_name", "dtype", "n_layers")
+_CONFIGURATION = ("sizes", "activation", "output", "loss_name", "dtype", "n_layers", "batch_norm")
+_VIEWS = ("weights", "biases", "gammas", "betas", "running_means", "running_vars")
 
 
 def _read_only_message(name: str, verb: str) -> str:
     """Why a Network's public attribute ``name`` cannot be set or deleted, and what to do."""
-    if name in ("weights", "biases"):
+    if name in _VIEWS:
         return (
             f"cannot {verb} a Network's {name}; write into its arrays instead "
             f"(net.{name}[l][...] = values)"
@@ -137,6 +158,17 @@ class Network:
     any public attribute raises AttributeError (build a new network, or use
     ``Network.from_params(net.weights, net.biases, ...)``). ``weights`` and ``biases``
     are views to write into, in place.
+
+    ``batch_norm=True`` inserts batch normalization after every hidden layer's affine
+    map, before its activation, as PyTorch's ``BatchNorm1d`` after a ``Linear`` (which
+    keeps its bias): y = gamma (z - mu) / sqrt(var + 1e-5) + beta per unit. Training
+    passes (``fit``, ``step``, ``loss``, ``gradients``, ``forward(X, training=True)``)
+    take mu and the biased var from the batch; ``fit`` and ``step`` also update the
+    running statistics, running := 0.9 running + 0.1 (the batch's mean, or its unbiased
+    variance), which ``forward(X)`` uses. ``gammas`` (start at 1) and ``betas`` (at 0)
+    are trained like the biases (no weight decay); they and ``running_means`` (start at
+    0) and ``running_vars`` (at 1) are views to write into, one per hidden layer. A
+    training batch needs two rows or more.
     """
 
     def __init__(
@@ -148,8 +180,9 @@ class Network:
         dtype="float64",
         seed=None,
         init: str = "glorot",
+        batch_norm: bool = False,
     ):
-        self._configure(sizes, activation, output, loss, dtype)
+        self._configure(sizes, activation, output, loss, dtype, batch_norm)
         init = _checks.check_name(init, "init", INITIALISATIONS)
         rng = _checks.random_generator(seed)
         sizes = self._arch.sizes
@@ -166,9 +199,18 @@ class Network:
         output: str = "sigmoid",
         loss: str = "mse",
         dtype="float64",
+        batch_norm: bool = False,
+        *,
+        gammas=None,
+        betas=None,
+        running_means=None,
+        running_vars=None,
     ) -> Network:
         """A network with the given weights (each (n_out, n_in)) and biases (each (n_out,));
-        ``activation`` as for ``Network``: one name, or one per hidden layer."""
+        ``activation`` as for ``Network``: one name, or one per hidden layer. With
+        ``batch_norm``, ``gammas``, ``betas``, ``running_means`` and ``running_vars`` give
+        one array of each hidden layer's width each (None: as a new network starts them;
+        running variances must be >= 0)."""
         if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
             raise TypeError("weights must be a list of 2-D arrays, one per layer")
         if isinstance(biases, np.ndarray) or not isinstance(biases, (list, tuple)):
@@ -191,14 +233,35 @@ class Network:
                     f"{ws[l - 1].shape[0]} outputs"
                 )
         net = cls.__new__(cls)
-        net._configure([ws[0].shape[1]] + [w.shape[0] for w in ws], activation, output, loss, dtype)
+        net._configure([ws[0].shape[1]] + [w.shape[0] for w in ws], activation, output, loss,
+                       dtype, batch_norm)  # fmt: skip
         weights, biases = net._layers()
         for l, (w, b) in enumerate(zip(ws, bs)):
             weights[l][...] = _checks.to_float(w, f"weights[{l}]", net._dtype)
             biases[l][...] = _checks.to_float(b, f"biases[{l}]", net._dtype)
+        given = {"gammas": gammas, "betas": betas, "running_means": running_means,
+                 "running_vars": running_vars}  # fmt: skip
+        for name, values in given.items():
+            if values is None:
+                continue
+            if not net._arch.batch_norm:
+                raise ValueError(f"{name} given, but batch_norm is False")
+            views = getattr(net, "_" + name)()
+            if isinstance(values, np.ndarray) or not isinstance(values, (list, tuple)):
+                raise TypeError(f"{name} must be a list of 1-D arrays, one per hidden layer")
+            if len(values) != len(views):
+                raise ValueError(f"{name} must have {len(views)} entries (one per hidden "
+                                 f"layer); got {len(values)}")  # fmt: skip
+            for l, (view, value) in enumerate(zip(views, values)):
+                value = _checks.as_real_array(value, f"{name}[{l}]")
+                if value.shape != view.shape:
+                    raise ValueError(f"{name}[{l}] must have shape {view.shape}; got {value.shape}")
+                view[...] = _checks.to_float(value, f"{name}[{l}]", net._dtype)
+                if name == "running_vars" and (view < 0).any():
+                    raise ValueError(f"{name}[{l}] must be >= 0")
         return net
 
-    def _configure(self, sizes, activation, output, loss, dtype) -> None:
+    def _configure(self, sizes, activation, output, loss, dtype, batch_norm=False) -> None:
         sizes = _checks.check_sizes(sizes)
         activation = _checks.check_names(activation, "activation", HIDDEN_ACTIVATIONS,
                                          len(sizes) - 2)  # fmt: skip
@@ -209,6 +272,8 @@ class Network:
                 f"loss={loss!r} needs output in {_names.LOSS_OUTPUTS[loss]}; got output={output!r}"
             )
         self._dtype = _checks.check_dtype(dtype)
+        if not isinstance(batch_norm, (bool, np.bool_)):
+            raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
         self._arch = _layout.Architecture(
             sizes=tuple(sizes),
             hidden=int(_names.HIDDEN[activation])
@@ -218,11 +283,15 @@ class Network:
             loss=int(_names.LOSSES[loss]),
             dtype=self._dtype,
             transposed=_layout.transposed_for(sizes),
+            batch_norm=bool(batch_norm),
         )
         n = self._arch.n_params
         if n * self._dtype.itemsize > _MAX_BYTES:
             raise ValueError(f"sizes {sizes} make {n} parameters, more than memory can address")
         self._theta = np.zeros(n, dtype=self._dtype)
+        for gamma in self._arch.gammas(self._theta):
+            gamma[...] = 1
+        self._running = self._arch.new_running()
         self._guard = Guard()
 
     # ------------------------------------------------------------ properties ---
@@ -281,6 +350,47 @@ class Network:
         """Per-layer bias vectors (n_out,); views into the network's parameters."""
         return self._layers()[1]
 
+    @property
+    def batch_norm(self) -> bool:
+        """Whether every hidden layer is batch-normalised."""
+        return self._arch.batch_norm
+
+    @property
+    def gammas(self) -> list[np.ndarray]:
+        """Batch normalization's scale of every hidden layer (n_out,); views into the
+        network's parameters (an empty list without batch normalization)."""
+        return self._gammas()
+
+    @property
+    def betas(self) -> list[np.ndarray]:
+        """Batch normalization's shift of every hidden layer (n_out,); views into the
+        network's parameters (an empty list without batch normalization)."""
+        return self._betas()
+
+    @property
+    def running_means(self) -> list[np.ndarray]:
+        """Every hidden layer's running mean of its pre-activations (n_out,), which
+        ``forward`` normalises with; views (an empty list without batch normalization)."""
+        return self._running_means()
+
+    @property
+    def running_vars(self) -> list[np.ndarray]:
+        """Every hidden layer's running (unbiased) variance of its pre-activations
+        (n_out,); views (an empty list without batch normalization)."""
+        return self._running_vars()
+
+    def _gammas(self) -> list[np.ndarray]:
+        return self._arch.gammas(self._theta)
+
+    def _betas(self) -> list[np.ndarray]:
+        return self._arch.betas(self._theta)
+
+    def _running_means(self) -> list[np.ndarray]:
+        return self._arch.running_means(self._running)
+
+    def _running_vars(self) -> list[np.ndarray]:
+        return self._arch.running_vars(self._running)
+
     def _layers(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """(weights, biases) as views into the parameters, read from the architecture the
         kernels use: the library's own code reads these, never the public properties a
@@ -302,7 +412,8 @@ class Network:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({list(self._arch.sizes)}, activation={self._activation!r}, "
-            f"output={self._output!r}, loss={self._loss_name!r}, dtype={self._dtype.name!r})"
+            f"output={self._output!r}, loss={self._loss_name!r}, dtype={self._dtype.name!r}"
+            + (", batch_norm=True)" if self._arch.batch_norm else ")")
         )
 
     def __getstate__(self):
@@ -310,6 +421,7 @@ class Network:
         del state["_guard"]
         with self._guard.reading():  # never the half-updated weights of a running fit
             state["_theta"] = self._theta.copy()
+            state["_running"] = self._running.copy()
         return state
 
     def __setstate__(self, state):
@@ -320,6 +432,8 @@ class Network:
             state.pop(stored, None)
             state.pop("_" + stored, None)
         self.__dict__.update(state)
+        if "_running" not in state:  # pickled before batch normalization existed
+            self._running = self._arch.new_running()
         self._guard = Guard()
 
     # ---------------------------------------------------------------- checks ---
@@ -385,16 +499,31 @@ class Network:
 
     # ----------------------------------------------------------- computation ---
 
-    def forward(self, X) -> np.ndarray:
+    def forward(self, X, training: bool = False) -> np.ndarray:
         """The network's outputs y_hat, shape (n_samples, n_outputs); 1-D X is one sample.
 
         Many rows run a chunk at a time (~10-40 ms of work each), and Ctrl-C is answered
         between two chunks. A row's outputs depend on that row alone, up to rounding: the
         size of its chunk can choose another product kernel (``_kernels/_gemm.pxi``).
+
+        Batch normalization uses the running statistics; with ``training=True`` it uses
+        the statistics of X's rows instead, as a training pass does (one pass over all
+        rows, which must be two or more; the running statistics are left as they are).
+        Without batch normalization ``training`` changes nothing (dropout is ``fit``'s
+        alone).
         """
+        if not isinstance(training, (bool, np.bool_)):
+            raise TypeError(f"training must be True or False; got {training!r}")
         X, _ = self._check_X(X)
+        training = training and self._arch.batch_norm
+        if training:
+            self._check_batch_rows(X.shape[0], "X")
         with self._guard.reading():
-            out = self._arch.forward(self._theta, X)
+            if training:
+                out = self._arch.forward_training(self._theta, X)
+            else:
+                out = self._arch.forward(self._theta, X, self._running if self._arch.batch_norm
+                                         else None)  # fmt: skip
             if not np.isfinite(out).all():
                 raise ValueError(self._not_finite("the outputs are", X))
         return out
@@ -407,8 +536,18 @@ class Network:
             raise ValueError(f"X has {X.shape[0]} samples; one batch takes at most {_MAX_DIM}")
         return X, labels if labels.size else rows, rows
 
+    def _check_batch_rows(self, m: int, what: str) -> None:
+        """A batch-normalised training batch has two rows or more."""
+        if self._arch.batch_norm and m < 2:
+            raise ValueError(
+                f"{what} has {m} row; batch normalization needs two rows or more in a "
+                f"training batch (a batch of one has no variance). Pass more rows, or "
+                f"use forward(X) (training=False), which takes the running statistics"
+            )
+
     def _mean_loss(self, X, Y, grad: np.ndarray | None) -> float:
         X, targets, rows = self._batch(X, Y)
+        self._check_batch_rows(X.shape[0], "the batch")
         with self._guard.reading():
             value = self._arch.mean_loss(self._theta, X, targets, grad)
             if not (math.isfinite(value) and (grad is None or np.isfinite(grad).all())):
@@ -423,6 +562,13 @@ class Network:
         """Why a result overflowed: non-finite parameters, or inputs too large for them."""
         if not np.isfinite(self._theta).all():
             return f"{what} not finite: the network's weights or biases contain NaN or infinity"
+        if not np.isfinite(self._running).all() or any(
+            (var < 0).any() for var in self._running_vars()
+        ):
+            return (
+                f"{what} not finite: the network's running statistics contain NaN, infinity "
+                f"or a negative variance"
+            )
         largest = f"largest |X| is {np.abs(X).max():.3g}"
         if Y is not None and Y.size:
             largest += f", largest |Y| is {np.abs(Y).max():.3g}"
@@ -436,20 +582,27 @@ class Network:
 
         Many rows run a chunk at a time, and Ctrl-C is answered between two chunks; the
         mean is then the chunks' means weighted by their rows, which differs from one
-        pass's by rounding (``_layout.Architecture.mean_loss``).
+        pass's by rounding (``_layout.Architecture.mean_loss``). With batch
+        normalization it is a training pass: one pass over all rows (two or more),
+        normalised by their statistics; it is a query and leaves the running statistics
+        as they are.
         """
         return self._mean_loss(X, Y, None)
 
-    def gradients(self, X, Y) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-        """(loss, dL/dweights, dL/dbiases) of the mean loss over the batch (X, Y).
+    def gradients(self, X, Y) -> Gradients:
+        """(loss, dL/dweights, dL/dbiases) of the mean loss over the batch (X, Y), as a
+        ``Gradients`` tuple, whose ``gammas`` and ``betas`` attributes hold dL/dgamma_l and
+        dL/dbeta_l with batch normalization (empty lists without).
 
         Many rows run a chunk at a time, as in ``loss``: the gradients are then the
         chunks' gradients weighted by their rows, equal to one pass's up to rounding.
+        With batch normalization it is one training pass over all rows (two or more),
+        as ``loss``; it is a query and leaves the running statistics as they are.
         """
         grad = np.empty_like(self._theta)
         value = self._mean_loss(X, Y, grad)
         view = self._like(grad)
-        return value, view.weights, view.biases
+        return Gradients(value, view.weights, view.biases, view._gammas(), view._betas())
 
     def step(self, X, Y, lr: float = 0.1, weight_decay: float = 0.0) -> float:
         """One gradient-descent step on the batch; returns the loss L before it.
@@ -458,19 +611,24 @@ class Network:
         as PyTorch's SGD applies it; biases are not decayed), b := b - lr dL/db.
         Raises DivergenceError, leaving the weights unchanged, if the loss or the
         updated weights are not finite. The batch is one compiled call: Ctrl-C is
-        answered when it ends (``fit`` answers it between batches).
+        answered when it ends (``fit`` answers it between batches). With batch
+        normalization, gammas and betas step as biases do, and the batch (two rows or
+        more) updates the running statistics.
         """
         lr = _checks.check_lr(lr, self._dtype)
         weight_decay = _checks.check_nonnegative(weight_decay, "weight_decay")
         X, targets, _ = self._batch(X, Y)
+        self._check_batch_rows(X.shape[0], "the batch")
+        running = self._running if self._arch.batch_norm else None
         # as in fit: a mid-size batch may run as two halves, so a step is fit's step exactly
         plan = self._arch.plan(X.shape[0], optimizer=optim.SGD(lr, weight_decay=weight_decay))
         with self._guard.writing():
             self._check_parameters()
-            before = self._theta.copy()
-            value = plan.batch(self._theta, X, targets, mode=Mode.FUSED_STEP)
+            before, running_before = self._theta.copy(), self._running.copy()
+            value = plan.batch(self._theta, X, targets, mode=Mode.FUSED_STEP, running=running)
             if not (math.isfinite(value) and np.isfinite(self._theta).all()):
                 self._theta[...] = before
+                self._running[...] = running_before
                 what = "the loss is" if not math.isfinite(value) else "the step made the weights"
                 raise DivergenceError(
                     f"the step diverged: {what} not finite (lr={lr}); the weights are "
@@ -522,6 +680,11 @@ class Network:
         from a generator seeded by ``numpy.random.default_rng(seed)``, drawn before the
         first permutation, so a seed fixes them too.
 
+        With batch normalization every batch (two rows or more: a ``batch_size`` of 1,
+        or a last batch of one row, raises ValueError) updates the running statistics
+        too, and gammas and betas train as biases do (no weight decay). Plain SGD's
+        step on them is fused into the backward pass like the weights' and biases'.
+
         If a batch's loss, or the weights after its step, are not finite, training
         stops there and the network keeps the weights it had before that batch.
         Then ``on_divergence="raise"`` raises DivergenceError; ``"warn"`` issues a
@@ -566,6 +729,12 @@ class Network:
         m = min(batch_size, n)
         if m > _MAX_DIM:
             raise ValueError(f"batch_size must be <= {_MAX_DIM}; got {batch_size}")
+        if self._arch.batch_norm and (m < 2 or n % m == 1):
+            raise ValueError(
+                f"batch_size={batch_size} over {n} samples makes a batch of one row, but "
+                f"batch normalization needs two rows or more in a training batch (a batch "
+                f"of one has no variance); choose a batch_size that leaves none"
+            )
         # Batches of a few numbers are checked faster in one pass over X beforehand
         in_kernel = m * X.shape[1] >= _CHECK_IN_KERNEL_MIN
         if epochs == 0 or not in_kernel:
@@ -586,11 +755,13 @@ class Network:
             seed=int(rng.integers(0, 2**63)) if dropout else 0,
             gather=shuffle,
         )
+        running = self._running if self._arch.batch_norm else None
 
         def train(order, count, epoch_losses, data=(X, targets), check_input=False):
             return plan.train(self._theta, *data, order=order, epochs=count,
                               losses=epoch_losses, optimizer=optimizer,
-                              steps=optimizer._steps, check_input=check_input)  # fmt: skip
+                              steps=optimizer._steps, check_input=check_input,
+                              running=running)  # fmt: skip
 
         # The epochs run in blocks, one kernel call each, and the losses of the blocks
         # done are kept: one epoch per permutation when shuffling, else blocks that double
@@ -603,11 +774,11 @@ class Network:
         size = _FIT_FIRST_BLOCK
         order = None
         # where a diverged call is replayed from: theta, the masks' stream, the optimizer's
-        # moments and step count
+        # moments and step count, the running statistics
         live = [
             a
             for a in (self._theta, plan.rng_state, optimizer.moment1, optimizer.moment2,
-                      optimizer._steps)
+                      optimizer._steps, running)
             if a is not None
         ]  # fmt: skip
         saved = [np.empty_like(a) for a in live]
@@ -714,7 +885,13 @@ class Network:
 
         Runs the per-layer kernels one at a time (z, activation, delta, gradients)
         instead of the fused loop, so each quantity of the worked example can be seen.
+        Not for a network with batch normalization (ValueError).
         """
+        if self._arch.batch_norm:
+            raise ValueError(
+                "trace() shows the tutorial's layers, without batch normalization; use "
+                "gradients() (and forward(X, training=True)) on a batch-normalised network"
+            )
         X, single = self._check_X(X)
         rows, labels = self._check_Y(Y, X.shape[0], single)
         if X.shape[0] > _MAX_DIM:
@@ -769,7 +946,8 @@ class Network:
         return Trace(zs, activations, value, dloss, prime, deltas, grad_w, grad_b)
 
     def _like(self, theta: np.ndarray) -> Network:
-        """A network of the same architecture over the given flat parameter array."""
+        """A network of the same architecture over the given flat parameter array (and
+        the same running statistics)."""
         net = Network.__new__(Network)
         net.__dict__.update(self.__dict__)
         net._theta = theta
@@ -785,7 +963,10 @@ class Network:
         ``format`` ("backprop.Network"), ``version`` (1; 2 when ``activation`` is a
         list), ``sizes``, ``activation`` (a name, or an array of one per hidden layer),
         ``output``, ``loss``, ``dtype`` and ``parameters``, the flat parameter array
-        (for each layer its weights, row-major (n_out, n_in), then its biases). It is
+        (for each layer its weights, row-major (n_out, n_in), then its biases). With
+        batch normalization it is version 3: each hidden layer's gammas and betas follow
+        its biases in ``parameters``, and ``running`` holds the running statistics (for
+        each hidden layer its running means, then its running variances). It is
         written to a temporary file in the same directory, flushed to disk and then
         renamed onto ``path``, so ``path`` holds the old file or the whole new one,
         never part of one, whatever happens during the save; a replaced file keeps its
@@ -799,12 +980,22 @@ class Network:
         ValueError; a refused save leaves ``path`` as it was.
         """
         with self._guard.reading():
+            weights, biases = self._layers()
+            norms = list(zip(self._gammas(), self._betas()))
+            norms += [()] * (len(weights) - len(norms))  # the output layer, or every layer
             parameters = np.concatenate(
-                [p.ravel() for w, b in zip(*self._layers()) for p in (w, b)]
+                [p.ravel() for w, b, norm in zip(weights, biases, norms) for p in (w, b, *norm)]
             )
+            running = self._running.copy() if self._arch.batch_norm else None
         if not _core.all_finite(parameters):  # load would refuse the file: keep the old one
             raise ValueError(
                 "the network's weights or biases contain NaN or infinity; nothing was saved"
+            )
+        if running is not None and not (_core.all_finite(running) and all(
+                (var >= 0).all() for var in self._arch.running_vars(running))):  # fmt: skip
+            raise ValueError(
+                "the network's running statistics contain NaN, infinity or a negative "
+                "variance; nothing was saved"
             )
         _checkpoint.write(
             path,
@@ -814,6 +1005,7 @@ class Network:
             loss=self._loss_name,
             dtype=self._dtype.name,
             parameters=parameters,
+            running=running,
         )
 
 
@@ -835,7 +1027,7 @@ def _from_checkpoint(entries: dict, read_parameters) -> Network:
     net = Network.__new__(Network)
     net._configure(
         entries["sizes"], entries["activation"], entries["output"], entries["loss"],
-        entries["dtype"],
+        entries["dtype"], entries["running"] is not None,
     )  # fmt: skip
     parameters = read_parameters(net._theta.nbytes)
     if parameters.dtype.name != net.dtype.name or parameters.shape != net._theta.shape:
@@ -846,8 +1038,24 @@ def _from_checkpoint(entries: dict, read_parameters) -> Network:
     if not np.isfinite(parameters).all():
         raise ValueError("parameters contains NaN or infinity")
     pos = 0
-    for w, b in zip(net.weights, net.biases):
-        w[...] = parameters[pos : pos + w.size].reshape(w.shape)
-        b[...] = parameters[pos + w.size : pos + w.size + b.size]
-        pos += w.size + b.size
+    weights, biases = net._layers()
+    norms = list(zip(net._gammas(), net._betas()))
+    norms += [()] * (len(weights) - len(norms))
+    for w, b, norm in zip(weights, biases, norms):
+        for p in (w, b, *norm):
+            p[...] = parameters[pos : pos + p.size].reshape(p.shape)
+            pos += p.size
+    if entries["running"] is not None:
+        running = entries["running"](net._running.nbytes)
+        if running.dtype.name != net.dtype.name or running.shape != net._running.shape:
+            raise ValueError(
+                f"running has dtype {running.dtype.name} and shape {running.shape}; the "
+                f"network needs {net.dtype.name} and {net._running.shape}"
+            )
+        if not np.isfinite(running).all():
+            raise ValueError("running contains NaN or infinity")
+        for l, var in enumerate(net._arch.running_vars(running)):
+            if (var < 0).any():
+                raise ValueError(f"running holds a negative variance (hidden layer {l})")
+        net._running[...] = running
     return net

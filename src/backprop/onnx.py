@@ -16,6 +16,9 @@ operators onnxruntime runs in double as well as float (``_COMPOSED``): leaky_rel
 max(z, 0.01 z), elu as z or e^z - 1, softplus as z above 20 or log(e^z + 1), silu as
 z sigmoid(z), gelu as z (1 + erf(z / sqrt 2)) / 2. onnxruntime has ``Erf`` in float
 only, so a float64 network with gelu is refused (ValueError): export a float32 copy.
+A network with batch normalization is exported as ``forward`` computes it (eval mode):
+each hidden layer's ``Gemm`` is followed by a ``BatchNormalization`` node holding its
+gamma, beta and running statistics (epsilon 1e-5), then its activation.
 
 ``MLPClassifier`` and ``MLPRegressor``::
 
@@ -48,6 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import __version__
+from ._layout import BN_EPS
 from .network import Network
 
 _INSTALL = "pip install 'backprop[onnx]'"
@@ -120,18 +124,28 @@ _COMPOSED = {
 _FLOAT_ONLY = ("gelu",)
 
 
-def _forward_pass(graph, X: str, weights, biases, hidden, output: str, result: str):
+def _forward_pass(graph, X: str, weights, biases, hidden, output: str, result: str,
+                  norms=()):  # fmt: skip
     """Adds to ``graph`` the nodes of the forward pass from the input named X to the
     output named ``result``: per layer Z := A @ W + b (``Gemm``; each W of shape
     (n_in, n_out)), then A := act(Z), ``hidden`` in the hidden layers (one name, or a
-    list of one per hidden layer) and ``output`` in the last."""
+    list of one per hidden layer) and ``output`` in the last. ``norms`` holds one
+    (gamma, beta, running mean, running variance) per hidden layer for batch
+    normalization, between the Gemm and the activation."""
     a = X
     for l, (W, b) in enumerate(zip(weights, biases)):
         last = l == len(weights) - 1
         name = output if last else hidden if isinstance(hidden, str) else hidden[l]
         out = result if last else None
         gemm = [a, graph.constant(W), graph.constant(b)]
-        if name in _COMPOSED:
+        if norms and not last:  # a hidden layer: its output is named by the graph
+            inputs = [graph.node("Gemm", gemm)] + [graph.constant(v) for v in norms[l]]
+            y = graph.node("BatchNormalization", inputs, epsilon=BN_EPS)
+            if name in _COMPOSED:
+                a = _COMPOSED[name](graph, y, None)
+            else:
+                a = y if _OPERATORS[name] is None else graph.node(_OPERATORS[name], [y])
+        elif name in _COMPOSED:
             a = _COMPOSED[name](graph, graph.node("Gemm", gemm), out)
         elif _OPERATORS[name] is None:
             a = graph.node("Gemm", gemm, out)
@@ -179,6 +193,12 @@ def to_onnx(net: Network) -> onnx.ModelProto:
         layer_weights, layer_biases = net._layers()
         weights = [W.T.copy() for W in layer_weights]
         biases = [b.copy() for b in layer_biases]
+        norms = [
+            tuple(v.copy() for v in values)
+            for values in zip(
+                net._gammas(), net._betas(), net._running_means(), net._running_vars()
+            )  # fmt: skip
+        ]
     dtype, sizes = net._dtype, net._arch.sizes
     hidden = net._activation
     names = set([hidden] * (len(sizes) - 2) if isinstance(hidden, str) else hidden)
@@ -191,7 +211,7 @@ def to_onnx(net: Network) -> onnx.ModelProto:
             "net.loss_name, dtype='float32')"
         )
     graph = _Graph(dtype)
-    _forward_pass(graph, "X", weights, biases, hidden, net._output, "y_hat")
+    _forward_pass(graph, "X", weights, biases, hidden, net._output, "y_hat", norms)
     element = helper.np_dtype_to_tensor_dtype(dtype)
     opsets = [helper.make_opsetid("", OPSET)]
     model = helper.make_model(

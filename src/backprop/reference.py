@@ -4,7 +4,8 @@ This module is the oracle of the tests. Every number is a Python float (float64)
 sum is a ``for`` loop over lists, so each line can be checked against the tutorial by hand.
 It computes the same terms in the same order as the compiled ``backprop.Network`` (for example
 the sigmoid derivative from the activation, a * (1 - a)), so the two agree to rounding.
-Each hidden layer may have its own activation.
+Each hidden layer may have its own activation, and every hidden layer may be batch-normalised
+(``batch_norm``, as PyTorch's ``BatchNorm1d`` between a ``Linear`` and its activation).
 
 NumPy appears only at the edges: to draw the initial weights and the shuffle order exactly as
 the compiled network does, and to turn array-like arguments into lists.
@@ -195,6 +196,9 @@ OUTPUTS = ("sigmoid", "identity", "softmax")
 # Each loss and the output it requires (None: any output).
 LOSSES = {"mse": None, "cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
 DTYPES = ("float32", "float64")
+# Batch normalization's constants, PyTorch's defaults.
+EPS = 1e-5
+MOMENTUM = 0.1
 
 
 MASK64 = (1 << 64) - 1
@@ -239,9 +243,11 @@ class Network:
         dtype: str = "float64",
         seed: int | None = None,
         init: str = "glorot",
+        batch_norm: bool = False,
     ) -> None:
         self.sizes = [int(size) for size in sizes]
         self._set_names(activation, output, loss, dtype)
+        self._start_batch_norm(batch_norm)
         if init not in ("glorot", "he"):
             raise ValueError(f"init must be 'glorot' or 'he', got {init!r}")
         # Glorot (or He) uniform, drawn layer by layer exactly like the compiled network, then
@@ -264,14 +270,37 @@ class Network:
         output: str = "sigmoid",
         loss: str = "mse",
         dtype: str = "float64",
+        batch_norm: bool = False,
+        gammas: Sequence | None = None,
+        betas: Sequence | None = None,
+        running_means: Sequence | None = None,
+        running_vars: Sequence | None = None,
     ) -> Network:
-        """Build a network from given weights (weights[l] is n_out x n_in) and biases."""
+        """Build a network from given weights (weights[l] is n_out x n_in) and biases, and
+        with ``batch_norm`` the hidden layers' gammas, betas and running statistics (None:
+        as a new network starts them)."""
         net = cls.__new__(cls)
         net.weights = [np.asarray(w, dtype=np.float64).tolist() for w in weights]
         net.biases = [np.asarray(b, dtype=np.float64).tolist() for b in biases]
         net.sizes = [len(net.weights[0][0])] + [len(w) for w in net.weights]
         net._set_names(activation, output, loss, dtype)
+        net._start_batch_norm(batch_norm)
+        given = {"gammas": gammas, "betas": betas, "running_means": running_means,
+                 "running_vars": running_vars}  # fmt: skip
+        for name, values in given.items():
+            if values is not None:
+                setattr(net, name, [np.asarray(v, dtype=np.float64).tolist() for v in values])
         return net
+
+    def _start_batch_norm(self, batch_norm: bool) -> None:
+        """gamma_l = 1, beta_l = 0, running mean 0 and running variance 1 for every hidden
+        layer l with ``batch_norm`` (as PyTorch starts them); empty lists without."""
+        self.batch_norm = bool(batch_norm)
+        widths = self.sizes[1:-1] if batch_norm else []
+        self.gammas = [[1.0] * n for n in widths]
+        self.betas = [[0.0] * n for n in widths]
+        self.running_means = [[0.0] * n for n in widths]
+        self.running_vars = [[1.0] * n for n in widths]
 
     def _set_names(self, activation, output: str, loss: str, dtype: str) -> None:
         """Checks and keeps the names; ``hidden[l]`` is hidden layer l's activation, from
@@ -307,25 +336,30 @@ class Network:
 
     # Public methods: turn array-likes into lists of rows, then do the work on lists.
 
-    def forward(self, X) -> list[list[float]]:
-        """A_L, where A_0 = X and A_l = act(A_{l-1} W_l^T + b_l)."""
+    def forward(self, X, training: bool = False) -> list[list[float]]:
+        """A_L, where A_0 = X and A_l = act(A_{l-1} W_l^T + b_l); batch normalization takes
+        the running statistics, or with ``training`` the batch's (without updating them)."""
         X = np.asarray(X, dtype=np.float64)
-        _, activations = self.feedforward(X.reshape(-1, X.shape[-1]).tolist())
+        _, activations = self.feedforward(X.reshape(-1, X.shape[-1]).tolist(), training=training)
         return activations[-1]
 
     def loss(self, X, Y) -> float:
-        """L(X, Y), the mean loss over the batch."""
+        """L(X, Y), the mean loss over the batch (batch statistics; running ones untouched)."""
         X, Y = self._batch(X, Y)
-        zs, activations = self.feedforward(X)
+        zs, activations = self.feedforward(X, training=True)
         return self.cost(zs[-1], activations[-1], Y)
 
-    def gradients(self, X, Y) -> tuple[float, list, list]:
-        """(L, dL/dW_l, dL/db_l for every layer l) for the mean loss over the batch."""
+    def gradients(self, X, Y) -> tuple:
+        """(L, dL/dW_l, dL/db_l for every layer l) for the mean loss over the batch; with
+        batch normalization also dL/dgamma_l and dL/dbeta_l for every hidden layer l
+        (the running statistics are not updated)."""
         X, Y = self._batch(X, Y)
-        return self.backprop(X, Y)
+        result = self.backprop(X, Y)
+        return result if self.batch_norm else result[:3]
 
     def step(self, X, Y, lr: float, weight_decay: float = 0.0) -> float:
-        """W_l -= lr * (dL/dW_l + weight_decay * W_l), b_l -= lr * dL/db_l; returns L before."""
+        """W_l -= lr * (dL/dW_l + weight_decay * W_l), b_l -= lr * dL/db_l (and gamma_l,
+        beta_l likewise, without decay); returns L before. Updates the running statistics."""
         X, Y = self._batch(X, Y)
         return self.update_batch(X, Y, lr, weight_decay)
 
@@ -359,6 +393,8 @@ class Network:
         velocity = [
             [[[0.0] * len(w_j) for w_j in w] for w in self.weights],
             [[0.0] * len(b) for b in self.biases],
+            [[0.0] * len(g) for g in self.gammas],
+            [[0.0] * len(b) for b in self.betas],
         ]
         moments = {"m": None, "v": None, "t": 0}
         epoch_losses = []
@@ -387,19 +423,31 @@ class Network:
 
     # The algorithm, on lists.
 
-    def feedforward(self, X: list[list[float]], masks: list | None = None) -> tuple[list, list]:
+    def feedforward(
+        self,
+        X: list[list[float]],
+        masks: list | None = None,
+        training: bool = True,
+        update_running: bool = False,
+    ) -> tuple[list, list]:
         """zs[l] = A_{l-1} W_l^T + b_l and activations[l] = act(zs[l]); activations[0] = X.
 
         With dropout ``masks``, each hidden activation is multiplied by its mask; the
-        activations before that are kept in ``self.unmasked`` for act'."""
+        activations before that are kept in ``self.unmasked`` for act'. With batch
+        normalization, zs[l] of a hidden layer is y = gamma xhat + beta (``batch_norm``),
+        what its activation takes; xhat and 1 / sqrt(var + eps) are kept in
+        ``self.xhats`` and ``self.invstds`` for the backward pass."""
         last = len(self.weights) - 1
         zs = []
         activations = [X]
         self.unmasked = []
+        self.xhats, self.invstds = [], []
         for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             z = [
                 [dot(w_j, a) + b_j for w_j, b_j in zip(w, b, strict=True)] for a in activations[-1]
             ]
+            if self.batch_norm and layer < last:
+                z = self.normalise(z, layer, training, update_running)
             if layer < last:
                 act, _ = HIDDEN_ACTIVATIONS[self.hidden[layer]]
                 a = [[act(z_j) for z_j in z_row] for z_row in z]
@@ -418,6 +466,63 @@ class Network:
             zs.append(z)
             activations.append(a)
         return zs, activations
+
+    def normalise(self, z: list, layer: int, training: bool, update_running: bool) -> list:
+        """y = gamma xhat + beta with xhat = (z - mu) / sqrt(var + eps), column by column:
+        mu and the biased var = sum_i (z_i - mu)^2 / n of the batch when ``training``, else
+        the running ones. ``update_running``: running := (1 - momentum) running + momentum
+        (mu, or the unbiased var n / (n - 1))."""
+        n = len(z)
+        columns = transpose(z)
+        if training:
+            mu = [add(column) / n for column in columns]
+            var = [
+                add((z_i - mu_j) * (z_i - mu_j) for z_i in column) / n
+                for column, mu_j in zip(columns, mu, strict=True)
+            ]
+        else:
+            mu, var = self.running_means[layer], self.running_vars[layer]
+        if update_running:
+            self.running_means[layer] = [
+                (1 - MOMENTUM) * r + MOMENTUM * mu_j
+                for r, mu_j in zip(self.running_means[layer], mu, strict=True)
+            ]
+            self.running_vars[layer] = [
+                (1 - MOMENTUM) * r + MOMENTUM * (v * n / (n - 1))
+                for r, v in zip(self.running_vars[layer], var, strict=True)
+            ]
+        invstd = [1.0 / math.sqrt(v + EPS) for v in var]
+        xhat = [
+            [(z_j - mu_j) * s_j for z_j, mu_j, s_j in zip(row, mu, invstd, strict=True)]
+            for row in z
+        ]
+        self.xhats.append(xhat)
+        self.invstds.append(invstd)
+        gamma, beta = self.gammas[layer], self.betas[layer]
+        return [
+            [g_j * x_j + b_j for g_j, x_j, b_j in zip(gamma, row, beta, strict=True)]
+            for row in xhat
+        ]
+
+    def normalise_prime(self, delta: list, layer: int) -> tuple[list, list, list]:
+        """(dL/dz, nabla_gamma, nabla_beta) from delta = dL/dy of a normalised layer:
+        nabla_gamma = sum_rows delta xhat, nabla_beta = sum_rows delta, and
+        dL/dz = gamma invstd (delta - mean_rows(delta) - xhat mean_rows(delta xhat))."""
+        n = len(delta)
+        xhat, invstd, gamma = self.xhats[layer], self.invstds[layer], self.gammas[layer]
+        delta_columns = transpose(delta)
+        nabla_gamma = [dot(d, x) for d, x in zip(delta_columns, transpose(xhat), strict=True)]
+        nabla_beta = [add(d) for d in delta_columns]
+        delta_z = [
+            [
+                g_j * s_j * (d_j - sb_j / n - x_j * (sg_j / n))
+                for d_j, x_j, g_j, s_j, sb_j, sg_j in zip(
+                    d_row, x_row, gamma, invstd, nabla_beta, nabla_gamma, strict=True
+                )
+            ]
+            for d_row, x_row in zip(delta, xhat, strict=True)
+        ]
+        return delta_z, nabla_gamma, nabla_beta
 
     def cost(self, z: list, a: list, Y: list) -> float:
         """The mean loss of output pre-activations z and activations a against targets Y."""
@@ -472,15 +577,24 @@ class Network:
                 delta.append([p_j * (g_j - gp) for g_j, p_j in zip(g, a_row, strict=True)])
         return delta
 
-    def backprop(self, X: list, Y: list, masks: list | None = None) -> tuple[float, list, list]:
-        """(L, nabla_w, nabla_b): nabla_w[l] = delta_l^T A_{l-1}, nabla_b[l] = sum_rows delta_l."""
-        zs, activations = self.feedforward(X, masks)
+    def backprop(
+        self, X: list, Y: list, masks: list | None = None, update_running: bool = False
+    ) -> tuple[float, list, list, list, list]:
+        """(L, nabla_w, nabla_b, nabla_gamma, nabla_beta): nabla_w[l] = delta_l^T A_{l-1},
+        nabla_b[l] = sum_rows delta_l; with batch normalization delta_l is dL/dz_l, carried
+        back through the normalization (``normalise_prime``), which gives nabla_gamma[l]
+        and nabla_beta[l] (empty lists without it)."""
+        zs, activations = self.feedforward(X, masks, True, update_running)
         loss = self.cost(zs[-1], activations[-1], Y)
         n_layers = len(self.weights)
         nabla_w = [None] * n_layers
         nabla_b = [None] * n_layers
+        nabla_gamma = [None] * len(self.gammas)
+        nabla_beta = [None] * len(self.betas)
         delta = self.output_delta(activations[-1], Y)
         for layer in range(n_layers - 1, -1, -1):
+            if self.batch_norm and layer < n_layers - 1:
+                delta, nabla_gamma[layer], nabla_beta[layer] = self.normalise_prime(delta, layer)
             a_prev = activations[layer]
             # Sums over the samples of the batch run down the columns of delta and a_prev.
             delta_columns = transpose(delta)
@@ -504,14 +618,15 @@ class Network:
                     [dot(d, w) * p_i for w, p_i in zip(w_columns, p, strict=True)]
                     for d, p in zip(delta, primes, strict=True)
                 ]
-        return loss, nabla_w, nabla_b
+        return loss, nabla_w, nabla_b, nabla_gamma, nabla_beta
 
     def update_batch(
         self, X: list, Y: list, eta: float, lmbda: float = 0.0, masks: list | None = None
     ) -> float:
-        """W_l -= eta * (nabla_w[l] + lmbda * W_l) and b_l -= eta * nabla_b[l]; returns L
-        before the update (lmbda: L2 weight decay; biases are not decayed)."""
-        loss, nabla_w, nabla_b = self.backprop(X, Y, masks)
+        """W_l -= eta * (nabla_w[l] + lmbda * W_l) and b_l -= eta * nabla_b[l] (gamma_l and
+        beta_l likewise); returns L before the update (lmbda: L2 weight decay; biases,
+        gammas and betas are not decayed). The batch updates the running statistics."""
+        loss, nabla_w, nabla_b, nabla_gamma, nabla_beta = self.backprop(X, Y, masks, True)
         self.weights = [
             [
                 [w_ji - eta * (nw_ji + lmbda * w_ji) for w_ji, nw_ji in zip(w_j, nw_j, strict=True)]
@@ -522,6 +637,14 @@ class Network:
         self.biases = [
             [b_j - eta * nb_j for b_j, nb_j in zip(b, nb, strict=True)]
             for b, nb in zip(self.biases, nabla_b, strict=True)
+        ]
+        self.gammas = [
+            [g_j - eta * ng_j for g_j, ng_j in zip(g, ng, strict=True)]
+            for g, ng in zip(self.gammas, nabla_gamma, strict=True)
+        ]
+        self.betas = [
+            [b_j - eta * nb_j for b_j, nb_j in zip(b, nb, strict=True)]
+            for b, nb in zip(self.betas, nabla_beta, strict=True)
         ]
         return loss
 
@@ -537,9 +660,24 @@ class Network:
         velocity: list,
     ) -> float:
         """SGD with momentum, as PyTorch's: g = nabla (+ lmbda W for weights), v = mu v + g,
-        theta -= eta (g + mu v if nesterov else v). ``velocity`` is [v_w, v_b], updated."""
-        loss, nabla_w, nabla_b = self.backprop(X, Y, masks)
-        v_w, v_b = velocity
+        theta -= eta (g + mu v if nesterov else v). ``velocity`` is [v_w, v_b, v_gamma,
+        v_beta], updated. The batch updates the running statistics."""
+        loss, nabla_w, nabla_b, nabla_gamma, nabla_beta = self.backprop(X, Y, masks, True)
+        v_w, v_b = velocity[:2]
+
+        def momentum_step(params: list, nablas: list, velocities: list) -> list:
+            """v = mu v + g and p -= eta (g + mu v if nesterov else v), for vectors of p."""
+            stepped = []
+            for layer, (p, g) in enumerate(zip(params, nablas, strict=True)):
+                v = [mu * vv + gg for vv, gg in zip(velocities[layer], g, strict=True)]
+                velocities[layer] = v
+                stepped.append(
+                    [
+                        pv - eta * (gg + mu * vv if nesterov else vv)
+                        for pv, gg, vv in zip(p, g, v, strict=True)
+                    ]
+                )
+            return stepped
 
         weights, biases = [], []
         for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
@@ -565,6 +703,8 @@ class Network:
                 ]
             )
         self.weights, self.biases = weights, biases
+        self.gammas = momentum_step(self.gammas, nabla_gamma, velocity[2])
+        self.betas = momentum_step(self.betas, nabla_beta, velocity[3])
         return loss
 
     def update_batch_adam(
@@ -583,9 +723,10 @@ class Network:
         theta -= (eta / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps).
         ``moments`` holds m and v (flat lists over every W_l then b_l, layer by layer)
         and t, updated."""
-        loss, nabla_w, nabla_b = self.backprop(X, Y, masks)
+        loss, nabla_w, nabla_b, nabla_gamma, nabla_beta = self.backprop(X, Y, masks, True)
         b1, b2 = betas
-        # every parameter and its gradient in one flat list: W_0, b_0, W_1, b_1, ...
+        # every parameter and its gradient in one flat list: W_0, b_0, W_1, b_1, ..., then
+        # the gammas and betas of batch normalization
         params, grads = [], []
         for w, b, nw, nb in zip(self.weights, self.biases, nabla_w, nabla_b, strict=True):
             for w_j, nw_j in zip(w, nw, strict=True):
@@ -593,6 +734,9 @@ class Network:
                 grads += [g + lmbda * wv for g, wv in zip(nw_j, w_j, strict=True)]
             params += b
             grads += nb
+        for g, b, ng, nb in zip(self.gammas, self.betas, nabla_gamma, nabla_beta, strict=True):
+            params += g + b
+            grads += ng + nb
         if moments["m"] is None:
             moments["m"] = [0.0] * len(params)
             moments["v"] = [0.0] * len(params)
@@ -606,13 +750,18 @@ class Network:
             v[i] = b2 * v[i] + (1.0 - b2) * g * g
             params[i] = params[i] + -step_size * m[i] / (math.sqrt(v[i]) / root + eps)
         at = 0
+
+        def take(count: int) -> list[float]:
+            nonlocal at
+            at += count
+            return params[at - count : at]
+
         for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            self.weights[layer] = []
-            for w_j in w:
-                self.weights[layer].append(params[at : at + len(w_j)])
-                at += len(w_j)
-            self.biases[layer] = params[at : at + len(b)]
-            at += len(b)
+            self.weights[layer] = [take(len(w_j)) for w_j in w]
+            self.biases[layer] = take(len(b))
+        for layer, (g, b) in enumerate(zip(self.gammas, self.betas, strict=True)):
+            self.gammas[layer] = take(len(g))
+            self.betas[layer] = take(len(b))
         return loss
 
     # Array-likes in.

@@ -14,8 +14,9 @@ helper stays inlinable); each level calls only the ones above it in this list:
                       once and BLAS's threads; Ctrl-C
 ``_gemm.pxi``         matrix products: plain loops, register tiles (tile_gemm.h) or
                       BLAS, by size; the thresholds and why
-``_layers.pxi``       per-layer kernels (dense, deltas, gradients, dropout) and
-                      ``_batch``: one mini-batch's forward pass, loss and backward pass
+``_layers.pxi``       per-layer kernels (dense, deltas, gradients, dropout, batch
+                      normalization) and ``_forward_pass`` and ``_batch``: one
+                      mini-batch's forward pass, loss and backward pass
                       (each hidden layer with its own activation: the backward pass
                       takes act' from the layer's output A, or, where A does not give it
                       exactly, from the forward pass, which kept it in ``Work.factors``)
@@ -99,7 +100,8 @@ cdef class Plan:
     inverted dropout's probability and mask stream; ``gather`` makes room for batches
     gathered from shuffled rows; ``two_cores`` lets mid-size batches use both cores
     (``path``: Path.HALVES or, for the estimators' epochs, Path.UNITS); ``backward=False``
-    builds a plan for ``forward`` alone, which keeps no activations.
+    builds a plan for ``forward`` alone, which keeps no activations. A network with batch
+    normalization (``arch.batch_norm``) always runs on one core.
     """
 
     cdef Net net
@@ -112,6 +114,7 @@ cdef class Plan:
     cdef readonly Py_ssize_t check_every
     cdef readonly object grad
     cdef readonly object rng_state
+    cdef readonly Py_ssize_t n_running  # batch normalization's running statistics
     cdef object _keep  # what the pointers in net and work point into
 
     def __init__(self, arch, Py_ssize_t rows, *, optimizer=None, double dropout=0.0,
@@ -119,9 +122,10 @@ cdef class Plan:
         cdef const Py_ssize_t[::1] sizes = arch.sizes_array
         cdef const Py_ssize_t[::1] offsets = arch.offsets
         cdef const int[::1] hidden = arch.hidden_array
+        cdef const Py_ssize_t[::1] norm = arch.norm_offsets
         cdef Py_ssize_t m = max(rows, 1), n_layers = sizes.shape[0] - 1, l, n_params
         cdef Py_ssize_t width = 0, widest = 0, work = 0, halves = 0, size, at
-        cdef Py_ssize_t blocks[9]
+        cdef Py_ssize_t blocks[11]
         cdef unsigned char[::1] raw
         cdef char* base
         cdef u64[::1] rng
@@ -134,6 +138,7 @@ cdef class Plan:
         self.net.n_layers = n_layers
         self.net.wt = arch.transposed
         self.net.hidden = &hidden[0] if hidden.shape[0] > 0 else NULL
+        self.net.norm = &norm[0] if norm.shape[0] > 0 else NULL
         self.net.output, self.net.loss = arch.output, arch.loss
         for l in range(hidden.shape[0]):
             keeps = keeps or _keeps_prime(hidden[l])
@@ -147,7 +152,9 @@ cdef class Plan:
         self.backward = backward
 
         self._path = ONE_CORE
-        if two_cores and backward and dropout == 0:
+        # Batch normalization's statistics couple every row of a batch: halves of rows
+        # would each normalise by their own, and the units path cuts what they are over.
+        if two_cores and backward and dropout == 0 and self.net.norm == NULL:
             # (an Adam epsilon that rounds to 0 would make the padding units' step 0 / 0)
             # (the units' kernels take act' from A alone: not for an activation that keeps it)
             if (self.solver.rule in (SK_MOMENTUM, SK_ADAM) and not keeps
@@ -161,7 +168,8 @@ cdef class Plan:
         # One allocation, in 64-byte aligned blocks (in numbers of the dtype, but for the
         # labels): activations and two blocks of deltas with room for m + 1 rows (an odd
         # batch's two halves), the two-core workspace, the kept derivatives and dropout's
-        # factors, and a gathered batch's rows of X, Y, labels and sample weights.
+        # factors, a gathered batch's rows of X, Y, labels and sample weights, and batch
+        # normalization's xhats (laid out like the activations) and statistics.
         blocks[0] = (m + 1) * width if backward else 0
         blocks[3] = (m + 1) * width if dropout > 0 or (keeps and backward) else 0
         blocks[1] = blocks[2] = (m + 1) * widest
@@ -170,8 +178,10 @@ cdef class Plan:
         blocks[6] = m * sizes[n_layers] if gather else 0
         blocks[7] = m if gather else 0  # labels, Py_ssize_t
         blocks[8] = m if gather else 0
+        blocks[9] = (m + 1) * width if self.net.norm != NULL and backward else 0
+        blocks[10] = 3 * width if self.net.norm != NULL else 0
         size = 64
-        for l in range(9):
+        for l in range(11):
             blocks[l] = _round_up(blocks[l] * (sizeof(Py_ssize_t) if l == 7 else dtype.itemsize),
                                   64)
             size += blocks[l]
@@ -180,7 +190,7 @@ cdef class Plan:
         base = <char*>_round_up(<Py_ssize_t>&raw[0], 64)
         at = 0
         pointers = []
-        for l in range(9):
+        for l in range(11):
             pointers.append(<size_t>(base + at) if blocks[l] else 0)
             at += blocks[l]
         self.work.acts = <void*><size_t>pointers[0]
@@ -192,6 +202,10 @@ cdef class Plan:
         self.work.y_batch = <void*><size_t>pointers[6]
         self.work.label_batch = <Py_ssize_t*><size_t>pointers[7]
         self.work.sw_batch = <void*><size_t>pointers[8]
+        self.work.xhats = <void*><size_t>pointers[9]
+        self.work.stats = <void*><size_t>pointers[10]
+        self.work.running = NULL
+        self.n_running = 2 * (width - sizes[n_layers]) if self.net.norm != NULL else 0
         self.work.drop = dropout
         self.rng_state = np.array([seed], dtype=np.uint64)
         rng = self.rng_state
@@ -235,43 +249,70 @@ cdef class Plan:
         if not condition:
             raise ValueError(f"this plan was not built for {what}")
 
+    cdef _check_running(self, running, bint required):
+        """``running`` fits the network's running statistics (None: not updated)."""
+        if running is None:
+            self._require(not required or self.n_running == 0, "a forward pass without "
+                          "batch normalization's running statistics")
+        elif (running.dtype != self.dtype or running.ndim != 1
+                or running.shape[0] != self.n_running or self.n_running == 0):
+            raise ValueError(f"running statistics must be {self.n_running} {self.dtype} "
+                             f"numbers")
+
     def train(self, theta, X, targets, *, order=None, Py_ssize_t epochs=1, losses,
-              optimizer, steps, bint check_input=False):
+              optimizer, steps, bint check_input=False, running=None):
         """Run ``epochs`` epochs of mini-batch training on theta, in place (``_train``):
         X's rows in ``order`` (None: in order) in batches of ``rows``; ``targets`` is Y
         (n, k) or integer labels (n,); ``losses`` (float64) receives each epoch's mean
         loss; ``optimizer`` holds the moments the rule steps in place, and ``steps``
-        (one intp) the count of steps taken, which each batch adds 1 to. Returns
+        (one intp) the count of steps taken, which each batch adds 1 to; ``running``,
+        batch normalization's running statistics, updated by every batch. Returns
         (Status, epoch, batch)."""
         self._check(theta, X, False)
+        self._check_running(running, False)
         self._require(self.solver.rule in (SGD, MOMENTUM, ADAM), "Network's optimizers")
         self._require(order is None or self.work.x_batch != NULL, "gathered batches")
         self._require(self.backward, "training")
         if self.dtype == np.float32:
             return _train_call[cython.float](self, theta, X, targets, order, epochs, losses,
-                                              optimizer, steps, check_input)
+                                              optimizer, steps, check_input, running)
         return _train_call[cython.double](self, theta, X, targets, order, epochs, losses,
-                                           optimizer, steps, check_input)
+                                           optimizer, steps, check_input, running)
 
-    def batch(self, theta, X, targets, *, int mode, grad=None):
+    def batch(self, theta, X, targets, *, int mode, grad=None, running=None):
         """One pass over the whole batch (X, targets): returns L; Mode.LOSS_ONLY the
         loss alone, GRADIENTS also grad := dL/dtheta, FUSED_STEP the optimizer's SGD
-        step, as ``train`` takes it (two halves on two cores alike)."""
+        step, as ``train`` takes it (two halves on two cores alike); ``running``, batch
+        normalization's running statistics, updated by the pass (None: left alone)."""
         self._check(theta, X, True)
+        self._check_running(running, False)
         self._require(mode != FUSED_STEP or self.solver.rule == SGD, "SGD's fused step")
         self._require(mode != GRADIENTS or grad is not None, "gradients without grad")
         self._require(self.backward, "a loss")
         if self.dtype == np.float32:
-            return _batch_call[cython.float](self, theta, X, targets, mode, grad)
-        return _batch_call[cython.double](self, theta, X, targets, mode, grad)
+            return _batch_call[cython.float](self, theta, X, targets, mode, grad, running)
+        return _batch_call[cython.double](self, theta, X, targets, mode, grad, running)
 
-    def forward(self, theta, X, out):
-        """out := the network's output for every row of X, ``rows`` rows at a time."""
+    def forward(self, theta, X, out, running=None):
+        """out := the network's output for every row of X, ``rows`` rows at a time; batch
+        normalization takes the ``running`` statistics (required with it)."""
         self._check(theta, X, False)
+        self._check_running(running, True)
         if self.dtype == np.float32:
-            _forward_call[cython.float](self, theta, X, out)
+            _forward_call[cython.float](self, theta, X, out, running)
         else:
-            _forward_call[cython.double](self, theta, X, out)
+            _forward_call[cython.double](self, theta, X, out, running)
+
+    def forward_training(self, theta, X, out):
+        """out := the network's output for the rows of X as one batch, as a training
+        pass computes it: batch normalization from the batch's statistics (the running
+        ones are not read nor updated)."""
+        self._check(theta, X, True)
+        self._require(self.backward and self.work.drop == 0, "a training forward pass")
+        if self.dtype == np.float32:
+            _forward_training_call[cython.float](self, theta, X, out)
+        else:
+            _forward_training_call[cython.double](self, theta, X, out)
 
     def sk_epoch(self, params, X, Y, sample_weight, order, *, optimizer):
         """One epoch of the estimators' stochastic solver (``_sk_epoch``, or on the units
@@ -297,9 +338,13 @@ cdef class Plan:
         return _sk_objective_call[cython.double](self, params, X, Y, sample_weight, grad)
 
 
+cdef floating* _running_of(floating[::1] running) noexcept:
+    return &running[0] if running is not None else NULL
+
+
 cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets,
                  order, Py_ssize_t epochs, double[::1] losses, optimizer,
-                 Py_ssize_t[::1] steps, bint check_input):
+                 Py_ssize_t[::1] steps, bint check_input, floating[::1] running):
     cdef const floating[:, ::1] Y = None
     cdef const Py_ssize_t[::1] labels = None
     cdef const Py_ssize_t[::1] rows = None
@@ -323,6 +368,7 @@ cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
     data.n = X.shape[0]
     data.batch_size = plan.rows
     data.check_every = plan.check_every
+    plan.work.running = _running_of(running)
     _calls_enter()
     try:
         with nogil:
@@ -332,6 +378,7 @@ cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
                             &m2[0] if m2 is not None else NULL, &steps[0], epochs,
                             &losses[0], check_input, where)
     finally:
+        plan.work.running = NULL
         _calls_exit()
     if status == INTERRUPTED:
         _raise_pending()
@@ -339,7 +386,7 @@ cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
 
 
 cdef _batch_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets, int mode,
-                 grad):
+                 grad, floating[::1] running):
     cdef const floating[:, ::1] Y = None
     cdef const Py_ssize_t[::1] labels = None
     cdef floating[::1] g = grad
@@ -358,6 +405,7 @@ cdef _batch_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
     rows.m = rows.m_norm = X.shape[0]
     if mode == LOSS_ONLY:
         halves = NULL
+    plan.work.running = _running_of(running)
     _calls_enter()
     try:
         with nogil:
@@ -368,15 +416,17 @@ cdef _batch_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
                                      &g[0] if g is not None else NULL, halves, &plan.solver,
                                      mode, NULL)
     finally:
+        plan.work.running = NULL
         _calls_exit()
     return value
 
 
 cdef _forward_call(Plan plan, const floating[::1] theta, const floating[:, ::1] X,
-                   floating[:, ::1] out):
+                   floating[:, ::1] out, const floating[::1] running):
     cdef Net* net = &plan.net
     cdef Py_ssize_t n = X.shape[0], n_layers = net.n_layers, chunk = plan.rows
-    cdef Py_ssize_t start, m, l
+    cdef Py_ssize_t start, m, l, r_off
+    cdef const floating* beta
     cdef const floating* a_prev
     cdef floating* a_out
     # the hidden layers alternate between the two blocks of the deltas' workspace
@@ -389,16 +439,45 @@ cdef _forward_call(Plan plan, const floating[::1] theta, const floating[:, ::1] 
             while start < n:
                 m = min(chunk, n - start)
                 a_prev = &X[start, 0]
+                r_off = 0
                 for l in range(n_layers):
                     if l == n_layers - 1:
                         a_out = &out[start, 0]
                     else:
                         a_out = buf0 if l % 2 == 0 else buf1
-                    _dense(a_prev, &theta[net.offsets[2 * l]], &theta[net.offsets[2 * l + 1]],
-                           a_out, m, net.sizes[l], net.sizes[l + 1],
-                           net.output if l == n_layers - 1 else net.hidden[l], net.wt, NULL)
+                    if net.norm != NULL and l < n_layers - 1:
+                        # act(gamma (Z - running_mean) / sqrt(running_var + eps) + beta)
+                        _dense(a_prev, &theta[net.offsets[2 * l]],
+                               &theta[net.offsets[2 * l + 1]], a_out, m, net.sizes[l],
+                               net.sizes[l + 1], IDENTITY, net.wt, NULL)
+                        _norm_eval(a_out, &theta[net.norm[l]], &running[r_off],
+                                   <floating*>plan.work.stats, m, net.sizes[l + 1])
+                        beta = &theta[net.norm[l] + net.sizes[l + 1]]
+                        _bias_act(a_out, beta, m, net.sizes[l + 1], net.hidden[l])
+                        r_off += 2 * net.sizes[l + 1]
+                    else:
+                        _dense(a_prev, &theta[net.offsets[2 * l]],
+                               &theta[net.offsets[2 * l + 1]], a_out, m, net.sizes[l],
+                               net.sizes[l + 1],
+                               net.output if l == n_layers - 1 else net.hidden[l], net.wt,
+                               NULL)
                     a_prev = a_out
                 start += m
+    finally:
+        _calls_exit()
+
+
+cdef _forward_training_call(Plan plan, const floating[::1] theta,
+                            const floating[:, ::1] X, floating[:, ::1] out):
+    cdef Net* net = &plan.net
+    cdef Py_ssize_t m = X.shape[0], k = net.sizes[net.n_layers], a_off = 0, l
+    for l in range(net.n_layers - 1):
+        a_off += m * net.sizes[l + 1]
+    _calls_enter()
+    try:
+        with nogil:
+            _forward_pass(net, &plan.work, &X[0, 0], m, &theta[0], net.output)
+            memcpy(&out[0, 0], <floating*>plan.work.acts + a_off, m * k * sizeof(floating))
     finally:
         _calls_exit()
 

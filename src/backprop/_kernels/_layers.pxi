@@ -148,6 +148,168 @@ cdef void _dropout(floating* a, floating* factor, Py_ssize_t n, int act, double 
         a[i] = a[i] * scale
 
 
+# Batch normalization (Ioffe and Szegedy 2015), as PyTorch's BatchNorm1d after a Linear:
+# between a hidden layer's affine map and its activation, y := gamma xhat + beta with
+# xhat := (z - mu) / sqrt(var + eps). Training passes take mu and the biased var from
+# the batch and, when they update them, fold the batch's mean and UNBIASED variance into
+# the running statistics (once the batch's loss is known to be finite, so that a batch
+# that diverges leaves them as they were); ``forward`` reads the running statistics.
+cdef double BN_EPS = 1e-5
+cdef double BN_MOMENTUM = 0.1
+
+
+cdef void _norm_train(floating* z, floating* xhat, floating* stats, const floating* gamma,
+                      Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """mu := mean_rows(Z), var := mean_rows((Z - mu)^2), invstd := 1 / sqrt(var + eps)
+    (into stats: mu, var, invstd), xhat := (Z - mu) invstd, Z := gamma xhat (beta is
+    added with the activation)."""
+    cdef Py_ssize_t i, j
+    cdef floating* mean = stats
+    cdef floating* var = stats + n
+    cdef floating* invstd = stats + 2 * n
+    cdef floating* row
+    cdef floating* xrow
+    cdef floating d
+    for j in range(n):
+        mean[j] = 0
+        var[j] = 0
+    # row by row, so that the loops vectorise
+    for i in range(m):
+        row = z + i * n
+        for j in range(n):
+            mean[j] = mean[j] + row[j]
+    for j in range(n):
+        mean[j] = mean[j] / m
+    for i in range(m):
+        row = z + i * n
+        for j in range(n):
+            d = row[j] - mean[j]
+            var[j] = var[j] + d * d
+    for j in range(n):
+        var[j] = var[j] / m
+        invstd[j] = 1 / <floating>sqrt(var[j] + <floating>BN_EPS)
+    for i in range(m):
+        row = z + i * n
+        xrow = xhat + i * n
+        for j in range(n):
+            xrow[j] = (row[j] - mean[j]) * invstd[j]
+            row[j] = gamma[j] * xrow[j]
+
+
+cdef void _norm_running(const Net* net, const floating* stats, floating* running,
+                        Py_ssize_t m) noexcept nogil:
+    """For every hidden layer, from the batch's (mu, var) in ``stats`` (``_norm_train``;
+    m >= 2): running_mean := (1 - momentum) running_mean + momentum mu, and running_var
+    likewise with the unbiased var m / (m - 1)."""
+    cdef Py_ssize_t l, j, n
+    cdef floating keep = <floating>(1 - BN_MOMENTUM), mom = <floating>BN_MOMENTUM
+    for l in range(net.n_layers - 1):
+        n = net.sizes[l + 1]
+        for j in range(n):
+            running[j] = keep * running[j] + mom * stats[j]
+            running[n + j] = keep * running[n + j] + mom * (stats[n + j] * m / (m - 1))
+        stats += 3 * n
+        running += 2 * n
+
+
+cdef void _norm_eval(floating* z, const floating* gamma, const floating* running,
+                     floating* invstd, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """invstd := 1 / sqrt(running_var + eps), Z := gamma (Z - running_mean) invstd
+    (beta is added with the activation); ``running`` holds the running mean, then the
+    running variance."""
+    cdef Py_ssize_t i, j
+    cdef floating* row
+    for j in range(n):
+        invstd[j] = 1 / <floating>sqrt(running[n + j] + <floating>BN_EPS)
+    for i in range(m):
+        row = z + i * n
+        for j in range(n):
+            row[j] = gamma[j] * ((row[j] - running[j]) * invstd[j])
+
+
+cdef void _norm_backward(floating* delta, const floating* xhat, floating* stats,
+                         const floating* gamma, floating* out, Py_ssize_t m, Py_ssize_t n,
+                         floating alpha, floating beta_b) noexcept nogil:
+    """From delta = dL/dy (m x n) of a normalised layer:
+        dL/dgamma = sum_rows delta xhat,  dL/dbeta = sum_rows delta,
+        delta := dL/dz = gamma invstd (delta - mean_rows(delta) - xhat mean_rows(delta xhat)),
+    then out := alpha dL/dgamma + beta_b out (gamma's n numbers) and likewise dL/dbeta
+    into out + n (beta's): the gradients (alpha 1, beta_b 0), or with out = gamma and
+    alpha = -eta, beta_b = 1 gradient descent's step on gamma and beta (after delta,
+    which reads gamma, is written). ``stats`` is the forward pass's (mu, var, invstd):
+    its first two vectors receive the column sums."""
+    cdef Py_ssize_t i, j
+    cdef floating* sum_d = stats
+    cdef floating* sum_dx = stats + n
+    cdef const floating* invstd = stats + 2 * n
+    cdef floating* row
+    cdef const floating* xrow
+    for j in range(n):
+        sum_d[j] = 0
+        sum_dx[j] = 0
+    for i in range(m):
+        row = delta + i * n
+        xrow = xhat + i * n
+        for j in range(n):
+            sum_d[j] = sum_d[j] + row[j]
+            sum_dx[j] = sum_dx[j] + row[j] * xrow[j]
+    for i in range(m):
+        row = delta + i * n
+        xrow = xhat + i * n
+        for j in range(n):
+            row[j] = gamma[j] * invstd[j] * (row[j] - sum_d[j] / m - xrow[j] * (sum_dx[j] / m))
+    for j in range(n):
+        if beta_b == 0:
+            out[j] = alpha * sum_dx[j]
+            out[n + j] = alpha * sum_d[j]
+        else:
+            out[j] = beta_b * out[j] + alpha * sum_dx[j]
+            out[n + j] = beta_b * out[n + j] + alpha * sum_d[j]
+
+
+cdef void _forward_pass(const Net* net, const Work* work, const floating* x, Py_ssize_t m,
+                        const floating* theta, int out_act) noexcept nogil:
+    """A_l := act_l(A_{l-1} W_l^T + b_l) for every layer l into work.acts, A_0 = X (m rows);
+    the output layer's act is ``out_act``. A hidden layer with batch normalization takes
+    act_l(gamma_l xhat_l + beta_l) from the batch's statistics (``_norm_train``, keeping
+    xhat_l and the batch's statistics in ``work.stats``).
+    With ``work.factors``, the layers whose activation ``_keeps_prime`` keep act' there;
+    with drop > 0, inverted dropout (see ``_batch``)."""
+    cdef Py_ssize_t l, n_in, n_out, a_off = 0, s_off = 0, n_layers = net.n_layers
+    cdef const Py_ssize_t* sizes = net.sizes
+    cdef const Py_ssize_t* offsets = net.offsets
+    cdef floating* acts = <floating*>work.acts
+    cdef floating* factors = <floating*>work.factors
+    cdef const floating* a_prev = x
+    cdef floating* a_out
+    cdef floating* prime
+    cdef bint dropout = factors != NULL and work.drop > 0
+    cdef int act
+    for l in range(n_layers):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        a_out = acts + a_off
+        act = net.hidden[l] if l < n_layers - 1 else out_act
+        prime = factors + a_off if factors != NULL and _keeps_prime(act) else NULL
+        if net.norm != NULL and l < n_layers - 1:
+            _dense(a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1], a_out, m,
+                   n_in, n_out, IDENTITY, net.wt, NULL)
+            _norm_train(a_out, <floating*>work.xhats + a_off, <floating*>work.stats + s_off,
+                        theta + net.norm[l], m, n_out)
+            if prime != NULL:
+                _bias_act_prime(a_out, theta + net.norm[l] + n_out, prime, m, n_out, act)
+            else:
+                _bias_act(a_out, theta + net.norm[l] + n_out, m, n_out, act)
+            s_off += 3 * n_out
+        else:
+            _dense(a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1], a_out, m, n_in,
+                   n_out, act, net.wt, prime)
+        if dropout and l < n_layers - 1:
+            _dropout(a_out, factors + a_off, m * n_out, act, work.drop, work.rng)
+        a_prev = a_out
+        a_off += m * n_out
+
+
 cdef double _batch(const Net* net, const Work* work, const Rows* rows, floating* theta,
                    floating* grad, const Solver* s, int mode) noexcept nogil:
     """The forward pass, the loss and the backward pass of one mini-batch of m rows
@@ -156,25 +318,29 @@ cdef double _batch(const Net* net, const Work* work, const Rows* rows, floating*
     mode LOSS_ONLY:  A_l := act(A_{l-1} W_l^T + b_l) for every layer; returns L
     mode GRADIENTS:  also grad := dL/dtheta (the flat layout of theta)
     mode FUSED_STEP: also the SGD step of ``s`` (rule SGD: W_l := (1 - lr decay) W_l
-                     - lr dL/dW_l, b_l := b_l - lr dL/db_l), layer by layer from the
-                     last, each W_l updated after it has carried the delta back, so
-                     that the gradient is never stored; not when L is not finite:
-                     theta is then left as it was
+                     - lr dL/dW_l, b_l := b_l - lr dL/db_l, and gamma_l, beta_l like
+                     b_l), layer by layer from the last, each W_l updated after it has
+                     carried the delta back, so that the gradient is never stored; not
+                     when L is not finite: theta is then left as it was
     Each hidden layer l has its own activation, net.hidden[l]. With ``work.factors``,
     the layers whose activation ``_keeps_prime`` keep act'(Z_l) there for the backward
     pass; and with drop > 0, inverted dropout: every hidden unit of every row is kept
     with probability 1 - drop (one draw of ``work.rng`` each, layer by layer, row by
     row), A := A * s with s = 1 / (1 - drop) if kept, else 0, and
-    factors := act'(Z) * s carries the mask into the backward pass.
+    factors := act'(Z) * s carries the mask into the backward pass. With batch
+    normalization (``net.norm``; never on half a batch: its statistics are the whole
+    batch's), hidden layers normalise as ``_forward_pass`` says and carry the delta
+    back through it with ``_norm_backward``; with ``work.running`` and a finite L, the
+    batch's statistics update the running ones (``_norm_running``) before the backward
+    pass reuses their room.
     """
-    cdef Py_ssize_t l, n_in, n_out, a_off = 0, m = rows.m, n_layers = net.n_layers
+    cdef Py_ssize_t l, n_in, n_out, a_off = 0, s_off = 0, m = rows.m, n_layers = net.n_layers
     cdef const Py_ssize_t* sizes = net.sizes
     cdef const Py_ssize_t* offsets = net.offsets
     cdef const floating* x = <const floating*>rows.x
     cdef floating* acts = <floating*>work.acts
     cdef floating* factors = <floating*>work.factors
-    cdef const floating* a_prev = x
-    cdef floating* a_out
+    cdef const floating* a_prev
     cdef floating* d = <floating*>work.delta0
     cdef floating* d_prev = <floating*>work.delta1
     cdef floating* swap
@@ -182,21 +348,16 @@ cdef double _batch(const Net* net, const Work* work, const Rows* rows, floating*
     cdef floating alpha = 1, beta = 0, beta_b = 0, eta
     cdef bint dropout = factors != NULL and work.drop > 0
     cdef int act
+    _forward_pass(net, work, x, m, theta, IDENTITY)
     for l in range(n_layers):
-        n_in = sizes[l]
-        n_out = sizes[l + 1]
-        a_out = acts + a_off
-        act = net.hidden[l] if l < n_layers - 1 else IDENTITY
-        _dense(a_prev, theta + offsets[2 * l], theta + offsets[2 * l + 1], a_out, m, n_in,
-               n_out, act, net.wt,
-               factors + a_off if factors != NULL and _keeps_prime(act) else NULL)
-        if dropout and l < n_layers - 1:
-            _dropout(a_out, factors + a_off, m * n_out, act, work.drop, work.rng)
-        a_prev = a_out
-        a_off += m * n_out
+        a_off += m * sizes[l + 1]
+        if l < n_layers - 1:
+            s_off += 3 * sizes[l + 1]
     value = _output_delta(acts + a_off - m * sizes[n_layers], <const floating*>rows.y,
                           rows.labels, <const floating*>rows.sw, rows.wsum, d, m,
                           rows.m_norm, sizes[n_layers], net.output, net.loss)
+    if work.running != NULL and isfinite(value):
+        _norm_running(net, <const floating*>work.stats, <floating*>work.running, m)
     if mode == LOSS_ONLY or (mode == FUSED_STEP and not isfinite(value)):
         return value
     if mode == FUSED_STEP:
@@ -207,6 +368,12 @@ cdef double _batch(const Net* net, const Work* work, const Rows* rows, floating*
         n_out = sizes[l + 1]
         a_off -= m * n_out
         a_prev = x if l == 0 else acts + a_off - m * n_in
+        if net.norm != NULL and l < n_layers - 1:
+            s_off -= 3 * n_out
+            _norm_backward(d, <floating*>work.xhats + a_off, <floating*>work.stats + s_off,
+                           theta + net.norm[l],
+                           (theta if mode == FUSED_STEP else grad) + net.norm[l], m, n_out,
+                           alpha, beta_b)
         if l > 0:
             act = net.hidden[l - 1]
             _hidden_delta(d, theta + offsets[2 * l], a_prev, d_prev, m, n_in, n_out, act,

@@ -11,11 +11,11 @@
 cdef inline bint _takes_sample_step(const Net* net, const Work* work, Py_ssize_t m,
                                     int mode) noexcept nogil:
     """Whether a batch's step is ``_sample_step``'s: one row, plain SGD fused into the
-    backward pass, weights stored (n_out, n_in), no dropout, no activation that keeps its
-    derivative from the forward pass, and every layer's products in ``_gemm``'s plain
-    loops (fewer than TILE_MIN_WORK multiply-adds)."""
+    backward pass, weights stored (n_out, n_in), no dropout nor batch normalization, no
+    activation that keeps its derivative from the forward pass, and every layer's
+    products in ``_gemm``'s plain loops (fewer than TILE_MIN_WORK multiply-adds)."""
     cdef Py_ssize_t l
-    if m != 1 or mode != FUSED_STEP or net.wt or work.factors != NULL:
+    if m != 1 or mode != FUSED_STEP or net.wt or work.factors != NULL or net.norm != NULL:
         return False
     for l in range(net.n_layers):
         if net.sizes[l] * net.sizes[l + 1] >= TILE_MIN_WORK:

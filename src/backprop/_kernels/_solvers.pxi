@@ -130,23 +130,31 @@ cdef double _solver_range(const Net* net, const Solver* s, Py_ssize_t lo, Py_ssi
                           floating* moment1, floating* moment2,
                           floating wsum) noexcept nogil:
     """``_solver_update`` on parameters lo .. hi - 1 (any mix of layers' weights and
-    biases) after g := grad + other (the other half-batch's gradient) when other is not
-    NULL; returns sum W^2 there."""
-    cdef Py_ssize_t l, i, first, end
-    cdef int part_b
+    biases, and batch normalization's gammas and betas, which are stepped as biases are:
+    without weight decay) after g := grad + other (the other half-batch's gradient)
+    when other is not NULL; returns sum W^2 there."""
+    cdef Py_ssize_t l, i, first, end, at, size
+    cdef int part
     cdef double sq = 0
     for l in range(net.n_layers):
-        for part_b in range(2):  # the weights, then the biases (not always adjacent)
-            first = max(lo, net.offsets[2 * l + part_b])
-            end = min(hi, net.offsets[2 * l + part_b] + (
-                net.sizes[l + 1] if part_b else net.sizes[l] * net.sizes[l + 1]))
+        # the weights, the biases (not always adjacent), then gamma and beta
+        for part in range(3):
+            if part < 2:
+                at = net.offsets[2 * l + part]
+                size = net.sizes[l + 1] if part else net.sizes[l] * net.sizes[l + 1]
+            elif net.norm != NULL and l < net.n_layers - 1:
+                at, size = net.norm[l], 2 * net.sizes[l + 1]
+            else:
+                continue
+            first = max(lo, at)
+            end = min(hi, at + size)
             if first >= end:
                 continue
             if other != NULL:
                 for i in range(first, end):
                     grad[i] = grad[i] + other[i]
             sq += _solver_update(&params[first], &grad[first], &moment1[first],
-                                 &moment2[first], end - first, part_b == 0, wsum, s)
+                                 &moment2[first], end - first, part == 0, wsum, s)
     return sq
 
 

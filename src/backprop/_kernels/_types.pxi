@@ -69,9 +69,12 @@ cdef struct Net:
     # A network as the kernels read it: sizes[0 .. n_layers] are the layer widths,
     # input first; parameters live in one flat array, W_l at offsets[2 l] and b_l at
     # offsets[2 l + 1] (gradients and optimizer moments alike). W_l is (n_out, n_in)
-    # row-major, or (n_in, n_out) when ``wt`` (scikit-learn's coefs_).
+    # row-major, or (n_in, n_out) when ``wt`` (scikit-learn's coefs_). With batch
+    # normalization (``norm`` not NULL), hidden layer l's gamma_l is at norm[l] and its
+    # beta_l right after it (sizes[l + 1] numbers each).
     const Py_ssize_t* sizes
     const Py_ssize_t* offsets
+    const Py_ssize_t* norm  # NULL: no batch normalization
     Py_ssize_t n_layers
     bint wt
     const int* hidden  # Activation of each hidden layer, hidden[0 .. n_layers - 2]
@@ -108,6 +111,13 @@ cdef struct Work:
     Py_ssize_t* label_batch
     void* sw_batch
     void* halves  # the two-core paths' workspace; NULL: one core
+    # batch normalization (NULL without it):
+    void* xhats  # every hidden layer's normalised pre-activations, laid out like acts
+    void* stats  # 3 vectors of each hidden layer's width, one layer after the other: the
+                 # batch mean, its biased variance and 1 / sqrt(var + eps); the backward
+                 # pass reuses the first two for its column sums
+    void* running  # each hidden layer's running mean, then running variance, one layer
+                   # after the other; NULL: a pass that does not update them
 
 
 cdef struct Data:
