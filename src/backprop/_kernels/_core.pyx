@@ -42,7 +42,7 @@ import numpy as np
 cimport cython
 from cython cimport floating
 from libc.math cimport (exp, expf, expm1, erfc, fma, fmaf, log, log1p, tanh, tanhf, fabs,
-                        isfinite, sqrt)
+                        isfinite, sqrt, sqrtf)
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 

@@ -63,6 +63,7 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
     cdef floating* halves = <floating*>work.halves
     cdef int mode = FUSED_STEP if s.rule == SGD else GRADIENTS
     cdef bint sample = _takes_sample_step(net, work, data.batch_size, mode)
+    cdef bint step_threads = _n_params(net) >= SOLVER_TWO_THREADS_MIN
     cdef double value, total
     cdef Solver solver = s[0]
     cdef Rows rows
@@ -106,7 +107,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
                 return LOSS_NOT_FINITE
             if mode == GRADIENTS:
                 _solver_begin(&solver, step[0] + 1)
-                _solver_steps(net, &solver, theta, grad, NULL, moment1, moment2, 1, False)
+                _solver_steps(net, &solver, theta, grad, NULL, moment1, moment2, 1,
+                              step_threads)
             step[0] += 1
             total += value * m
             b += 1

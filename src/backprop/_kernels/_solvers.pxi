@@ -27,6 +27,13 @@
 # moment1 holds v (momentum) or m (Adam), moment2 Adam's v.
 
 
+# A step over at least this many parameters runs as two halves on both threads of the
+# team (``_solver_steps``) in Network's training loop: a step of memory-bound passes
+# over the parameters and the moments, which one core's share of the memory bandwidth
+# limits (W5's Adam, 270,000 parameters a step; see README "Two cores").
+cdef Py_ssize_t SOLVER_TWO_THREADS_MIN = 1 << 16
+
+
 cdef struct Solver:
     int rule  # Rule
     bint nesterov
@@ -93,7 +100,10 @@ cdef double _solver_update(floating* params, floating* grad, floating* moment1,
             else:
                 moment1[i] = g - (g - moment1[i]) * b1
             moment2[i] = b2 * moment2[i] + c2 * g * g
-            den = sqrt(moment2[i]) / root + eps
+            if floating is float:  # in float, 8 lanes a vector (not through double)
+                den = sqrtf(moment2[i]) / root + eps
+            else:
+                den = sqrt(moment2[i]) / root + eps
             params[i] = params[i] + -step * moment1[i] / den
     elif s.rule == SK_ADAM:
         for i in range(n):
