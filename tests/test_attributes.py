@@ -165,7 +165,7 @@ WALK = """
         if isinstance(value, list):
             if name not in ("weights", "biases"):  # views, writable by design
                 value[:] = [1] * len(value)
-            value.append(value[0])
+            value.append(value[0] if value else 1)  # history is empty before a fit
             del value[0]
             value.clear()
         assert_same_behaviour(net, twin, X, labels)

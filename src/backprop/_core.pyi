@@ -77,6 +77,7 @@ class Plan:
         gather: bool = ...,
         two_cores: bool = ...,
         backward: bool = ...,
+        stats: bool = ...,
     ) -> None: ...
     def train(
         self,
@@ -89,6 +90,8 @@ class Plan:
         losses: NDArray[np.float64],
         velocity: Float | None = ...,
         check_input: bool = ...,
+        grad_norms: NDArray[np.float64] | None = ...,
+        update_ratios: NDArray[np.float64] | None = ...,
     ) -> tuple[Status, int, int]: ...
     def batch(
         self, theta: Float, X: Float, targets: Float | Index, *, mode: int, grad: Float | None = ...

@@ -22,6 +22,8 @@ helper stays inlinable); each level calls only the ones above it in this list:
 ``_losses.pxi``       the output layer's loss and delta, one function per family
 ``_solvers.pxi``      the optimizers: SGD, momentum (PyTorch's and scikit-learn's), Adam
 ``_parallel.pxi``     the two-core paths: halves of rows, hidden units cut in two
+``_stats.pxi``        per-epoch statistics of a training run: gradient norms, update
+                      ratios
 ``_loops.pxi``        the training loops: Network's epochs, the estimators' epoch
 this file             ``Plan`` and the Python-callable entry points
 
@@ -38,7 +40,7 @@ import numpy as np
 cimport cython
 from cython cimport floating
 from libc.math cimport (exp, expf, expm1, erfc, fma, fmaf, log, log1p, tanh, tanhf, fabs,
-                        isfinite, sqrt)
+                        isfinite, sqrt, INFINITY)
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
@@ -54,6 +56,7 @@ include "_layers.pxi"
 include "_losses.pxi"
 include "_solvers.pxi"
 include "_parallel.pxi"
+include "_stats.pxi"
 include "_loops.pxi"
 
 # Multiply-adds between two checks for Ctrl-C in a training loop (~1 ms of work), and
@@ -95,7 +98,8 @@ cdef class Plan:
     inverted dropout's probability and mask stream; ``gather`` makes room for batches
     gathered from shuffled rows; ``two_cores`` lets mid-size batches use both cores
     (``path``: Path.HALVES or, for the estimators' epochs, Path.UNITS); ``backward=False``
-    builds a plan for ``forward`` alone, which keeps no activations.
+    builds a plan for ``forward`` alone, which keeps no activations; ``stats=True`` makes
+    room for ``train``'s per-epoch statistics.
     """
 
     cdef Net net
@@ -108,10 +112,12 @@ cdef class Plan:
     cdef readonly Py_ssize_t check_every
     cdef readonly object grad
     cdef readonly object rng_state
+    cdef object _stats  # the statistics' gradient sum (float64) and theta's copy
     cdef object _keep  # what the pointers in net and work point into
 
     def __init__(self, arch, Py_ssize_t rows, *, optimizer=None, double dropout=0.0,
-                 u64 seed=0, bint gather=False, bint two_cores=True, bint backward=True):
+                 u64 seed=0, bint gather=False, bint two_cores=True, bint backward=True,
+                 bint stats=False):
         cdef const Py_ssize_t[::1] sizes = arch.sizes_array
         cdef const Py_ssize_t[::1] offsets = arch.offsets
         cdef const int[::1] hidden = arch.hidden_array
@@ -192,8 +198,11 @@ cdef class Plan:
         rng = self.rng_state
         self.work.rng = &rng[0]
         self.grad = None
-        if self.solver.rule not in (NO_STEP, SGD):
+        if self.solver.rule not in (NO_STEP, SGD) or stats:
             self.grad = np.zeros(n_params, dtype=dtype)
+        self._stats = None
+        if stats:
+            self._stats = (np.zeros(n_params), np.zeros(n_params, dtype=dtype))
         self._keep = (arch, buffer)
 
     cdef _set_solver(self, optimizer):
@@ -231,20 +240,32 @@ cdef class Plan:
             raise ValueError(f"this plan was not built for {what}")
 
     def train(self, theta, X, targets, *, order=None, Py_ssize_t epochs=1, losses,
-              velocity=None, bint check_input=False):
+              velocity=None, bint check_input=False, grad_norms=None, update_ratios=None):
         """Run ``epochs`` epochs of mini-batch training on theta, in place (``_train``):
         X's rows in ``order`` (None: in order) in batches of ``rows``; ``targets`` is Y
         (n, k) or integer labels (n,); ``losses`` (float64) receives each epoch's mean
-        loss; ``velocity`` is the momentum's. Returns (Status, epoch, batch)."""
+        loss; ``velocity`` is the momentum's. With ``grad_norms`` and ``update_ratios``
+        (float64, (epochs, n_layers); a plan built with ``stats``), each epoch's
+        statistics (_stats.pxi), every batch's step then taken from its stored gradient.
+        Returns (Status, epoch, batch)."""
         self._check(theta, X, False)
+        if grad_norms is not None or update_ratios is not None:
+            self._require(self._stats is not None, "statistics")
+            for out in (grad_norms, update_ratios):
+                if (not isinstance(out, np.ndarray) or out.dtype != np.float64
+                        or out.shape != (epochs, self.net.n_layers)
+                        or not out.flags.c_contiguous):
+                    raise ValueError(f"grad_norms and update_ratios must be C-contiguous "
+                                     f"float64 ({epochs}, {self.net.n_layers}) arrays")
         self._require(self.solver.rule in (SGD, MOMENTUM), "Network's SGD or momentum")
         self._require(order is None or self.work.x_batch != NULL, "gathered batches")
         self._require(self.backward, "training")
         if self.dtype == np.float32:
             return _train_call[cython.float](self, theta, X, targets, order, epochs, losses,
-                                              velocity, check_input)
+                                              velocity, check_input, grad_norms,
+                                              update_ratios)
         return _train_call[cython.double](self, theta, X, targets, order, epochs, losses,
-                                           velocity, check_input)
+                                           velocity, check_input, grad_norms, update_ratios)
 
     def batch(self, theta, X, targets, *, int mode, grad=None):
         """One pass over the whole batch (X, targets): returns L; Mode.LOSS_ONLY the
@@ -291,13 +312,17 @@ cdef class Plan:
 
 
 cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets,
-                 order, Py_ssize_t epochs, double[::1] losses, velocity, bint check_input):
+                 order, Py_ssize_t epochs, double[::1] losses, velocity, bint check_input,
+                 double[:, ::1] grad_norms, double[:, ::1] update_ratios):
     cdef const floating[:, ::1] Y = None
     cdef const Py_ssize_t[::1] labels = None
     cdef const Py_ssize_t[::1] rows = None
     cdef floating[::1] v = velocity
     cdef floating[::1] g = plan.grad
+    cdef double[::1] grad_sum
+    cdef floating[::1] start
     cdef Data data
+    cdef Stats stats
     cdef Py_ssize_t where[2]
     cdef int status
     if targets.ndim == 1:
@@ -314,6 +339,12 @@ cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
     data.n = X.shape[0]
     data.batch_size = plan.rows
     data.check_every = plan.check_every
+    data.stats = NULL
+    if grad_norms is not None:
+        grad_sum, start = plan._stats
+        stats.grad_sum, stats.start = &grad_sum[0], &start[0]
+        stats.grad_norms, stats.update_ratios = &grad_norms[0, 0], &update_ratios[0, 0]
+        data.stats = &stats
     _calls_enter()
     try:
         with nogil:
@@ -402,6 +433,7 @@ cdef Data _sk_data(const floating[:, ::1] X, const floating[:, ::1] Y,
     data.n = order.shape[0] if order is not None else X.shape[0]
     data.batch_size = plan.rows
     data.check_every = plan.check_every
+    data.stats = NULL
     return data
 
 

@@ -38,7 +38,10 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
     data.order, or of 0 .. n-1):
         L_B := loss(X[B], Y[B]), then the step of ``s`` on dL_B/dtheta (rule SGD: fused
         into the backward pass; MOMENTUM: through ``grad`` and ``velocity``)
-    and epoch_losses[e] := sum_B |B| L_B / n. Rows of a shuffled batch are gathered into
+    and epoch_losses[e] := sum_B |B| L_B / n. With ``data.stats``, every rule goes through
+``grad`` (GRADIENTS mode: plain SGD then differs from the fused step by rounding) and
+each epoch's gradient norms and update ratios are taken (_stats.pxi); ``grad_norms``
+and ``update_ratios`` have a row per epoch. Rows of a shuffled batch are gathered into
     the workspace; unshuffled batches are read in place; with ``work.halves``,
     mid-size batches run as two halves on two cores (``_split_batch``).
 
@@ -57,7 +60,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
     cdef floating* x_batch = <floating*>work.x_batch
     cdef floating* y_batch = <floating*>work.y_batch
     cdef floating* halves = <floating*>work.halves
-    cdef int mode = FUSED_STEP if s.rule == SGD else GRADIENTS
+    cdef Stats* stats = data.stats
+    cdef int mode = FUSED_STEP if s.rule == SGD and stats == NULL else GRADIENTS
     cdef double value, total
     cdef Rows rows
     rows.sw = NULL
@@ -67,6 +71,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
         total = 0
         b = 0
         start = 0
+        if stats != NULL:
+            _stats_begin(net, stats, theta)
         while start < n:
             m = min(data.batch_size, n - start)
             rows.m = rows.m_norm = m
@@ -97,6 +103,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
                 where[0], where[1] = e, b
                 return LOSS_NOT_FINITE
             if mode == GRADIENTS:
+                if stats != NULL:  # before the step, which adds the decay term to grad
+                    _stats_add(net, stats, grad)
                 _solver_steps(net, s, theta, grad, NULL, velocity, velocity, 1, False)
             total += value * m
             b += 1
@@ -108,6 +116,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
                         return INTERRUPTED
             start += m
         epoch_losses[e] = total / n
+        if stats != NULL:
+            _stats_end(net, stats, theta, b, e)
     where[0] = epochs
     if not _all_finite(theta, _n_params(net)):
         return WEIGHTS_NOT_FINITE
