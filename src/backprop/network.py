@@ -472,7 +472,7 @@ class Network:
         with np.errstate(all="ignore"):  # X not yet checked: the norms may not be finite
             problem = _monitor.gradient_problem(_monitor.layer_norms(self._arch, grad))
         if problem:
-            warnings.warn(problem, GradientWarning, stacklevel=4)
+            warnings.warn(problem, GradientWarning, stacklevel=3)
         return bool(problem)
 
     def _check_parameters(self) -> None:

@@ -38,10 +38,10 @@ cdef void _stats_end(const Net* net, Stats* st, const floating* theta, Py_ssize_
             lo = net.offsets[2 * l + part_b]
             hi = lo + (net.sizes[l + 1] if part_b else net.sizes[l] * net.sizes[l + 1])
             g += _sum_squares_d(st.grad_sum + lo, hi - lo)
-            before += _sum_squares(start + lo, hi - lo)
-            for i in range(lo, hi):
+            for i in range(lo, hi):  # (_sum_squares_f squares its tail in float32)
                 step = <double>theta[i] - <double>start[i]
                 moved += step * step
+                before += <double>start[i] * <double>start[i]
         st.grad_norms[e * n_layers + l] = sqrt(g) / batches
         if before > 0:
             st.update_ratios[e * n_layers + l] = sqrt(moved / before)
