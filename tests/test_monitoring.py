@@ -117,12 +117,18 @@ def test_gradient_norms_leave_out_weight_decay_and_momentum(kernel_path):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_taking_statistics_changes_the_weights_by_rounding_only(dtype):
-    # plain SGD then steps from the stored gradient instead of the fused product
+@pytest.mark.parametrize("options", [{}, {"dropout": 0.3, "seed": 2}, {"momentum": 0.9}])
+def test_taking_statistics_changes_the_weights_by_rounding_only(dtype, options):
+    # plain SGD then steps from the stored gradient instead of the fused product;
+    # momentum steps from it anyway: the same arithmetic, bit for bit
     net, X, Y, Xv, Yv = problem(dtype)
     twin = copy_of(net)
-    plain = net.fit(X, Y, epochs=5, batch_size=4, lr=0.05)
-    watched = twin.fit(X, Y, epochs=5, batch_size=4, lr=0.05, callbacks=[lambda r: None])
+    plain = net.fit(X, Y, epochs=5, batch_size=4, lr=0.05, **options)
+    watched = twin.fit(X, Y, epochs=5, batch_size=4, lr=0.05, callbacks=[lambda r: None],
+                       **options)  # fmt: skip
+    if "momentum" in options:
+        assert watched == plain
+        np.testing.assert_array_equal(twin._theta, net._theta)
     np.testing.assert_allclose(watched, plain, rtol=RTOL[dtype])
     np.testing.assert_allclose(twin._theta, net._theta, rtol=10 * RTOL[dtype], atol=1e-6)
     assert all(r.grad_norms is None and r.val_loss is None for r in net.history)

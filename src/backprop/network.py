@@ -39,8 +39,8 @@ DIVERGENCE_POLICIES = ("raise", "warn")
 _FIT_FIRST_BLOCK = 1
 _FIT_BLOCK = 2**16
 # an unmonitored fit checks its gradients (GradientWarning) once before training, on
-# this many rows of X: a gradient pass over one small batch, whatever the batch size
-# (a single row's gradient is too noisy to judge by)
+# its first batch's rows, at most this many: a small batch's gradient pass, whatever
+# the batch size
 _GRADIENT_CHECK_ROWS = 64
 
 
@@ -461,16 +461,19 @@ class Network:
         rows, labels = self._check_Y(validation_data[1], X.shape[0], single, "validation_data[1]")
         return X, labels if labels.size else rows
 
-    def _check_gradients(self, X, targets) -> bool:
-        """Whether the gradient of the first _GRADIENT_CHECK_ROWS rows calls for a
-        GradientWarning, which it then issues (as from fit)."""
+    def _check_gradients(self, plan, X, targets) -> bool:
+        """Whether the gradient of fit's first batch (its first _GRADIENT_CHECK_ROWS rows
+        at most), computed by fit's ``plan``, calls for a GradientWarning, which it then
+        issues (as from fit)."""
         if len(self._arch.sizes) < 3:  # no hidden layer to compare
             return False
-        rows = min(X.shape[0], _GRADIENT_CHECK_ROWS)
+        rows = min(plan.rows, X.shape[0], _GRADIENT_CHECK_ROWS)
         grad = np.empty_like(self._theta)
-        self._arch.mean_loss(self._theta, X[:rows], targets[:rows], grad)
-        with np.errstate(all="ignore"):  # X not yet checked: the norms may not be finite
-            problem = _monitor.gradient_problem(_monitor.layer_norms(self._arch, grad))
+        masks = plan.rng_state.copy()  # training draws the same dropout masks after it
+        plan.batch(self._theta, X[:rows], targets[:rows], mode=Mode.GRADIENTS, grad=grad)
+        plan.rng_state[...] = masks
+        # (X is not checked yet: the norms may not be finite, and then say nothing)
+        problem = _monitor.gradient_problem(_monitor.layer_norms(self._arch, grad))
         if problem:
             warnings.warn(problem, GradientWarning, stacklevel=3)
         return bool(problem)
@@ -612,8 +615,8 @@ class Network:
         argument checks leaves it as it was. A ``GradientWarning`` (at most one per
         fit) says when a hidden layer's gradient norm is below 1e-4 or above 1e4 times
         the output layer's: checked on each epoch's statistics when fit takes them,
-        else once before training, on the gradient of the first 64 rows of X (all of
-        them when fewer). A layer whose gradient is exactly 0 (a ReLU layer that no row
+        else once before training, on the gradient of the first batch (its first 64
+        rows at most). A layer whose gradient is exactly 0 (a ReLU layer that no row
         activates, say) is not reported.
         """
         given = X
@@ -736,7 +739,7 @@ class Network:
             with self._guard.writing():
                 self._check_parameters()
                 if not monitored:
-                    warned = self._check_gradients(X, targets)
+                    warned = self._check_gradients(plan, X, targets)
                 first = 0
                 while first < epochs:
                     count = min(size, block.size, epochs - first)
