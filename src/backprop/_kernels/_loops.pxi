@@ -38,12 +38,12 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
     data.order, or of 0 .. n-1):
         L_B := loss(X[B], Y[B]), then the step of ``s`` on dL_B/dtheta (rule SGD: fused
         into the backward pass; MOMENTUM: through ``grad`` and ``velocity``)
-    and epoch_losses[e] := sum_B |B| L_B / n. With ``data.stats``, every rule goes through
-``grad`` (GRADIENTS mode: plain SGD then differs from the fused step by rounding) and
-each epoch's gradient norms and update ratios are taken (_stats.pxi); ``grad_norms``
-and ``update_ratios`` have a row per epoch. Rows of a shuffled batch are gathered into
-    the workspace; unshuffled batches are read in place; with ``work.halves``,
-    mid-size batches run as two halves on two cores (``_split_batch``).
+    and epoch_losses[e] := sum_B |B| L_B / n. With ``data.stats``, every rule steps
+    through ``grad`` (plain SGD then differs from the fused step by rounding), and each
+    epoch's gradient norms and update ratios are taken (_stats.pxi), a row per epoch.
+    Rows of a shuffled batch are gathered into the workspace; unshuffled batches are
+    read in place; with ``work.halves``, mid-size batches run as two halves on two cores
+    (``_split_batch``).
 
     Returns a Status, with where[0], where[1] := the epoch and batch it stopped at:
     COMPLETED; LOSS_NOT_FINITE before that batch's step (theta is what the previous
