@@ -17,6 +17,8 @@ import numpy as np
 # layer's draws a GradientWarning.
 VANISHING = 1e-4
 EXPLODING = 1e4
+# numbers per float64 chunk of a norm's sum
+_CHUNK = 2**15
 
 
 class GradientWarning(UserWarning):
@@ -47,10 +49,18 @@ class EpochRecord:
 
 def layer_norms(arch, flat: np.ndarray) -> list[float]:
     """||flat_l|| for every layer l of ``arch``'s layout (Network's: each layer's weights
-    and biases side by side), weights and biases together, summed in float64."""
-    flat = flat.astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN stay what they are
-        return np.sqrt(np.add.reduceat(flat * flat, arch.offsets[::2])).tolist()
+    and biases side by side), weights and biases together, summed in float64 a chunk
+    at a time (never a float64 copy of all of ``flat``)."""
+    bounds = [*arch.offsets[::2].tolist(), flat.size]
+    norms = []
+    with np.errstate(all="ignore"):  # inf and NaN stay what they are
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            total = 0.0
+            for start in range(lo, hi, _CHUNK):
+                part = flat[start : min(start + _CHUNK, hi)].astype(np.float64)
+                total += float(np.dot(part, part))
+            norms.append(math.sqrt(total))
+    return norms
 
 
 def gradient_problem(norms) -> str | None:

@@ -461,14 +461,13 @@ class Network:
         rows, labels = self._check_Y(validation_data[1], X.shape[0], single, "validation_data[1]")
         return X, labels if labels.size else rows
 
-    def _check_gradients(self, plan, X, targets) -> bool:
+    def _check_gradients(self, plan, X, targets, grad) -> bool:
         """Whether the gradient of fit's first batch (its first _GRADIENT_CHECK_ROWS rows
-        at most), computed by fit's ``plan``, calls for a GradientWarning, which it then
-        issues (as from fit)."""
+        at most), computed by fit's ``plan`` into ``grad``, calls for a GradientWarning,
+        which it then issues (as from fit)."""
         if len(self._arch.sizes) < 3:  # no hidden layer to compare
             return False
         rows = min(plan.rows, X.shape[0], _GRADIENT_CHECK_ROWS)
-        grad = np.empty_like(self._theta)
         masks = plan.rng_state.copy()  # training draws the same dropout masks after it
         plan.batch(self._theta, X[:rows], targets[:rows], mode=Mode.GRADIENTS, grad=grad)
         plan.rng_state[...] = masks
@@ -738,8 +737,8 @@ class Network:
         try:
             with self._guard.writing():
                 self._check_parameters()
-                if not monitored:
-                    warned = self._check_gradients(plan, X, targets)
+                if not monitored:  # (in the restore point's buffer: free until a call)
+                    warned = self._check_gradients(plan, X, targets, saved[0])
                 first = 0
                 while first < epochs:
                     count = min(size, block.size, epochs - first)
