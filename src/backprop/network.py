@@ -593,11 +593,12 @@ class Network:
         mean-loss gradient dL_B/dtheta_l, weights and biases of layer l together, before
         weight decay) and the update ratio ||theta_l after - before|| / ||theta_l
         before||. Each of ``callbacks`` is called with it, ``f(record)``, and training
-        stops when one returns a true value; fit then returns the losses so far.
-        ``early_stopping=k`` (with validation_data) stops after k epochs in a row
-        without a lower validation loss, and leaves the network with the weights of
-        the epoch of the lowest one, whenever fit returns normally (not after a
-        divergence, which keeps the weights from before the bad batch).
+        stops when one returns a true value; fit then returns the losses so far. A
+        callback may read the network (``forward``, ``loss``, ``history``, pickling),
+        not train it (RuntimeError). ``early_stopping=k`` (with validation_data) stops
+        after k epochs in a row without a lower validation loss, and leaves the network
+        with the weights of the epoch of the lowest one, whenever fit returns normally
+        (not after a divergence, which keeps the weights from before the bad batch).
         ``verbose=True`` shows the epochs' progress: a tqdm bar when tqdm is installed,
         else a line per epoch on stderr (counting epochs from 1).
 
@@ -605,8 +606,8 @@ class Network:
         with callbacks, validation_data, early_stopping or verbose, each epoch is then
         one compiled call, and every batch's gradient is stored before its step
         (plain SGD otherwise fuses the step into the backward pass), which changes the
-        weights by rounding only, and costs ~65 % on a network as small as the
-        tutorial's (~13 % on [64, 100, 10] in batches of 32). Without them the records
+        weights by rounding only, and costs 40-65 % on a network as small as the
+        tutorial's (9-13 % on [64, 100, 10] in batches of 32). Without them the records
         in ``history`` hold the epoch and the loss alone.
 
         ``history`` holds the records of the epochs the last fit completed, also when it
