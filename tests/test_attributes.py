@@ -167,7 +167,7 @@ WALK = """
             if name not in ("weights", "biases", "gammas", "betas", "running_means",
                             "running_vars"):  # fmt: skip
                 value[:] = [1] * len(value)
-            value.append(value[0] if value else 1)
+            value.append(value[0] if value else 1)  # empty lists: history before a fit, ...
             del value[0]
             value.clear()
         assert_same_behaviour(net, twin, X, labels)

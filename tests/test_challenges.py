@@ -5,11 +5,12 @@ checked before anything trains."""
 
 import importlib.util
 import re
+import warnings
 
 import numpy as np
 import pytest
 
-from backprop import Network, challenges
+from backprop import GradientWarning, Network, challenges
 from backprop.__main__ import main
 
 
@@ -26,8 +27,14 @@ def test_gradient_norms_are_the_networks_own(runs):
         _, grad_weights, _ = net.gradients(X, y)
         np.testing.assert_allclose(r.gradient_norms, [np.linalg.norm(g) for g in grad_weights],
                                    rtol=1e-12)  # fmt: skip
-        losses = net.fit(X, y, epochs=4, batch_size=challenges.BATCH_SIZE, lr=challenges.LR)
+        # fit warns of the sigmoid network's vanishing gradient, and of no other
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            losses = net.fit(X, y, epochs=4, batch_size=challenges.BATCH_SIZE, lr=challenges.LR)
         assert r.losses == losses
+        assert [str(w.message) for w in caught] == r.warnings
+        vanishing = activation == "sigmoid" and not batch_norm
+        assert [w.category for w in caught] == ([GradientWarning] if vanishing else [])
 
 
 def test_the_sigmoid_gradient_vanishes_and_the_remedies_carry_it(runs):
@@ -46,6 +53,7 @@ def test_report_prints_every_layer_and_epoch(runs, capsys):
     assert [label for label, _ in rows] == [str(l) for l in range(1, 11)] + ["output"]
     first = [float(x) for x in re.findall(r"(\S+) \(", rows[0][1])]
     assert first == pytest.approx([r.gradient_norms[0] for r in runs], rel=1e-2)
+    assert "fit warned, training sigmoid: vanishing gradients: hidden layer" in out
     losses = re.findall(r"^4 +(\S+) +(\S+) +(\S+)$", out, re.M)
     assert [float(x) for x in losses[0]] == pytest.approx([r.losses[3] for r in runs], abs=1e-4)
 

@@ -79,6 +79,7 @@ class Plan:
         gather: bool = ...,
         two_cores: bool = ...,
         backward: bool = ...,
+        stats: bool = ...,
     ) -> None: ...
     def train(
         self,
@@ -93,6 +94,8 @@ class Plan:
         steps: NDArray[np.intp],
         check_input: bool = ...,
         running: Float | None = ...,
+        grad_norms: NDArray[np.float64] | None = ...,
+        update_ratios: NDArray[np.float64] | None = ...,
     ) -> tuple[Status, int, int]: ...
     def batch(
         self,

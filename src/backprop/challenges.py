@@ -12,6 +12,7 @@ vanishing can be seen layer by layer) and the training loss epoch by epoch.
 from __future__ import annotations
 
 import sys
+import textwrap
 import warnings
 from dataclasses import dataclass, field
 
@@ -103,7 +104,8 @@ def report(runs: list[Run], out=None) -> None:
             say(f"{epoch:<8}" + "".join(f"{r.losses[epoch - 1]:>{width}.4f}" for r in runs))
     for r in runs:
         for message in r.warnings:
-            say(f"fit warned, training {r.name}: {message}")
+            say(textwrap.fill(f"fit warned, training {r.name}: {message}", width=88,
+                              subsequent_indent="    "))  # fmt: skip
     say()
     first = runs[0].gradient_norms
     say(f"With sigmoid layers the first layer's gradient is {first[0] / first[-1]:.1e} of the "

@@ -26,6 +26,8 @@ helper stays inlinable); each level calls only the ones above it in this list:
 ``_sample.pxi``       one row's fused SGD step through a tiny network, without
                       ``_batch``'s per-layer calls
 ``_parallel.pxi``     the two-core paths: halves of rows, hidden units cut in two
+``_stats.pxi``        per-epoch statistics of a training run: gradient norms, update
+                      ratios
 ``_loops.pxi``        the training loops: Network's epochs, the estimators' epoch
 this file             ``Plan`` and the Python-callable entry points
 
@@ -42,7 +44,7 @@ import numpy as np
 cimport cython
 from cython cimport floating
 from libc.math cimport (exp, expf, expm1, erfc, fma, fmaf, log, log1p, tanh, tanhf, fabs,
-                        isfinite, sqrt, sqrtf)
+                        isfinite, sqrt, sqrtf, INFINITY)
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
@@ -59,6 +61,7 @@ include "_losses.pxi"
 include "_solvers.pxi"
 include "_sample.pxi"
 include "_parallel.pxi"
+include "_stats.pxi"
 include "_loops.pxi"
 
 # Multiply-adds between two checks for Ctrl-C in a training loop (~1 ms of work), and
@@ -100,8 +103,9 @@ cdef class Plan:
     inverted dropout's probability and mask stream; ``gather`` makes room for batches
     gathered from shuffled rows; ``two_cores`` lets mid-size batches use both cores
     (``path``: Path.HALVES or, for the estimators' epochs, Path.UNITS); ``backward=False``
-    builds a plan for ``forward`` alone, which keeps no activations. A network with batch
-    normalization (``arch.batch_norm``) always runs on one core.
+    builds a plan for ``forward`` alone, which keeps no activations; ``stats=True`` makes
+    room for ``train``'s per-epoch statistics. A network with batch normalization
+    (``arch.batch_norm``) always runs on one core.
     """
 
     cdef Net net
@@ -115,10 +119,12 @@ cdef class Plan:
     cdef readonly object grad
     cdef readonly object rng_state
     cdef readonly Py_ssize_t n_running  # batch normalization's running statistics
+    cdef object _stats  # the statistics' gradient sum (float64) and theta's copy
     cdef object _keep  # what the pointers in net and work point into
 
     def __init__(self, arch, Py_ssize_t rows, *, optimizer=None, double dropout=0.0,
-                 u64 seed=0, bint gather=False, bint two_cores=True, bint backward=True):
+                 u64 seed=0, bint gather=False, bint two_cores=True, bint backward=True,
+                 bint stats=False):
         cdef const Py_ssize_t[::1] sizes = arch.sizes_array
         cdef const Py_ssize_t[::1] offsets = arch.offsets
         cdef const int[::1] hidden = arch.hidden_array
@@ -211,8 +217,11 @@ cdef class Plan:
         rng = self.rng_state
         self.work.rng = &rng[0]
         self.grad = None
-        if self.solver.rule not in (NO_STEP, SGD):
+        if self.solver.rule not in (NO_STEP, SGD) or stats:
             self.grad = np.zeros(n_params, dtype=dtype)
+        self._stats = None
+        if stats:
+            self._stats = (np.zeros(n_params), np.zeros(n_params, dtype=dtype))
         self._keep = (arch, buffer)
 
     cdef _set_solver(self, optimizer):
@@ -260,24 +269,37 @@ cdef class Plan:
                              f"numbers")
 
     def train(self, theta, X, targets, *, order=None, Py_ssize_t epochs=1, losses,
-              optimizer, steps, bint check_input=False, running=None):
+              optimizer, steps, bint check_input=False, running=None, grad_norms=None,
+              update_ratios=None):
         """Run ``epochs`` epochs of mini-batch training on theta, in place (``_train``):
         X's rows in ``order`` (None: in order) in batches of ``rows``; ``targets`` is Y
         (n, k) or integer labels (n,); ``losses`` (float64) receives each epoch's mean
         loss; ``optimizer`` holds the moments the rule steps in place, and ``steps``
         (one intp) the count of steps taken, which each batch adds 1 to; ``running``,
-        batch normalization's running statistics, updated by every batch. Returns
-        (Status, epoch, batch)."""
+        batch normalization's running statistics, updated by every batch. With
+        ``grad_norms`` and ``update_ratios`` (float64, (epochs, n_layers); a plan built
+        with ``stats``), each epoch's statistics (_stats.pxi), every batch's step then
+        taken from its stored gradient. Returns (Status, epoch, batch)."""
         self._check(theta, X, False)
         self._check_running(running, False)
+        if grad_norms is not None or update_ratios is not None:
+            self._require(self._stats is not None, "statistics")
+            for out in (grad_norms, update_ratios):
+                if (not isinstance(out, np.ndarray) or out.dtype != np.float64
+                        or out.shape != (epochs, self.net.n_layers)
+                        or not out.flags.c_contiguous):
+                    raise ValueError(f"grad_norms and update_ratios must be C-contiguous "
+                                     f"float64 ({epochs}, {self.net.n_layers}) arrays")
         self._require(self.solver.rule in (SGD, MOMENTUM, ADAM), "Network's optimizers")
         self._require(order is None or self.work.x_batch != NULL, "gathered batches")
         self._require(self.backward, "training")
         if self.dtype == np.float32:
             return _train_call[cython.float](self, theta, X, targets, order, epochs, losses,
-                                              optimizer, steps, check_input, running)
+                                              optimizer, steps, check_input, running,
+                                              grad_norms, update_ratios)
         return _train_call[cython.double](self, theta, X, targets, order, epochs, losses,
-                                           optimizer, steps, check_input, running)
+                                           optimizer, steps, check_input, running,
+                                           grad_norms, update_ratios)
 
     def batch(self, theta, X, targets, *, int mode, grad=None, running=None):
         """One pass over the whole batch (X, targets): returns L; Mode.LOSS_ONLY the
@@ -344,14 +366,18 @@ cdef floating* _running_of(floating[::1] running) noexcept:
 
 cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targets,
                  order, Py_ssize_t epochs, double[::1] losses, optimizer,
-                 Py_ssize_t[::1] steps, bint check_input, floating[::1] running):
+                 Py_ssize_t[::1] steps, bint check_input, floating[::1] running,
+                 double[:, ::1] grad_norms, double[:, ::1] update_ratios):
     cdef const floating[:, ::1] Y = None
     cdef const Py_ssize_t[::1] labels = None
     cdef const Py_ssize_t[::1] rows = None
     cdef floating[::1] m1 = optimizer.moment1
     cdef floating[::1] m2 = optimizer.moment2
     cdef floating[::1] g = plan.grad
+    cdef double[::1] grad_sum
+    cdef floating[::1] start
     cdef Data data
+    cdef Stats stats
     cdef Py_ssize_t where[2]
     cdef int status
     if targets.ndim == 1:
@@ -369,6 +395,12 @@ cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
     data.batch_size = plan.rows
     data.check_every = plan.check_every
     plan.work.running = _running_of(running)
+    data.stats = NULL
+    if grad_norms is not None:
+        grad_sum, start = plan._stats
+        stats.grad_sum, stats.start = &grad_sum[0], &start[0]
+        stats.grad_norms, stats.update_ratios = &grad_norms[0, 0], &update_ratios[0, 0]
+        data.stats = &stats
     _calls_enter()
     try:
         with nogil:
@@ -494,6 +526,7 @@ cdef Data _sk_data(const floating[:, ::1] X, const floating[:, ::1] Y,
     data.n = order.shape[0] if order is not None else X.shape[0]
     data.batch_size = plan.rows
     data.check_every = plan.check_every
+    data.stats = NULL
     return data
 
 

@@ -41,10 +41,12 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
         into the backward pass; MOMENTUM, ADAM: through ``grad`` and the optimizer's
         moments, ``moment1`` and ``moment2``), step[0] := step[0] + 1 (the steps taken,
         which Adam's bias corrections count)
-    and epoch_losses[e] := sum_B |B| L_B / n. Rows of a shuffled batch are gathered into
-    the workspace; unshuffled batches are read in place; with ``work.halves``,
-    mid-size batches run as two halves on two cores (``_split_batch``); batches of one
-    row through a tiny network take ``_sample_step``.
+    and epoch_losses[e] := sum_B |B| L_B / n. With ``data.stats``, every rule steps
+    through ``grad`` (plain SGD then differs from the fused step by rounding), and each
+    epoch's gradient norms and update ratios are taken (_stats.pxi), a row per epoch.
+    Rows of a shuffled batch are gathered into the workspace; unshuffled batches are
+    read in place; with ``work.halves``, mid-size batches run as two halves on two cores
+    (``_split_batch``); batches of one row through a tiny network take ``_sample_step``.
 
     Returns a Status, with where[0], where[1] := the epoch and batch it stopped at:
     COMPLETED; LOSS_NOT_FINITE before that batch's step (theta is what the previous
@@ -61,7 +63,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
     cdef floating* x_batch = <floating*>work.x_batch
     cdef floating* y_batch = <floating*>work.y_batch
     cdef floating* halves = <floating*>work.halves
-    cdef int mode = FUSED_STEP if s.rule == SGD else GRADIENTS
+    cdef Stats* stats = data.stats
+    cdef int mode = FUSED_STEP if s.rule == SGD and stats == NULL else GRADIENTS
     cdef bint sample = _takes_sample_step(net, work, data.batch_size, mode)
     cdef bint step_threads = _n_params(net) >= SOLVER_TWO_THREADS_MIN
     cdef double value, total
@@ -74,6 +77,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
         total = 0
         b = 0
         start = 0
+        if stats != NULL:
+            _stats_begin(net, stats, theta)
         while start < n:
             m = min(data.batch_size, n - start)
             rows.m = rows.m_norm = m
@@ -106,6 +111,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
                 where[0], where[1] = e, b
                 return LOSS_NOT_FINITE
             if mode == GRADIENTS:
+                if stats != NULL:  # before the step, which adds the decay term to grad
+                    _stats_add(net, stats, grad)
                 _solver_begin(&solver, step[0] + 1)
                 _solver_steps(net, &solver, theta, grad, NULL, moment1, moment2, 1,
                               step_threads)
@@ -120,6 +127,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
                         return INTERRUPTED
             start += m
         epoch_losses[e] = total / n
+        if stats != NULL:
+            _stats_end(net, stats, theta, b, e)
     where[0] = epochs
     if not _all_finite(theta, _n_params(net)):
         return WEIGHTS_NOT_FINITE

@@ -120,11 +120,19 @@ cdef struct Work:
                    # after the other; NULL: a pass that does not update them
 
 
+cdef struct Stats:
+    # What ``_train`` measures at each epoch's end (_stats.pxi), in float64:
+    double* grad_sum  # n_params: the sum over the epoch's batches of dL_B/dtheta
+    void* start  # n_params of the dtype: theta at the epoch's start
+    double* grad_norms  # epochs x n_layers, out
+    double* update_ratios  # epochs x n_layers, out
+
+
 cdef struct Data:
     # A training set as an epoch visits it: n rows of X and of the targets (Y, or
     # labels; sample weights sw, NULL: every weight 1), in ``order`` (NULL: 0 .. n - 1),
     # in batches of batch_size rows; pending signals (Ctrl-C) are checked every
-    # check_every batches.
+    # check_every batches. ``stats``: per-epoch statistics to take (NULL: none).
     const void* X
     const void* Y
     const Py_ssize_t* labels
@@ -133,6 +141,7 @@ cdef struct Data:
     Py_ssize_t n
     Py_ssize_t batch_size
     Py_ssize_t check_every
+    Stats* stats
 
 
 cdef inline Py_ssize_t _n_params(const Net* net) noexcept nogil:
