@@ -2,7 +2,9 @@
 ``torch.compile``), JAX and scikit-learn.
 
 Every trainer of a workload starts from the same initial weights and trains on the same
-data, in the same batches, in the same order, with plain SGD (no momentum, no weight decay).
+data, in the same batches, in the same order, with plain SGD (no momentum, no weight decay),
+but W5: batch normalization and PyTorch's Adam, which NumPy's and scikit-learn's trainers
+do not run.
 A trainer is split in two: ``prepare(workload, data, params)`` builds the model, converts
 the data and compiles what its library compiles (not timed), ``run()`` is exactly the
 training (or inference) the workload describes (timed). ``run_tables`` runs every installed

@@ -93,7 +93,9 @@ NOTES = """\
 Measured: median wall time of `run` over the repeats, each repeat prepared afresh (model built,
 data converted, shared initial weights loaded: not timed), one trainer's repeats back to back.
 Training = one epoch of plain SGD (no momentum, no weight decay) in fixed order, every trainer
-from the same Glorot weights on the same Gaussian data; forward = outputs (softmax included) for
+from the same Glorot weights on the same Gaussian data (W5: batch normalization after each hidden
+layer, PyTorch's BatchNorm1d, and PyTorch's Adam from fresh moments; NumPy and sklearn do not
+run it, the others train the same); forward = outputs (softmax included) for
 all samples in one call. GFLOP/s counts 2 flops per weight and sample forward, 6 for training.
 ratio = median time of the fastest peer / this median (peers exclude backprop; > 1 is faster
 than every peer). Every trainer computes the loss of each batch (backprop's fit returns the
@@ -106,7 +108,7 @@ COMPILED_NOTES = """\
 The compiled peers: jax, the whole epoch one jax.jit of a jax.lax.scan over the batches
 (forward: one jitted call); jax-step, a jitted step (donating the weights) called from a Python
 loop over batches made JAX arrays beforehand; torch-compile, torch.compile(dynamic=False) of
-torch's training step (zero_grad, forward, loss, backward, SGD step), training only. Their
+torch's training step (zero_grad, forward, loss, backward, optimizer step), training only. Their
 tracing, compilation and a warm-up run happen before the first repeat and are not timed; JAX
 runs with jax_enable_x64 on (float64 workloads)."""
 
