@@ -5,8 +5,9 @@ batches ("jax") or a jitted step driven from a Python loop over them ("jax-step"
 They do the eager trainers' arithmetic (``trainers``): the same initial weights, the same
 batches in the same order, the workload's loss (a mean over the batch) and plain SGD,
 W := W - lr dL/dW (W5: batch normalization, BatchNorm1d's, and torch.optim.Adam's steps,
-its running statistics and moments carried through the epoch). A batch shorter than the others ends the epoch when the batch size does
-not divide the samples, as in the eager trainers.
+its running statistics and moments carried through the epoch). A batch shorter than the
+others ends the epoch when the batch size does not divide the samples, as in the eager
+trainers.
 
 What a compiler needs before it runs at full speed (tracing, compiling, a first call) is done
 in ``prepare``, once per workload and data: the JAX warm-up calls run on copies of the initial
@@ -273,10 +274,11 @@ class JaxStepTrainer(_JaxTrainer):
 
 class TorchCompileTrainer(TorchTrainer):
     """``TorchTrainer``'s model, loss and optimizer, its training step (``training_step``:
-    zero_grad, forward, loss, backward, optimizer step) compiled by ``torch.compile(dynamic=False)``:
-    a graph for each batch shape (the full batches, the last shorter one), both compiled in
-    ``prepare``; train only. Inductor, torch.compile's default backend, builds C++ on CPU:
-    the trainer is available where torch imports and its compiler ($CXX, else g++) is found."""
+    zero_grad, forward, loss, backward, optimizer step) compiled by
+    ``torch.compile(dynamic=False)``: a graph for each batch shape (the full batches, the
+    last shorter one), both compiled in ``prepare``; train only. Inductor, torch.compile's
+    default backend, builds C++ on CPU: the trainer is available where torch imports and its
+    compiler ($CXX, else g++) is found."""
 
     name = "torch-compile"
     tasks = frozenset({"train"})
