@@ -1194,6 +1194,19 @@ def load(path) -> Network:
     return _checkpoint.read(path, _from_checkpoint)
 
 
+def _entry_like(array: np.ndarray, like: np.ndarray, name: str) -> np.ndarray:
+    """The checkpoint's entry ``name``, checked to have ``like``'s dtype and shape and
+    only finite numbers."""
+    if array.dtype.name != like.dtype.name or array.shape != like.shape:
+        raise ValueError(
+            f"{name} has dtype {array.dtype.name} and shape {array.shape}; "
+            f"the network needs {like.dtype.name} and {like.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return array
+
+
 def _from_checkpoint(entries: dict, read_parameters) -> Network:
     """The network a checkpoint's entries describe; ``read_parameters(max_bytes)`` reads
     its flat parameter array (refusing one larger than the network's)."""
@@ -1202,14 +1215,7 @@ def _from_checkpoint(entries: dict, read_parameters) -> Network:
         entries["sizes"], entries["activation"], entries["output"], entries["loss"],
         entries["dtype"], entries["running"] is not None,
     )  # fmt: skip
-    parameters = read_parameters(net._theta.nbytes)
-    if parameters.dtype.name != net.dtype.name or parameters.shape != net._theta.shape:
-        raise ValueError(
-            f"parameters has dtype {parameters.dtype.name} and shape {parameters.shape}; "
-            f"the network needs {net.dtype.name} and {net._theta.shape}"
-        )
-    if not np.isfinite(parameters).all():
-        raise ValueError("parameters contains NaN or infinity")
+    parameters = _entry_like(read_parameters(net._theta.nbytes), net._theta, "parameters")
     pos = 0
     weights, biases = net._layers()
     norms = list(zip(net._gammas(), net._betas()))
@@ -1219,14 +1225,7 @@ def _from_checkpoint(entries: dict, read_parameters) -> Network:
             p[...] = parameters[pos : pos + p.size].reshape(p.shape)
             pos += p.size
     if entries["running"] is not None:
-        running = entries["running"](net._running.nbytes)
-        if running.dtype.name != net.dtype.name or running.shape != net._running.shape:
-            raise ValueError(
-                f"running has dtype {running.dtype.name} and shape {running.shape}; the "
-                f"network needs {net.dtype.name} and {net._running.shape}"
-            )
-        if not np.isfinite(running).all():
-            raise ValueError("running contains NaN or infinity")
+        running = _entry_like(entries["running"](net._running.nbytes), net._running, "running")
         for l, var in enumerate(net._arch.running_vars(running)):
             if (var < 0).any():
                 raise ValueError(f"running holds a negative variance (hidden layer {l})")

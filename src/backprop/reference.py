@@ -666,11 +666,12 @@ class Network:
         v_w, v_b = velocity[:2]
 
         def momentum_step(params: list, nablas: list, velocities: list) -> list:
-            """v = mu v + g and p -= eta (g + mu v if nesterov else v), for vectors of p."""
+            """v = mu v + g and p -= eta (g + mu v if nesterov else v), for a list of
+            vectors p (their gradients g and velocities v alike)."""
             stepped = []
-            for layer, (p, g) in enumerate(zip(params, nablas, strict=True)):
-                v = [mu * vv + gg for vv, gg in zip(velocities[layer], g, strict=True)]
-                velocities[layer] = v
+            for k, (p, g) in enumerate(zip(params, nablas, strict=True)):
+                v = [mu * vv + gg for vv, gg in zip(velocities[k], g, strict=True)]
+                velocities[k] = v
                 stepped.append(
                     [
                         pv - eta * (gg + mu * vv if nesterov else vv)
@@ -679,30 +680,18 @@ class Network:
                 )
             return stepped
 
-        weights, biases = [], []
-        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            rows = []
-            for j, w_j in enumerate(w):
-                g = [nw + lmbda * wv for nw, wv in zip(nabla_w[layer][j], w_j, strict=True)]
-                v = [mu * vv + gg for vv, gg in zip(v_w[layer][j], g, strict=True)]
-                v_w[layer][j] = v
-                rows.append(
-                    [
-                        wv - eta * (gg + mu * vv if nesterov else vv)
-                        for wv, gg, vv in zip(w_j, g, v, strict=True)
-                    ]
-                )
-            weights.append(rows)
-            g = nabla_b[layer]
-            v = [mu * vv + gg for vv, gg in zip(v_b[layer], g, strict=True)]
-            v_b[layer] = v
-            biases.append(
-                [
-                    bv - eta * (gg + mu * vv if nesterov else vv)
-                    for bv, gg, vv in zip(b, g, v, strict=True)
-                ]
+        # each layer's weights row by row (the gradient with its decay term), its biases,
+        # gammas and betas as one vector each
+        self.weights = [
+            momentum_step(
+                w,
+                [[g + lmbda * wv for g, wv in zip(nw_j, w_j, strict=True)]
+                 for nw_j, w_j in zip(nw, w, strict=True)],
+                v_w[layer],
             )
-        self.weights, self.biases = weights, biases
+            for layer, (w, nw) in enumerate(zip(self.weights, nabla_w, strict=True))
+        ]  # fmt: skip
+        self.biases = momentum_step(self.biases, nabla_b, v_b)
         self.gammas = momentum_step(self.gammas, nabla_gamma, velocity[2])
         self.betas = momentum_step(self.betas, nabla_beta, velocity[3])
         return loss
