@@ -225,6 +225,24 @@ def test_early_stopping_restores_the_best_epoch_when_the_epochs_run_out():
         np.testing.assert_array_equal(w, kept)
 
 
+def test_early_stopping_restores_the_best_epochs_running_statistics():
+    """With batch normalization, the running statistics that go with the best epoch's
+    weights come back with them."""
+    _, X, Y, Xv, Yv = validation_problem()
+    net = Network([4, 16, 1], activation="tanh", output="identity", seed=1, batch_norm=True)
+    seen = []
+
+    def keep(record):
+        seen.append((record.val_loss, [a.copy() for a in net.running_means + net.running_vars]))
+
+    net.fit(X, Y, epochs=40, batch_size=4, lr=0.05, validation_data=(Xv, Yv),
+            early_stopping=1000, callbacks=[keep])  # fmt: skip
+    best = int(np.argmin([val for val, _ in seen]))
+    assert best < 39
+    for got, kept in zip(net.running_means + net.running_vars, seen[best][1], strict=True):
+        np.testing.assert_array_equal(got, kept)
+
+
 def test_early_stopping_needs_validation_data():
     net, X, Y, _, _ = problem()
     with pytest.raises(ValueError, match="early_stopping needs validation_data"):

@@ -768,7 +768,8 @@ class Network:
         callback may read the network (``forward``, ``loss``, ``history``, pickling),
         not train it (RuntimeError). ``early_stopping=k`` (with validation_data) stops
         after k epochs in a row without a lower validation loss, and leaves the network
-        with the weights of the epoch of the lowest one, whenever fit returns normally
+        with the weights (and batch normalization's running statistics) of the epoch of
+        the lowest one, whenever fit returns normally
         (not after a divergence, which keeps the weights from before the bad batch).
         ``verbose=True`` shows the epochs' progress: a tqdm bar when tqdm is installed,
         else a line per epoch on stderr (counting epochs from 1).
@@ -886,13 +887,13 @@ class Network:
                               running=running, **stats)  # fmt: skip
 
         progress = _monitor.Progress(epochs) if verbose else None
-        best_loss, best_theta, since_best = math.inf, None, 0
+        best_loss, best, since_best = math.inf, None, 0  # best: (theta, running statistics)
         warned = False
 
         def end_of_epoch(e: int) -> bool:
             """Epoch e's record, its gradient check, display, early stopping and
             callbacks (in that order); whether to stop."""
-            nonlocal warned, best_loss, best_theta, since_best
+            nonlocal warned, best_loss, best, since_best
             val_loss = None
             if validation is not None:
                 val_loss = self._arch.mean_loss(self._theta, *validation)
@@ -910,7 +911,7 @@ class Network:
             if early_stopping is not None:
                 if val_loss < best_loss:
                     best_loss, since_best = val_loss, 0
-                    best_theta = self._theta.copy()
+                    best = (self._theta.copy(), self._running.copy())
                 else:
                     since_best += 1
                     stop = since_best >= early_stopping
@@ -987,8 +988,8 @@ class Network:
                     if monitored and end_of_epoch(first - 1):
                         break
                 if not status:  # every epoch ran, or early stopping or a callback stopped it
-                    if best_theta is not None:
-                        self._theta[...] = best_theta
+                    if best is not None:
+                        self._theta[...], self._running[...] = best
                     return losses
         finally:
             self._history = (list(losses), records)
