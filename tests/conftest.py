@@ -18,13 +18,15 @@ LAYOUT_MODULE = "backprop._layout"
 LAYOUT_BOUNDS = ("TRANSPOSED_MIN_WEIGHTS", "TRANSPOSED_MAX_WEIGHTS")
 
 NEVER = 1 << 62  # a threshold no product's work reaches
-# _core.set_thresholds(tiles, blas, narrow blas, two cores[, halves' rows]) for each way of
-# computing a batch
+# _core.set_thresholds(tiles, blas, narrow blas, two cores[, halves' rows[, parts]]) for each
+# way of computing a batch
 KERNEL_PATHS = {
     "loops": (NEVER, NEVER, NEVER, NEVER),  # every product in plain loops
     "tiles": (0, NEVER, NEVER, NEVER),  # every product in the register tiles
     "blas": (0, 0, 0, NEVER),  # every product in BLAS gemm
     "halves": (0, NEVER, NEVER, 0, 2),  # every batch of 2 rows or more in two halves
+    # every product in the tiles, in parts on the team of threads
+    "parts": (0, NEVER, NEVER, NEVER, None, 0),
 }
 
 # Every (output, loss, target kind) the library supports.
@@ -62,7 +64,7 @@ def layout(request, monkeypatch):
 
 @pytest.fixture(params=list(KERNEL_PATHS))
 def kernel_path(request, layout):
-    """Run a test with each kernel path (plain loops, tiles, BLAS, halves), each with
+    """Run a test with each kernel path (plain loops, tiles, BLAS, halves, parts), each with
     the weights stored (n_out, n_in) and transposed."""
     with force_path(request.param):
         yield request.param

@@ -41,19 +41,19 @@ print("ok")
 
 
 def test_the_first_call_binds_blas_and_uses_it():
-    # products far above BLAS_MIN_WORK, in a fresh process: the plan binds BLAS first, so
-    # the result is bit for bit the one with every product sent to BLAS (the tiles, which
-    # stand in for an unbound BLAS, round differently)
+    # a narrow product for BLAS (a transposed layer of 5 units: X W with W 600 x 5), in a
+    # fresh process: the plan binds BLAS first, so the first call's result is bit for bit
+    # a later call's (the tiles, which stand in for an unbound BLAS, round differently)
     code = """
 import numpy as np, sys, backprop
 from backprop import _core
 assert "scipy.linalg" not in sys.modules
-net = backprop.Network([512, 512, 512], seed=0, dtype=np.float32)
-X = np.random.default_rng(0).standard_normal((512, 512), dtype=np.float32)
+net = backprop.Network([600, 5], seed=0, dtype=np.float32, output="identity")
+assert net._arch.transposed
+X = np.random.default_rng(0).standard_normal((512, 600), dtype=np.float32)
 out = net.forward(X)
 assert "scipy.linalg.cython_blas" in sys.modules
 assert _core.blas_library() is None or _core.blas_threads() >= 1
-_core.set_thresholds(0, 0, 0, 1 << 40)
 assert np.array_equal(out, net.forward(X))
 _core.set_thresholds(0, 1 << 40, 1 << 40, 1 << 40)
 tiles = net.forward(X)

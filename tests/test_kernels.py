@@ -1,6 +1,7 @@
-"""The compiled core's own choices: every product path (plain loops, register tiles, BLAS)
-and the two-core halves give the same training, whatever the number of threads, and the
-cross-entropy kernel stays exact where a naive product of softmax sums would overflow.
+"""The compiled core's own choices: every product path (plain loops, register tiles, BLAS,
+tiles in parts on the team) and the two-core halves give the same training, whatever the
+number of threads, and the cross-entropy kernel stays exact where a naive product of
+softmax sums would overflow.
 
 The comparisons of each path with the reference, layer by layer of a whole network, are
 in ``test_network.py`` (its ``kernel_path`` fixture).
@@ -11,7 +12,7 @@ import pytest
 from conftest import KERNEL_PATHS, force_path
 from threadpoolctl import threadpool_limits
 
-from backprop import Network
+from backprop import Network, _core
 
 
 def test_kernel_paths_agree_on_large_layers():
@@ -47,6 +48,68 @@ def test_halves_do_not_depend_on_the_number_of_threads(dtype, momentum):
                 results.append(net.weights)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_products_in_parts_equal_one_product_bit_for_bit(dtype, batch_norm, layout):
+    """Large products are cut into parts of C that the team's threads claim; the weights
+    are bit for bit those of each product computed in one call, on one thread or two. The
+    sizes leave ragged tiles, strips and parts; 256 inputs put rows of X 1 KiB apart
+    (float32), which the weight gradients' copies take."""
+    rng = np.random.default_rng(3)
+    X, Yt = rng.normal(size=(150, 256)), rng.integers(0, 7, size=150)
+    results = {}
+    never, everything = KERNEL_PATHS["tiles"], KERNEL_PATHS["parts"]
+    for name, thresholds, threads in [("one call", never + (None, 1 << 62), 2),
+                                      ("parts, 1 thread", everything, 1),
+                                      ("parts, 2 threads", everything, 2)]:
+        previous = _core.set_thresholds(*thresholds)
+        try:
+            with threadpool_limits(threads, user_api="backprop"):
+                net = Network([256, 45, 29, 7], activation="relu", output="softmax",
+                              loss="cross_entropy", dtype=dtype, seed=5,
+                              batch_norm=batch_norm)  # fmt: skip
+                net.fit(X, Yt, epochs=2, batch_size=75, lr=0.05)
+        finally:
+            _core.set_thresholds(*previous)
+        results[name] = net._theta
+    for name, theta in results.items():
+        np.testing.assert_array_equal(theta, results["one call"], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_narrow_blas_products_in_chunks_do_not_depend_on_the_threads(dtype):
+    """A narrow product for BLAS big enough for OpenBLAS's threads (a transposed output
+    layer of 5 units after 400 inputs, batches of 256 rows: 512,000 multiply-adds) goes
+    in chunks of rows OpenBLAS computes on the calling thread, two parts for the team: the
+    same weights on one thread or two, and the reference's to rounding."""
+    import backprop._layout as layout
+
+    rng = np.random.default_rng(4)
+    X, Yt = rng.normal(size=(512, 400)), rng.integers(0, 5, size=512)
+    results = []
+    old = layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS
+    layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS = 0, 1 << 62
+    try:
+        for threads in (1, 2):
+            with threadpool_limits(threads, user_api="backprop"):
+                net = Network([400, 5], output="softmax", loss="cross_entropy", dtype=dtype,
+                              seed=6)  # fmt: skip
+                assert net._arch.transposed  # stored (n_in, n_out): X W is narrow
+                net.fit(X, Yt, epochs=2, batch_size=256, lr=0.1)
+                results.append(net)
+        layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS = old
+        # the same training in plain loops (stored the usual way), to rounding
+        with force_path("loops"):
+            expected = Network([400, 5], output="softmax", loss="cross_entropy",
+                               dtype=dtype, seed=6)  # fmt: skip
+            expected.fit(X, Yt, epochs=2, batch_size=256, lr=0.1)
+    finally:
+        layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS = old
+    np.testing.assert_array_equal(results[0]._theta, results[1]._theta)
+    tol = 1e-4 if dtype == "float32" else 1e-11
+    np.testing.assert_allclose(results[0].weights[0], expected.weights[0], rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -59,7 +59,9 @@ def layer_norms(arch, flat: np.ndarray) -> list[float]:
             total = 0.0
             for start in range(lo, hi, _CHUNK):
                 part = flat[start : min(start + _CHUNK, hi)].astype(np.float64)
-                total += float(np.dot(part, part))
+                # einsum's own loop, not np.dot: BLAS would thread a dot this long, and
+                # its threads spin on the core the fit is about to use
+                total += float(np.einsum("i,i->", part, part))
             norms.append(math.sqrt(total))
     return norms
 

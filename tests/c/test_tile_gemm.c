@@ -8,6 +8,12 @@
  * is (k + 2) eps (|alpha| sum_p |a_ip b_pj| + |beta c_ij|), the classic one for a dot product
  * of length k, with room for the scaling by alpha and beta.
  *
+ * bp_tile_sgemm_packed / dgemm_packed: bit for bit bp_tile_sgemm / dgemm's result, on products
+ * that take each of its ways: A^T copied in one block and in several (m past the 192 KiB
+ * block, with a last block that is not whole tiles), a strip of B read in place and copied
+ * (rows a multiple of 1 KiB apart), depth past one panel, and op(A) = A (left to
+ * bp_tile_?gemm).
+ *
  * bp_sum_squares_d / _f: against sum_i x_i^2, relative (n + 2) eps of the input type.
  *
  * Prints each failure; exit status 0 when there are none.
@@ -20,6 +26,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const ptrdiff_t edges[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 15, 16, 17, 31, 32, 33, 257};
 enum { NEDGES = sizeof edges / sizeof edges[0] };
@@ -138,6 +145,70 @@ static void check_gemm(char ta, char tb, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, 
   check_gemm_type(0, ta, tb, m, n, k, alpha, beta);
 }
 
+/* The packed form against bp_tile_?gemm on the same operands: equal bit for bit. ldb is
+   given, to place the rows of B a multiple of 1 KiB apart or not. */
+static void check_packed_type(int single, char ta, char tb, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                              ptrdiff_t ldb, double alpha, double beta) {
+  const char *name = single ? "bp_tile_sgemm_packed" : "bp_tile_dgemm_packed";
+  const ptrdiff_t ar = ta == 'N' ? m : k, ac = ta == 'N' ? k : m;
+  const ptrdiff_t br = tb == 'N' ? k : n;
+  const ptrdiff_t lda = ac + 1, ldc = n + 3;
+  const size_t na = (size_t)(ar * lda), nb = (size_t)(br * ldb), nc = (size_t)(m * ldc);
+  const size_t size = single ? sizeof(float) : sizeof(double);
+  void *a = malloc(size * na), *b = malloc(size * nb), *c1 = malloc(size * nc);
+  void *c2 = malloc(size * nc);
+  size_t i;
+  for (i = 0; i < na; i++)
+    if (single) ((float *)a)[i] = (float)uniform(); else ((double *)a)[i] = uniform();
+  for (i = 0; i < nb; i++)
+    if (single) ((float *)b)[i] = (float)uniform(); else ((double *)b)[i] = uniform();
+  for (i = 0; i < nc; i++)
+    if (single) ((float *)c1)[i] = (float)uniform(); else ((double *)c1)[i] = uniform();
+  memcpy(c2, c1, size * nc);
+  if (single) {
+    bp_tile_sgemm(ta, tb, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, c1, ldc);
+    bp_tile_sgemm_packed(ta, tb, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, c2, ldc);
+  } else {
+    bp_tile_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
+    bp_tile_dgemm_packed(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+  }
+  if (memcmp(c1, c2, size * nc) != 0) {
+    printf("FAIL %s ta=%c tb=%c m=%td n=%td k=%td ldb=%td: not bp_tile_gemm's result\n", name,
+           ta, tb, m, n, k, ldb);
+    failures++;
+  }
+  checks++;
+  free(a);
+  free(b);
+  free(c1);
+  free(c2);
+}
+
+static void check_packed(void) {
+  static const char ops[] = {'N', 'T'};
+  /* rows of C: one tile, one block, several blocks with a ragged last tile (the block is
+     192 rows of floats, 96 of doubles); columns: a narrow strip, whole strips, a ragged
+     last one; depth: within a panel and past it */
+  static const ptrdiff_t ms[] = {5, 130, 401}, ns[] = {7, 64, 77}, ks[] = {3, 300};
+  int t, u, mi, ni, ki, single, scaling = 0;
+  for (single = 0; single < 2; single++)
+    for (t = 0; t < 2; t++)
+      for (u = 0; u < 2; u++)
+        for (mi = 0; mi < 3; mi++)
+          for (ni = 0; ni < 3; ni++)
+            for (ki = 0; ki < 2; ki++) {
+              const char ta = ops[t], tb = ops[u];
+              const ptrdiff_t n = ns[ni], k = ks[ki], bc = tb == 'N' ? n : k;
+              /* rows of B 1 KiB apart (copied) or not (read in place) */
+              const ptrdiff_t kib = 1024 / (single ? sizeof(float) : sizeof(double));
+              const ptrdiff_t ldbs[] = {bc + 5, (bc + kib - 1) / kib * kib};
+              for (int l = 0; l < 2; l++, scaling++)
+                check_packed_type(single, ta, tb, ms[mi], n, k, ldbs[l],
+                                  scalings[scaling % NSCALINGS][0],
+                                  scalings[scaling % NSCALINGS][1]);
+            }
+}
+
 static void check_sum_squares(ptrdiff_t n) {
   double *xd = malloc(sizeof(double) * (size_t)(n + 1));
   float *xf = malloc(sizeof(float) * (size_t)(n + 1));
@@ -188,6 +259,8 @@ int main(void) {
       for (s = 0; s < NSCALINGS; s++)
         check_gemm(ta, tb, 9, 33, 0, s);
     }
+
+  check_packed();
 
   for (n = 0; n <= 40; n++)
     check_sum_squares(n);

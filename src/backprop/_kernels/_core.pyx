@@ -73,22 +73,28 @@ cdef Py_ssize_t BATCH_OVERHEAD = 1_000
 
 def set_thresholds(Py_ssize_t tile_min_work, Py_ssize_t blas_min_work,
                    Py_ssize_t narrow_blas_min_work, Py_ssize_t split_min_work,
-                   split_min_rows=None):
+                   split_min_rows=None, parts_min_work=None):
     """Set the sizes (multiply-adds) from which products use the tiles, BLAS gemm and,
     for narrow ones, BLAS gemm, and from which a batch uses both cores (halves also
-    need ``split_min_rows`` rows; None keeps it); returns the previous five.
+    need ``split_min_rows`` rows; None keeps it), and from which a product not sent to
+    BLAS is computed in parts on the team (``parts_min_work``; None keeps it); returns
+    the previous six.
 
-    (0, 0, 0, .) sends every product to BLAS; (0, huge, huge, .) every one to the tiles;
-    (huge, huge, huge, .) every one to the plain loops. (., huge, huge, 0, 2) takes
-    both cores for every batch of two rows or more; (., ., ., huge) for none.
+    (0, 0, 0, .) sends every product to BLAS; (0, huge, huge, .) every one to the tiles
+    (in parts from ``parts_min_work``); (huge, huge, huge, .) every one to the plain
+    loops. (., huge, huge, 0, 2) takes both cores for every batch of two rows or more;
+    (., ., ., huge) for none.
     """
     global TILE_MIN_WORK, BLAS_MIN_WORK, NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK, SPLIT_MIN_ROWS
+    global PARTS_MIN_WORK
     previous = (TILE_MIN_WORK, BLAS_MIN_WORK, NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK,
-                SPLIT_MIN_ROWS)
+                SPLIT_MIN_ROWS, PARTS_MIN_WORK)
     TILE_MIN_WORK, BLAS_MIN_WORK = tile_min_work, blas_min_work
     NARROW_BLAS_MIN_WORK, SPLIT_MIN_WORK = narrow_blas_min_work, split_min_work
     if split_min_rows is not None:
         SPLIT_MIN_ROWS = max(2, <Py_ssize_t>split_min_rows)
+    if parts_min_work is not None:
+        PARTS_MIN_WORK = parts_min_work
     return previous
 
 

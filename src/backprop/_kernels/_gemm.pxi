@@ -1,5 +1,5 @@
 # Matrix products: C := alpha op(A) op(B) + beta C on row-major matrices, computed one of
-# three ways chosen by the number of multiply-adds m n k. The thresholds, measured on
+# four ways chosen by the number of multiply-adds m n k. The thresholds, measured on
 # the project's benchmark machine (README "How it is built"):
 #
 #   path                  from (multiply-adds)    why
@@ -9,17 +9,23 @@
 #                                                 gets 54-62 and pays for its call,
 #                                                 packing and threads (load_digits' fit
 #                                                 0.27 s -> 0.19-0.21 s)
-#   BLAS sgemm/dgemm      BLAS_MIN_WORK = 2^22    BLAS's packing and threads pay off
+#   tiles, in parts on    PARTS_MIN_WORK = 2^22   both cores, on the library's team: parts
+#   the team                                      of C claimed by whichever thread is free
+#                                                 (see _gemm_parts)
 #   BLAS, narrow C        NARROW_BLAS_MIN_WORK    C narrower than a tile strip with
 #                         = 4096                  op(B) = B (a classifier's output layer):
 #                                                 OpenBLAS's small-matrix kernels waste no
-#                                                 lanes where a tile computes a whole strip
+#                                                 lanes where a tile computes a whole strip;
+#                                                 in chunks of rows on the calling thread
+#   BLAS sgemm/dgemm      BLAS_MIN_WORK (never    for the tests, which send every product
+#                         by default)             to BLAS to check the others
 #
 # OpenBLAS runs a product of fewer than BLAS_ONE_THREAD_WORK multiply-adds on the
-# calling thread alone (its GEMM_MULTITHREAD_THRESHOLD, 4 x 65536): the two-core paths
-# (_parallel.pxi) use it to keep BLAS's threads out of a core they already use.
+# calling thread alone (its GEMM_MULTITHREAD_THRESHOLD, 4 x 65536): the narrow products'
+# chunks stay under it, so that BLAS's threads never run.
 cdef Py_ssize_t TILE_MIN_WORK = 512
-cdef Py_ssize_t BLAS_MIN_WORK = 1 << 22
+cdef Py_ssize_t PARTS_MIN_WORK = 1 << 22
+cdef Py_ssize_t BLAS_MIN_WORK = 1 << 62
 cdef Py_ssize_t NARROW_BLAS_MIN_WORK = 4096
 cdef Py_ssize_t BLAS_ONE_THREAD_WORK = 1 << 18
 
@@ -63,6 +69,8 @@ def blas_library():
 cdef extern from "tile_gemm.h":
     # the width of a tile's strip of C in bytes: two of the target's vectors
     const Py_ssize_t BP_STRIP_BYTES
+    # the rows of a tile
+    const Py_ssize_t BP_MR
     void _tile_sgemm "bp_tile_sgemm"(char ta, char tb, Py_ssize_t m, Py_ssize_t n,
                                      Py_ssize_t k, float alpha, const float* a, Py_ssize_t lda,
                                      const float* b, Py_ssize_t ldb, float beta, float* c,
@@ -71,6 +79,15 @@ cdef extern from "tile_gemm.h":
                                      Py_ssize_t k, double alpha, const double* a,
                                      Py_ssize_t lda, const double* b, Py_ssize_t ldb,
                                      double beta, double* c, Py_ssize_t ldc) noexcept nogil
+    # the same products, packing op(A) and op(B) first (for large ones)
+    void _tile_sgemm_packed "bp_tile_sgemm_packed"(
+        char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
+        const float* a, Py_ssize_t lda, const float* b, Py_ssize_t ldb, float beta, float* c,
+        Py_ssize_t ldc) noexcept nogil
+    void _tile_dgemm_packed "bp_tile_dgemm_packed"(
+        char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
+        const double* a, Py_ssize_t lda, const double* b, Py_ssize_t ldb, double beta,
+        double* c, Py_ssize_t ldc) noexcept nogil
 
 
 cdef inline bint _narrow(Py_ssize_t n, char tb, floating dtype) noexcept nogil:
@@ -82,31 +99,153 @@ cdef inline bint _narrow(Py_ssize_t n, char tb, floating dtype) noexcept nogil:
     return n < BP_STRIP_BYTES // <Py_ssize_t>sizeof(floating) and tb == c'N'
 
 
+# Large products on both cores. C is cut into parts, of whole strips of columns (or of
+# whole tiles of rows when C is taller than wide or too narrow for four strips), and the
+# parts are runs of the library's team (team.h): the caller and the worker each claim
+# the next part still free, so a worker that is late on a busy machine costs only the
+# parts the caller then computes itself, where BLAS's threads would make every product
+# wait for a descheduled thread. Each part is a packed-tile product of its own rows or
+# columns; a tile computes the same numbers wherever its strip or rows fall, so C does
+# not depend on the parts nor on which thread computes them.
+
+cdef struct GemmParts:
+    # One product, as ``_gemm`` takes it; ``single``: float (else double); ``rows``: the
+    # parts are rows of C (else columns), ``step`` of them each.
+    char ta
+    char tb
+    bint single
+    bint rows
+    Py_ssize_t m, n, k, lda, ldb, ldc, step
+    const void* a
+    const void* b
+    void* c
+    double alpha, beta
+
+
+cdef void _gemm_part(void* ctx, int part) noexcept nogil:
+    """Part ``part`` of the product ``ctx`` (a GemmParts): rows or columns
+    [part step, (part + 1) step) of C."""
+    cdef GemmParts* g = <GemmParts*>ctx
+    cdef Py_ssize_t lo = part * g.step
+    cdef Py_ssize_t m = g.m, n = g.n
+    cdef Py_ssize_t a_off = 0, b_off = 0, c_off
+    if g.rows:
+        m = min(g.m, lo + g.step) - lo
+        a_off = lo * (g.lda if g.ta == c'N' else 1)
+        c_off = lo * g.ldc
+    else:
+        n = min(g.n, lo + g.step) - lo
+        b_off = lo * (1 if g.tb == c'N' else g.ldb)
+        c_off = lo
+    if m <= 0 or n <= 0:
+        return
+    if g.single:
+        _tile_sgemm_packed(g.ta, g.tb, m, n, g.k, <float>g.alpha, <const float*>g.a + a_off,
+                           g.lda, <const float*>g.b + b_off, g.ldb, <float>g.beta,
+                           <float*>g.c + c_off, g.ldc)
+    else:
+        _tile_dgemm_packed(g.ta, g.tb, m, n, g.k, g.alpha, <const double*>g.a + a_off,
+                           g.lda, <const double*>g.b + b_off, g.ldb, g.beta,
+                           <double*>g.c + c_off, g.ldc)
+
+
+cdef void _blas_call(bint single, char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                     double alpha, const void* a, Py_ssize_t a_off, Py_ssize_t lda,
+                     const void* b, Py_ssize_t ldb, double beta, void* c, Py_ssize_t c_off,
+                     Py_ssize_t ldc) noexcept nogil:
+    """BLAS's gemm on C + c_off := alpha op(A + a_off) op(B) + beta C. BLAS is column-major,
+    so a row-major product C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T, which is
+    the same call with A and B swapped."""
+    cdef int im = m, in_ = n, ik = k, ilda = lda, ildb = ldb, ildc = ldc
+    cdef float salpha = <float>alpha, sbeta = <float>beta
+    if single:
+        _sgemm(&tb, &ta, &in_, &im, &ik, &salpha, <float*>b, &ildb, <float*>a + a_off, &ilda,
+               &sbeta, <float*>c + c_off, &ildc)
+    else:
+        _dgemm(&tb, &ta, &in_, &im, &ik, &alpha, <double*>b, &ildb, <double*>a + a_off, &ilda,
+               &beta, <double*>c + c_off, &ildc)
+
+
+cdef void _narrow_chunks(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                         floating alpha, const floating* a, Py_ssize_t lda,
+                         const floating* b, Py_ssize_t ldb,
+                         floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """A narrow product for BLAS (``_narrow``) in chunks of rows of C, each under
+    BLAS_ONE_THREAD_WORK multiply-adds, which OpenBLAS computes on the calling thread.
+    Left to itself OpenBLAS would thread such a product, and its threads spin for
+    milliseconds after it, on the core the team's worker needs for the next large
+    product. The chunks are the same whatever the number of threads, and so are the
+    numbers. They stay on the calling thread: a narrow product is a small share of a
+    batch (a classifier's output layer), and BLAS is never entered from two threads."""
+    cdef Py_ssize_t chunk = max(1, (BLAS_ONE_THREAD_WORK - 1) // max(1, n * k))
+    cdef Py_ssize_t i0 = 0, a_row = lda if ta == c'N' else 1
+    while i0 < m:
+        _blas_call(floating is float, ta, tb, min(chunk, m - i0), n, k, alpha, a, i0 * a_row,
+                   lda, b, ldb, beta, c, i0 * ldc, ldc)
+        i0 += chunk
+
+
+cdef void _gemm_parts(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                      floating alpha, const floating* a, Py_ssize_t lda,
+                      const floating* b, Py_ssize_t ldb,
+                      floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """``_gemm`` in up to four parts run by the team (the threads ``_team_size`` allows;
+    inside another run, such as a half batch's, the caller computes them all).
+
+    Four parts, not two: on a busy machine the thread that is running takes the parts
+    the other has not reached. Each part copies the whole of the operand it shares (op(A)
+    for parts of columns), which costs about one multiply-add in a strip's worth per
+    element copied: a few percent.
+    """
+    cdef GemmParts g
+    cdef Py_ssize_t strip = BP_STRIP_BYTES // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t unit, total, n_parts = 4
+    g.ta = ta
+    g.tb = tb
+    g.single = floating is float
+    g.m = m
+    g.n = n
+    g.k = k
+    g.lda = lda
+    g.ldb = ldb
+    g.ldc = ldc
+    g.a = a
+    g.b = b
+    g.c = c
+    g.alpha = alpha
+    g.beta = beta
+    g.rows = m > n or n < 4 * strip
+    unit = BP_MR if g.rows else strip
+    total = m if g.rows else n
+    # parts of whole tiles or strips, as equal as those allow
+    g.step = ((total + n_parts - 1) // n_parts + unit - 1) // unit * unit
+    _team_run(<int>((total + g.step - 1) // g.step), _gemm_part, &g, _team_size())
+
+
 cdef void _gemm_blocked(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                         floating alpha, const floating* a, Py_ssize_t lda,
                         const floating* b, Py_ssize_t ldb,
                         floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
-    """``_gemm`` from TILE_MIN_WORK multiply-adds: the tiles or BLAS. BLAS is
-    column-major, so a row-major product C = op(A) op(B) is computed as
-    C^T = op(B)^T op(A)^T, which is the same call with A and B swapped."""
-    cdef int im, in_, ik, ilda, ildb, ildc
+    """``_gemm`` from TILE_MIN_WORK multiply-adds: the tiles (in parts on the team from
+    PARTS_MIN_WORK) or BLAS."""
     cdef Py_ssize_t work = m * n * k
     cdef bint turn
     # (BLAS is bound before any product: _bind_blas; the tiles would stand in otherwise)
-    if _dgemm != NULL and (work >= BLAS_MIN_WORK or (
-            _narrow(n, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK)):
-        im, in_, ik, ilda, ildb, ildc = m, n, k, lda, ldb, ldc
+    if _dgemm != NULL and work >= BLAS_MIN_WORK:
         # a product BLAS would thread waits for its turn while other kernel calls run
         turn = work >= BLAS_ONE_THREAD_WORK and _blas_turn_take()
-        if floating is float:
-            _sgemm(&tb, &ta, &in_, &im, &ik, &alpha, <float*>b, &ildb, <float*>a, &ilda,
-                  &beta, c, &ildc)
-        else:
-            _dgemm(&tb, &ta, &in_, &im, &ik, &alpha, <double*>b, &ildb, <double*>a, &ilda,
-                  &beta, c, &ildc)
+        _blas_call(floating is float, ta, tb, m, n, k, alpha, a, 0, lda, b, ldb, beta, c, 0,
+                   ldc)
         _blas_turn_give(turn)
-        return
-    if floating is float:
+    elif _dgemm != NULL and _narrow(n, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK:
+        if work < BLAS_ONE_THREAD_WORK:
+            _blas_call(floating is float, ta, tb, m, n, k, alpha, a, 0, lda, b, ldb, beta, c,
+                       0, ldc)
+        else:
+            _narrow_chunks(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    elif work >= PARTS_MIN_WORK:
+        _gemm_parts(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    elif floating is float:
         _tile_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:
         _tile_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
@@ -163,8 +302,8 @@ cdef inline void _gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t 
 
 cdef bint _one_thread_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                               char tb) noexcept nogil:
-    """Whether ``_gemm`` runs this product on the calling thread alone: below the BLAS
-    size, and if narrow (as float32 counts it, the stricter), below OpenBLAS's threads."""
+    """Whether ``_gemm`` runs this product on the calling thread alone: below the size
+    of a whole product for BLAS, and narrow (BLAS's chunks or the tiles; as float64
+    counts it, the stricter) or below the size of the team's parts."""
     cdef Py_ssize_t work = m * n * k
-    return work < BLAS_MIN_WORK and not (_narrow(n, tb, <float>0) and
-                                         work >= BLAS_ONE_THREAD_WORK)
+    return work < BLAS_MIN_WORK and (_narrow(n, tb, <double>0) or work < PARTS_MIN_WORK)

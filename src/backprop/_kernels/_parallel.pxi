@@ -31,9 +31,10 @@ cdef bint _two_cores(const Net* net, Py_ssize_t m, Py_ssize_t h) noexcept nogil:
     for l in range(net.n_layers):
         n_in, n_out = net.sizes[l], net.sizes[l + 1]
         product = h * n_in * n_out
-        # No half may call a BLAS product that BLAS would thread: its threads share the
-        # cores instead. Narrow products (a dimension under a strip) may go to BLAS.
-        if product >= BLAS_MIN_WORK or (
+        # No half may hold a product that would take both cores itself (the team's
+        # parts, BLAS's threads): it takes them better alone. Nor a narrow one (a
+        # dimension under a strip) large enough for BLAS's chunks.
+        if product >= min(PARTS_MIN_WORK, BLAS_MIN_WORK) or (
                 product >= BLAS_ONE_THREAD_WORK and min(n_in, n_out) < BP_STRIP_BYTES // 4):
             return False
         work += m * n_in * n_out

@@ -1,13 +1,15 @@
 # Threads and signals: who may use BLAS's threads, and Ctrl-C inside compiled loops.
-# Threads. Large products use BLAS's threads (scipy's OpenBLAS: all cores unless
-# threadpoolctl or OMP_NUM_THREADS say otherwise). When the caller already runs kernels
-# in parallel, two threaded products at once would oversubscribe the cores (two fits in
-# two threads took twice as long as one after the other): while more than one kernel
-# call is running and BLAS has more than one thread, the products BLAS would thread
-# take turns, one at a time (``_blas_turn_take``/``_blas_turn_give`` around the call;
-# the lock blocks, it does not spin). BLAS's thread count is only read, never set: a
-# limit the user sets, before or during a fit, is the one BLAS has after it. The
-# counter is only touched with the GIL held.
+# Threads. Large products run in parts on the library's own team (_gemm_parts), and the
+# narrow products BLAS computes go to it in chunks it runs on the calling thread
+# (_narrow_parts): by default no product uses BLAS's threads. A product sent whole to
+# BLAS (BLAS_MIN_WORK, which the tests lower) may: when the caller already runs kernels in
+# parallel, two threaded products at once would oversubscribe the cores (two fits in two
+# threads took twice as long as one after the other), so while more than one kernel call
+# is running and BLAS has more than one thread, the products BLAS would thread take turns,
+# one at a time (``_blas_turn_take``/``_blas_turn_give`` around the call; the lock
+# blocks, it does not spin). BLAS's thread count is only read, never set: a limit the
+# user sets, before or during a fit, is the one BLAS has after it. The counter is only
+# touched with the GIL held.
 
 ctypedef int (*_get_threads_t)() noexcept nogil
 cdef _get_threads_t _blas_get_threads = NULL

@@ -32,6 +32,7 @@
 #endif
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The vector and the tile follow the target's registers, so that the MR x 2 accumulators,
@@ -60,6 +61,41 @@ typedef float bp_vf __attribute__((vector_size(BP_VBYTES), aligned(4), may_alias
 
 /* A KC x NR panel of B is at most 32 KiB of stack, float or double. */
 #define BP_KC 256
+/* The large products' block of op(A): at most MC rows of a KC-deep panel, 192 KiB (192
+   rows of floats or 96 of doubles, whole tiles either way), so that it stays in a 512 KiB
+   L2 beside the strips of B that pass through. */
+#define BP_MC_BYTES (192 * 1024)
+
+/* The block the packed form copies op(A) into: one per thread, taken from the heap on
+   the thread's first large product and kept until the thread exits. Taken and given
+   back at every product, a block of that size is mapped and unmapped by malloc, and two
+   threads doing so at once wait on the kernel's lock and flush each other's TLB: the two
+   threads of a product then ran barely faster than one. NULL if it cannot be had. */
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+static pthread_key_t bp_block_key;
+static pthread_once_t bp_block_once = PTHREAD_ONCE_INIT;
+static int bp_block_key_made;
+static void bp_block_key_make(void) {
+  bp_block_key_made = pthread_key_create(&bp_block_key, free) == 0;
+}
+static void *bp_thread_block(void) {
+  void *block;
+  pthread_once(&bp_block_once, bp_block_key_make);
+  if (!bp_block_key_made) return NULL;
+  block = pthread_getspecific(bp_block_key);
+  if (block == NULL) {
+    block = aligned_alloc(64, BP_MC_BYTES);
+    if (block != NULL && pthread_setspecific(bp_block_key, block) != 0) {
+      free(block);
+      block = NULL;
+    }
+  }
+  return block;
+}
+#else
+static void *bp_thread_block(void) { return NULL; }
+#endif
 
 #define BP_CAT_(a, b) a##b
 #define BP_CAT(a, b) BP_CAT_(a, b)
@@ -67,11 +103,13 @@ typedef float bp_vf __attribute__((vector_size(BP_VBYTES), aligned(4), may_alias
 #define BP_T float
 #define BP_V bp_vf
 #define BP_GEMM bp_tile_sgemm
+#define BP_GEMM_PACKED bp_tile_sgemm_packed
 #include "tile_gemm_body.h"
 
 #define BP_T double
 #define BP_V bp_vd
 #define BP_GEMM bp_tile_dgemm
+#define BP_GEMM_PACKED bp_tile_dgemm_packed
 #include "tile_gemm_body.h"
 
 #endif /* BACKPROP_TILE_GEMM_H */

@@ -76,8 +76,94 @@ __attribute__((noinline)) static void BP_GEMM(char ta, char tb, ptrdiff_t m, ptr
   }
 }
 
+/* BP_GEMM for large products, computing the same numbers in the same order. A product
+   whose A is transposed (a layer's weight gradient, D^T A_prev) is computed otherwise:
+    - A^T is read a column at a time, one line per depth step, and those lines, a row of A
+      apart, fall in the same few L1 sets (all in one when rows are 4 KiB apart): they
+      evict each other before the next tile comes back to them. So A^T is copied, a block
+      of at most BP_MC_BYTES per KC-deep panel (blocks as equal as whole tiles allow),
+      into tiles of MR rows laid out depth-major; a block stays in L2 while every strip of
+      B passes by;
+    - a strip of B whose rows lie a multiple of 1 KiB apart is copied into a KC x NR
+      panel for the same reason (B^T's, and a narrower last strip, are copied by BP_GEMM
+      too).
+   Other products gain nothing from the copies (measured on W3's and W4's), and keeping a
+   strip of C in cache across the panels, as BP_GEMM's loops do, counts more for them.
+   The block is the thread's (bp_thread_block); without one, BP_GEMM computes the
+   product. */
+__attribute__((noinline)) static void BP_GEMM_PACKED(char ta, char tb, ptrdiff_t m, ptrdiff_t n,
+                                                     ptrdiff_t k, BP_T alpha, const BP_T *a,
+                                                     ptrdiff_t lda, const BP_T *b, ptrdiff_t ldb,
+                                                     BP_T beta, BP_T *c, ptrdiff_t ldc) {
+  enum {
+    W = sizeof(BP_V) / sizeof(BP_T),
+    NR = 2 * W,
+    MC = BP_MC_BYTES / (BP_KC * sizeof(BP_T)) / BP_MR * BP_MR
+  };
+  BP_T panel[BP_KC * NR] __attribute__((aligned(64)));
+  const ptrdiff_t bk = tb == 'N' ? ldb : 1, bj = tb == 'N' ? 1 : ldb;
+  const int b_strided = tb == 'T' || (ldb * (ptrdiff_t)sizeof(BP_T)) % 1024 == 0;
+  const ptrdiff_t blocks = (m + MC - 1) / MC;
+  const ptrdiff_t block_rows = ((m + blocks - 1) / blocks + BP_MR - 1) / BP_MR * BP_MR;
+  ptrdiff_t j0, p0, b0, p, r, j, t, kc, nr, mr, mb, tiles, ld;
+  const BP_T *row[BP_MR];
+  const BP_T *bp;
+  BP_T *block = ta == 'T' && k > 0 ? (BP_T *)bp_thread_block() : NULL;
+  if (block == NULL) {
+    BP_GEMM(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  for (p0 = 0; p0 < k; p0 += BP_KC) {
+    kc = k - p0 < BP_KC ? k - p0 : BP_KC;
+    /* beta scales C once, on the first panel; later panels add to it. */
+    const BP_T keep = p0 == 0 ? beta : (BP_T)1;
+    for (b0 = 0; b0 < m; b0 += block_rows) {
+      mb = m - b0 < block_rows ? m - b0 : block_rows;
+      tiles = (mb + BP_MR - 1) / BP_MR;
+      /* block[(t kc + p) MR + r] = A[p0 + p, b0 + t MR + r] (= A^T's element); rows past
+         the block repeat its last row, as BP_GEMM's tiles do */
+      for (t = 0; t < tiles; t++) {
+        mr = mb - t * BP_MR < BP_MR ? mb - t * BP_MR : BP_MR;
+        for (p = 0; p < kc; p++) {
+          const BP_T *src = a + (p0 + p) * lda + b0 + t * BP_MR;
+          BP_T *dst = block + (t * kc + p) * BP_MR;
+          for (r = 0; r < BP_MR; r++) dst[r] = src[r < mr ? r : mr - 1];
+        }
+      }
+      for (j0 = 0; j0 < n; j0 += NR) {
+        nr = n - j0 < NR ? n - j0 : NR;
+        if (!b_strided && (nr == NR || nr == W)) {
+          bp = b + p0 * ldb + j0;
+          ld = ldb;
+        } else {
+          const BP_T *bs = b + p0 * bk + j0 * bj;
+          if (bj == 1)
+            for (p = 0; p < kc; p++)
+              for (j = 0; j < NR; j++) panel[p * NR + j] = j < nr ? bs[p * bk + j] : (BP_T)0;
+          else
+            for (j = 0; j < NR; j++)
+              for (p = 0; p < kc; p++) panel[p * NR + j] = j < nr ? bs[j * bj + p] : (BP_T)0;
+          bp = panel;
+          ld = NR;
+        }
+        for (t = 0; t < tiles; t++) {
+          mr = mb - t * BP_MR < BP_MR ? mb - t * BP_MR : BP_MR;
+          for (r = 0; r < BP_MR; r++) row[r] = block + t * kc * BP_MR + r;
+          if (nr <= W)
+            BP_TILE1(kc, row, BP_MR, bp, ld, alpha, keep, c + (b0 + t * BP_MR) * ldc + j0, ldc,
+                     mr, nr);
+          else
+            BP_TILE2(kc, row, BP_MR, bp, ld, alpha, keep, c + (b0 + t * BP_MR) * ldc + j0, ldc,
+                     mr, nr);
+        }
+      }
+    }
+  }
+}
+
 #undef BP_TILE1
 #undef BP_TILE2
+#undef BP_GEMM_PACKED
 #undef BP_GEMM
 #undef BP_V
 #undef BP_T
