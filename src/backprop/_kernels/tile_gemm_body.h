@@ -13,6 +13,7 @@
 
 #define BP_TILE1 BP_CAT(BP_GEMM, _tile1)
 #define BP_TILE2 BP_CAT(BP_GEMM, _tile2)
+#define BP_PACK_B BP_CAT(BP_GEMM, _pack_b)
 
 #define BP_NV 2
 #define BP_TILE BP_TILE2
@@ -21,6 +22,27 @@
 #define BP_NV 1
 #define BP_TILE BP_TILE1
 #include "tile_gemm_tile.h"
+
+/* panel[p NR + j] := op(B)[p, j] for the kc x nr strip of op(B) at bs (op(B)[p, j] at
+   bs[p bk + j bj]), zeros past nr: a whole strip of B row by row, B^T's column by column
+   (each a row of B^T, read contiguously). */
+static inline void BP_PACK_B(BP_T *panel, const BP_T *bs, ptrdiff_t bk, ptrdiff_t bj,
+                             ptrdiff_t kc, ptrdiff_t nr) {
+  enum { NR = 2 * (sizeof(BP_V) / sizeof(BP_T)) };
+  ptrdiff_t p, j;
+  if (bj == 1 && nr == NR) {
+    for (p = 0; p < kc; p++) memcpy(panel + p * NR, bs + p * bk, sizeof(BP_T) * NR);
+  } else if (bj == 1) {
+    for (p = 0; p < kc; p++)
+      for (j = 0; j < NR; j++) panel[p * NR + j] = j < nr ? bs[p * bk + j] : (BP_T)0;
+  } else {
+    for (j = 0; j < NR; j++)
+      if (j < nr)
+        for (p = 0; p < kc; p++) panel[p * NR + j] = bs[j * bj + p];
+      else
+        for (p = 0; p < kc; p++) panel[p * NR + j] = 0;
+  }
+}
 
 /* noinline: one copy of the loops and their inlined tiles per type, not one per call site. */
 __attribute__((noinline)) static void BP_GEMM(char ta, char tb, ptrdiff_t m, ptrdiff_t n,
@@ -32,7 +54,7 @@ __attribute__((noinline)) static void BP_GEMM(char ta, char tb, ptrdiff_t m, ptr
   /* Strides of op(A) down a column (ai) and along a row (ap), and of op(B) likewise. */
   const ptrdiff_t ai = ta == 'N' ? lda : 1, ap = ta == 'N' ? 1 : lda;
   const ptrdiff_t bk = tb == 'N' ? ldb : 1, bj = tb == 'N' ? 1 : ldb;
-  ptrdiff_t i0, j0, p0, p, r, j, kc, nr, mr, ld;
+  ptrdiff_t i0, j0, p0, r, j, kc, nr, mr, ld;
   const BP_T *row[BP_MR];
   const BP_T *bp;
   if (k == 0) {
@@ -47,15 +69,13 @@ __attribute__((noinline)) static void BP_GEMM(char ta, char tb, ptrdiff_t m, ptr
       kc = k - p0 < BP_KC ? k - p0 : BP_KC;
       /* A strip of B exactly one or two vectors wide is loaded in place. B^T's strip is
          strided and a narrower last strip would be over-read, so those are packed, with
-         zeros past n. */
-      if (tb == 'N' && (nr == NR || nr == W)) {
+         zeros past n; so is a strip whose rows lie a multiple of 1 KiB apart, which would
+         fall in a quarter of L1's sets (in one at 4 KiB) and evict itself between tiles. */
+      if (tb == 'N' && (nr == NR || nr == W) && (ldb * (ptrdiff_t)sizeof(BP_T)) % 1024 != 0) {
         bp = b + p0 * ldb + j0;
         ld = ldb;
       } else {
-        const BP_T *bs = b + p0 * bk + j0 * bj;
-        for (p = 0; p < kc; p++)
-          for (j = 0; j < NR; j++)
-            panel[p * NR + j] = j < nr ? bs[p * bk + j * bj] : (BP_T)0;
+        BP_PACK_B(panel, b + p0 * bk + j0 * bj, bk, bj, kc, nr);
         bp = panel;
         ld = NR;
       }
@@ -78,19 +98,16 @@ __attribute__((noinline)) static void BP_GEMM(char ta, char tb, ptrdiff_t m, ptr
 
 /* BP_GEMM for large products, computing the same numbers in the same order. A product
    whose A is transposed (a layer's weight gradient, D^T A_prev) is computed otherwise:
-    - A^T is read a column at a time, one line per depth step, and those lines, a row of A
-      apart, fall in the same few L1 sets (all in one when rows are 4 KiB apart): they
-      evict each other before the next tile comes back to them. So A^T is copied, a block
-      of at most BP_MC_BYTES per KC-deep panel (blocks as equal as whole tiles allow),
-      into tiles of MR rows laid out depth-major; a block stays in L2 while every strip of
-      B passes by;
-    - a strip of B whose rows lie a multiple of 1 KiB apart is copied into a KC x NR
-      panel for the same reason (B^T's, and a narrower last strip, are copied by BP_GEMM
-      too).
-   Other products gain nothing from the copies (measured on W3's and W4's), and keeping a
-   strip of C in cache across the panels, as BP_GEMM's loops do, counts more for them.
-   The block is the thread's (bp_thread_block); without one, BP_GEMM computes the
-   product. */
+   A^T is read a column at a time, one line per depth step, and those lines, a row of A
+   apart, fall in the same few L1 sets (all in one when rows are 4 KiB apart): they evict
+   each other before the next tile comes back to them. So A^T is copied, a block of at
+   most BP_MC_BYTES per KC-deep panel (blocks as equal as whole tiles allow), into tiles
+   of MR rows laid out depth-major; a block stays in L2 while every strip of B passes by.
+   Strips of B are copied as BP_GEMM copies them. Other products gain nothing from the
+   copies (measured on W3's and W4's, A's rows 4 KiB apart included: 0.6-1.0x), and
+   keeping a strip of C in cache across the panels, as BP_GEMM's loops do, counts more
+   for them. The block is the thread's (bp_thread_block); without one, BP_GEMM computes
+   the product. */
 __attribute__((noinline)) static void BP_GEMM_PACKED(char ta, char tb, ptrdiff_t m, ptrdiff_t n,
                                                      ptrdiff_t k, BP_T alpha, const BP_T *a,
                                                      ptrdiff_t lda, const BP_T *b, ptrdiff_t ldb,
@@ -102,10 +119,11 @@ __attribute__((noinline)) static void BP_GEMM_PACKED(char ta, char tb, ptrdiff_t
   };
   BP_T panel[BP_KC * NR] __attribute__((aligned(64)));
   const ptrdiff_t bk = tb == 'N' ? ldb : 1, bj = tb == 'N' ? 1 : ldb;
+  /* as in BP_GEMM: rows 1 KiB apart fall in a quarter of L1's sets, or one */
   const int b_strided = tb == 'T' || (ldb * (ptrdiff_t)sizeof(BP_T)) % 1024 == 0;
   const ptrdiff_t blocks = (m + MC - 1) / MC;
   const ptrdiff_t block_rows = ((m + blocks - 1) / blocks + BP_MR - 1) / BP_MR * BP_MR;
-  ptrdiff_t j0, p0, b0, p, r, j, t, kc, nr, mr, mb, tiles, ld;
+  ptrdiff_t j0, p0, b0, p, r, t, kc, nr, mr, mb, tiles, ld;
   const BP_T *row[BP_MR];
   const BP_T *bp;
   BP_T *block = ta == 'T' && k > 0 ? (BP_T *)bp_thread_block() : NULL;
@@ -127,7 +145,10 @@ __attribute__((noinline)) static void BP_GEMM_PACKED(char ta, char tb, ptrdiff_t
         for (p = 0; p < kc; p++) {
           const BP_T *src = a + (p0 + p) * lda + b0 + t * BP_MR;
           BP_T *dst = block + (t * kc + p) * BP_MR;
-          for (r = 0; r < BP_MR; r++) dst[r] = src[r < mr ? r : mr - 1];
+          if (mr == BP_MR)
+            memcpy(dst, src, sizeof(BP_T) * BP_MR);
+          else
+            for (r = 0; r < BP_MR; r++) dst[r] = src[r < mr ? r : mr - 1];
         }
       }
       for (j0 = 0; j0 < n; j0 += NR) {
@@ -136,13 +157,7 @@ __attribute__((noinline)) static void BP_GEMM_PACKED(char ta, char tb, ptrdiff_t
           bp = b + p0 * ldb + j0;
           ld = ldb;
         } else {
-          const BP_T *bs = b + p0 * bk + j0 * bj;
-          if (bj == 1)
-            for (p = 0; p < kc; p++)
-              for (j = 0; j < NR; j++) panel[p * NR + j] = j < nr ? bs[p * bk + j] : (BP_T)0;
-          else
-            for (j = 0; j < NR; j++)
-              for (p = 0; p < kc; p++) panel[p * NR + j] = j < nr ? bs[j * bj + p] : (BP_T)0;
+          BP_PACK_B(panel, b + p0 * bk + j0 * bj, bk, bj, kc, nr);
           bp = panel;
           ld = NR;
         }
@@ -163,6 +178,7 @@ __attribute__((noinline)) static void BP_GEMM_PACKED(char ta, char tb, ptrdiff_t
 
 #undef BP_TILE1
 #undef BP_TILE2
+#undef BP_PACK_B
 #undef BP_GEMM_PACKED
 #undef BP_GEMM
 #undef BP_V

@@ -29,6 +29,12 @@ BP_TILE(ptrdiff_t kc, const BP_T *const *row, ptrdiff_t ap, const BP_T *bp, ptrd
   enum { W = sizeof(BP_V) / sizeof(BP_T), NV = BP_NV };
   BP_V acc[BP_MR][NV];
   ptrdiff_t p, r, v, j;
+  /* C's rows are wanted only after the depth loop: ask for them now, so that a C too
+     large for the caches (a weight gradient added to the weights) arrives meanwhile. */
+  for (r = 0; r < mr; r++) {
+    __builtin_prefetch(c + r * ldc, 1, 3);
+    __builtin_prefetch(c + r * ldc + NV * W - 1, 1, 3);
+  }
 #pragma GCC unroll 8
   for (r = 0; r < BP_MR; r++)
 #pragma GCC unroll 4
