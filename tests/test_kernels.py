@@ -55,10 +55,11 @@ def test_halves_do_not_depend_on_the_number_of_threads(dtype, momentum):
 def test_products_in_parts_equal_one_product_bit_for_bit(dtype, batch_norm, layout):
     """Large products are cut into parts of C that the team's threads claim; the weights
     are bit for bit those of each product computed in one call, on one thread or two. The
-    sizes leave ragged tiles, strips and parts; 256 inputs put rows of X 1 KiB apart
-    (float32), which the weight gradients' copies take."""
+    sizes leave ragged tiles, strips and parts; 512 inputs put the rows of X 2 KiB apart in
+    float32 (4 KiB in float64), which the weight gradients' copies take, and give the
+    forward products two panels of depth, as batches of 300 rows give the gradients."""
     rng = np.random.default_rng(3)
-    X, Yt = rng.normal(size=(150, 256)), rng.integers(0, 7, size=150)
+    X, Yt = rng.normal(size=(600, 512)), rng.integers(0, 7, size=600)
     results = {}
     never, everything = KERNEL_PATHS["tiles"], KERNEL_PATHS["parts"]
     for name, thresholds, threads in [("one call", never + (None, 1 << 62), 2),
@@ -67,10 +68,10 @@ def test_products_in_parts_equal_one_product_bit_for_bit(dtype, batch_norm, layo
         previous = _core.set_thresholds(*thresholds)
         try:
             with threadpool_limits(threads, user_api="backprop"):
-                net = Network([256, 45, 29, 7], activation="relu", output="softmax",
+                net = Network([512, 45, 29, 7], activation="relu", output="softmax",
                               loss="cross_entropy", dtype=dtype, seed=5,
                               batch_norm=batch_norm)  # fmt: skip
-                net.fit(X, Yt, epochs=2, batch_size=75, lr=0.05)
+                net.fit(X, Yt, epochs=2, batch_size=300, lr=0.05)
         finally:
             _core.set_thresholds(*previous)
         results[name] = net._theta
@@ -81,31 +82,34 @@ def test_products_in_parts_equal_one_product_bit_for_bit(dtype, batch_norm, layo
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_narrow_blas_products_in_chunks_do_not_depend_on_the_threads(dtype):
     """A narrow product for BLAS big enough for OpenBLAS's threads (a transposed output
-    layer of 5 units after 400 inputs, batches of 256 rows: 512,000 multiply-adds) goes
-    in chunks of rows OpenBLAS computes on the calling thread, two parts for the team: the
-    same weights on one thread or two, and the reference's to rounding."""
+    layer of 3 units after 400 inputs, whole batches of 256 rows: 307,200 multiply-adds)
+    goes in chunks of rows OpenBLAS computes on the calling thread: the same weights on
+    one thread or two, and the plain loops' to rounding."""
     import backprop._layout as layout
 
     rng = np.random.default_rng(4)
-    X, Yt = rng.normal(size=(512, 400)), rng.integers(0, 5, size=512)
+    X, Yt = rng.normal(size=(512, 400)), rng.integers(0, 3, size=512)
     results = []
     old = layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS
     layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS = 0, 1 << 62
+    # the default thresholds but no halves: each product is the whole batch's
+    previous = _core.set_thresholds(0, 0, 0, 0)
+    _core.set_thresholds(*previous[:3], 1 << 62)
     try:
         for threads in (1, 2):
             with threadpool_limits(threads, user_api="backprop"):
-                net = Network([400, 5], output="softmax", loss="cross_entropy", dtype=dtype,
+                net = Network([400, 3], output="softmax", loss="cross_entropy", dtype=dtype,
                               seed=6)  # fmt: skip
                 assert net._arch.transposed  # stored (n_in, n_out): X W is narrow
                 net.fit(X, Yt, epochs=2, batch_size=256, lr=0.1)
                 results.append(net)
-        layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS = old
         # the same training in plain loops (stored the usual way), to rounding
         with force_path("loops"):
-            expected = Network([400, 5], output="softmax", loss="cross_entropy",
+            expected = Network([400, 3], output="softmax", loss="cross_entropy",
                                dtype=dtype, seed=6)  # fmt: skip
             expected.fit(X, Yt, epochs=2, batch_size=256, lr=0.1)
     finally:
+        _core.set_thresholds(*previous)
         layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS = old
     np.testing.assert_array_equal(results[0]._theta, results[1]._theta)
     tol = 1e-4 if dtype == "float32" else 1e-11

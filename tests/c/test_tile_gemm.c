@@ -10,9 +10,10 @@
  *
  * bp_tile_sgemm_packed / dgemm_packed: bit for bit bp_tile_sgemm / dgemm's result, on products
  * that take each of its ways: A^T copied in one block and in several (m past the 192 KiB
- * block, with a last block that is not whole tiles), a strip of B read in place and copied
- * (rows a multiple of 1 KiB apart), depth past one panel, and op(A) = A (left to
- * bp_tile_?gemm).
+ * block, with a last block that is not whole tiles), a strip of B read in place (a last one
+ * exactly a vector wide too) and copied (rows a multiple of 1 KiB apart), depth past one
+ * panel, and op(A) = A (left to bp_tile_?gemm). Built as the extension is (GNU C, FMA
+ * contraction on), so the comparison holds for the code that ships.
  *
  * bp_sum_squares_d / _f: against sum_i x_i^2, relative (n + 2) eps of the input type.
  *
@@ -189,15 +190,18 @@ static void check_packed(void) {
   /* rows of C: one tile, one block, several blocks with a ragged last tile (the block is
      192 rows of floats, 96 of doubles); columns: a narrow strip, whole strips, a ragged
      last one; depth: within a panel and past it */
-  static const ptrdiff_t ms[] = {5, 130, 401}, ns[] = {7, 64, 77}, ks[] = {3, 300};
+  static const ptrdiff_t ms[] = {5, 130, 401}, ks[] = {3, 300};
   int t, u, mi, ni, ki, single, scaling = 0;
   for (single = 0; single < 2; single++)
     for (t = 0; t < 2; t++)
       for (u = 0; u < 2; u++)
         for (mi = 0; mi < 3; mi++)
-          for (ni = 0; ni < 3; ni++)
+          for (ni = 0; ni < 4; ni++)
             for (ki = 0; ki < 2; ki++) {
               const char ta = ops[t], tb = ops[u];
+              /* the last: two whole strips and one exactly a vector wide, read in place */
+              const ptrdiff_t w = BP_VBYTES / (single ? sizeof(float) : sizeof(double));
+              const ptrdiff_t ns[] = {7, 64, 77, 5 * w};
               const ptrdiff_t n = ns[ni], k = ks[ki], bc = tb == 'N' ? n : k;
               /* rows of B 1 KiB apart (copied) or not (read in place) */
               const ptrdiff_t kib = 1024 / (single ? sizeof(float) : sizeof(double));

@@ -170,13 +170,14 @@ cdef void _narrow_chunks(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_
                          floating alpha, const floating* a, Py_ssize_t lda,
                          const floating* b, Py_ssize_t ldb,
                          floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
-    """A narrow product for BLAS (``_narrow``) in chunks of rows of C, each under
-    BLAS_ONE_THREAD_WORK multiply-adds, which OpenBLAS computes on the calling thread.
-    Left to itself OpenBLAS would thread such a product, and its threads spin for
-    milliseconds after it, on the core the team's worker needs for the next large
-    product. The chunks are the same whatever the number of threads, and so are the
-    numbers. They stay on the calling thread: a narrow product is a small share of a
-    batch (a classifier's output layer), and BLAS is never entered from two threads."""
+    """A narrow product for BLAS (``_narrow``, with n k under BLAS_ONE_THREAD_WORK) in
+    chunks of rows of C, each under BLAS_ONE_THREAD_WORK multiply-adds, which OpenBLAS
+    computes on the calling thread. Left to itself OpenBLAS would thread such a product,
+    and its threads spin for milliseconds after it, on the core the team's worker needs
+    for the next large product. The chunks are the same whatever the number of threads,
+    and so are the numbers. They stay on the calling thread: a narrow product is a small
+    share of a batch (a classifier's output layer), and a product's chunks never enter
+    BLAS from two threads at once (the halves' own narrow products may)."""
     cdef Py_ssize_t chunk = max(1, (BLAS_ONE_THREAD_WORK - 1) // max(1, n * k))
     cdef Py_ssize_t i0 = 0, a_row = lda if ta == c'N' else 1
     while i0 < m:
@@ -200,6 +201,8 @@ cdef void _gemm_parts(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
     cdef GemmParts g
     cdef Py_ssize_t strip = BP_STRIP_BYTES // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t unit, total, n_parts = 4
+    if m <= 0 or n <= 0:
+        return
     g.ta = ta
     g.tb = tb
     g.single = floating is float
@@ -237,7 +240,8 @@ cdef void _gemm_blocked(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t
         _blas_call(floating is float, ta, tb, m, n, k, alpha, a, 0, lda, b, ldb, beta, c, 0,
                    ldc)
         _blas_turn_give(turn)
-    elif _dgemm != NULL and _narrow(n, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK:
+    elif (_dgemm != NULL and _narrow(n, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK
+          and n * k < BLAS_ONE_THREAD_WORK):
         if work < BLAS_ONE_THREAD_WORK:
             _blas_call(floating is float, ta, tb, m, n, k, alpha, a, 0, lda, b, ldb, beta, c,
                        0, ldc)
@@ -303,7 +307,8 @@ cdef inline void _gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t 
 cdef bint _one_thread_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                               char tb) noexcept nogil:
     """Whether ``_gemm`` runs this product on the calling thread alone: below the size
-    of a whole product for BLAS, and narrow (BLAS's chunks or the tiles; as float64
-    counts it, the stricter) or below the size of the team's parts."""
+    of a whole product for BLAS, and narrow enough for BLAS's chunks (as float64 counts
+    it, the stricter) or below the size of the team's parts."""
     cdef Py_ssize_t work = m * n * k
-    return work < BLAS_MIN_WORK and (_narrow(n, tb, <double>0) or work < PARTS_MIN_WORK)
+    return work < BLAS_MIN_WORK and (
+        (_narrow(n, tb, <double>0) and n * k < BLAS_ONE_THREAD_WORK) or work < PARTS_MIN_WORK)

@@ -1,7 +1,7 @@
 # Threads and signals: who may use BLAS's threads, and Ctrl-C inside compiled loops.
 # Threads. Large products run in parts on the library's own team (_gemm_parts), and the
 # narrow products BLAS computes go to it in chunks it runs on the calling thread
-# (_narrow_parts): by default no product uses BLAS's threads. A product sent whole to
+# (_narrow_chunks): by default no product uses BLAS's threads. A product sent whole to
 # BLAS (BLAS_MIN_WORK, which the tests lower) may: when the caller already runs kernels in
 # parallel, two threaded products at once would oversubscribe the cores (two fits in two
 # threads took twice as long as one after the other), so while more than one kernel call

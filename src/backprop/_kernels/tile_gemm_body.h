@@ -121,12 +121,12 @@ __attribute__((noinline)) static void BP_GEMM_PACKED(char ta, char tb, ptrdiff_t
   const ptrdiff_t bk = tb == 'N' ? ldb : 1, bj = tb == 'N' ? 1 : ldb;
   /* as in BP_GEMM: rows 1 KiB apart fall in a quarter of L1's sets, or one */
   const int b_strided = tb == 'T' || (ldb * (ptrdiff_t)sizeof(BP_T)) % 1024 == 0;
-  const ptrdiff_t blocks = (m + MC - 1) / MC;
+  const ptrdiff_t blocks = m > 0 ? (m + MC - 1) / MC : 1;
   const ptrdiff_t block_rows = ((m + blocks - 1) / blocks + BP_MR - 1) / BP_MR * BP_MR;
   ptrdiff_t j0, p0, b0, p, r, t, kc, nr, mr, mb, tiles, ld;
   const BP_T *row[BP_MR];
   const BP_T *bp;
-  BP_T *block = ta == 'T' && k > 0 ? (BP_T *)bp_thread_block() : NULL;
+  BP_T *block = ta == 'T' && k > 0 && m > 0 && n > 0 ? (BP_T *)bp_thread_block() : NULL;
   if (block == NULL) {
     BP_GEMM(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
