@@ -9,7 +9,7 @@ in ``test_network.py`` (its ``kernel_path`` fixture).
 
 import numpy as np
 import pytest
-from conftest import KERNEL_PATHS, force_path
+from conftest import KERNEL_PATHS, NEVER, force_path
 from threadpoolctl import threadpool_limits
 
 from backprop import Network, _core
@@ -62,7 +62,7 @@ def test_products_in_parts_equal_one_product_bit_for_bit(dtype, batch_norm, layo
     X, Yt = rng.normal(size=(600, 512)), rng.integers(0, 7, size=600)
     results = {}
     never, everything = KERNEL_PATHS["tiles"], KERNEL_PATHS["parts"]
-    for name, thresholds, threads in [("one call", never + (None, 1 << 62), 2),
+    for name, thresholds, threads in [("one call", never + (None, NEVER), 2),
                                       ("parts, 1 thread", everything, 1),
                                       ("parts, 2 threads", everything, 2)]:
         previous = _core.set_thresholds(*thresholds)
@@ -79,22 +79,19 @@ def test_products_in_parts_equal_one_product_bit_for_bit(dtype, batch_norm, layo
         np.testing.assert_array_equal(theta, results["one call"], err_msg=name)
 
 
+@pytest.mark.parametrize("layout", ["transposed"], indirect=True)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_narrow_blas_products_in_chunks_do_not_depend_on_the_threads(dtype):
+def test_narrow_blas_products_in_chunks_do_not_depend_on_the_threads(dtype, layout):
     """A narrow product for BLAS big enough for OpenBLAS's threads (a transposed output
     layer of 3 units after 400 inputs, whole batches of 256 rows: 307,200 multiply-adds)
     goes in chunks of rows OpenBLAS computes on the calling thread: the same weights on
     one thread or two, and the plain loops' to rounding."""
-    import backprop._layout as layout
-
     rng = np.random.default_rng(4)
     X, Yt = rng.normal(size=(512, 400)), rng.integers(0, 3, size=512)
     results = []
-    old = layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS
-    layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS = 0, 1 << 62
     # the default thresholds but no halves: each product is the whole batch's
     previous = _core.set_thresholds(0, 0, 0, 0)
-    _core.set_thresholds(*previous[:3], 1 << 62)
+    _core.set_thresholds(*previous[:3], NEVER)
     try:
         for threads in (1, 2):
             with threadpool_limits(threads, user_api="backprop"):
@@ -103,14 +100,13 @@ def test_narrow_blas_products_in_chunks_do_not_depend_on_the_threads(dtype):
                 assert net._arch.transposed  # stored (n_in, n_out): X W is narrow
                 net.fit(X, Yt, epochs=2, batch_size=256, lr=0.1)
                 results.append(net)
-        # the same training in plain loops (stored the usual way), to rounding
+        # the same training in plain loops, to rounding
         with force_path("loops"):
             expected = Network([400, 3], output="softmax", loss="cross_entropy",
                                dtype=dtype, seed=6)  # fmt: skip
             expected.fit(X, Yt, epochs=2, batch_size=256, lr=0.1)
     finally:
         _core.set_thresholds(*previous)
-        layout.TRANSPOSED_MIN_WEIGHTS, layout.TRANSPOSED_MAX_WEIGHTS = old
     np.testing.assert_array_equal(results[0]._theta, results[1]._theta)
     tol = 1e-4 if dtype == "float32" else 1e-11
     np.testing.assert_allclose(results[0].weights[0], expected.weights[0], rtol=tol, atol=tol)

@@ -146,6 +146,16 @@ static void check_gemm(char ta, char tb, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, 
   check_gemm_type(0, ta, tb, m, n, k, alpha, beta);
 }
 
+/* x[0 .. n) := uniform numbers, as floats or doubles. */
+static void fill_uniform(void *x, size_t n, int single) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (single)
+      ((float *)x)[i] = (float)uniform();
+    else
+      ((double *)x)[i] = uniform();
+}
+
 /* The packed form against bp_tile_?gemm on the same operands: equal bit for bit. ldb is
    given, to place the rows of B a multiple of 1 KiB apart or not. */
 static void check_packed_type(int single, char ta, char tb, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
@@ -158,13 +168,9 @@ static void check_packed_type(int single, char ta, char tb, ptrdiff_t m, ptrdiff
   const size_t size = single ? sizeof(float) : sizeof(double);
   void *a = malloc(size * na), *b = malloc(size * nb), *c1 = malloc(size * nc);
   void *c2 = malloc(size * nc);
-  size_t i;
-  for (i = 0; i < na; i++)
-    if (single) ((float *)a)[i] = (float)uniform(); else ((double *)a)[i] = uniform();
-  for (i = 0; i < nb; i++)
-    if (single) ((float *)b)[i] = (float)uniform(); else ((double *)b)[i] = uniform();
-  for (i = 0; i < nc; i++)
-    if (single) ((float *)c1)[i] = (float)uniform(); else ((double *)c1)[i] = uniform();
+  fill_uniform(a, na, single);
+  fill_uniform(b, nb, single);
+  fill_uniform(c1, nc, single);
   memcpy(c2, c1, size * nc);
   if (single) {
     bp_tile_sgemm(ta, tb, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, c1, ldc);

@@ -90,13 +90,16 @@ cdef extern from "tile_gemm.h":
         double* c, Py_ssize_t ldc) noexcept nogil
 
 
-cdef inline bint _narrow(Py_ssize_t n, char tb, floating dtype) noexcept nogil:
+cdef inline bint _narrow(Py_ssize_t n, Py_ssize_t k, char tb, floating dtype) noexcept nogil:
     """A product whose C is narrower than a tile strip (2 vectors: with AVX-512 16
     doubles or 32 floats, with AVX2 8 or 16) and op(B) = B: BLAS's small-matrix kernels
     run it faster than a tile, which leaves most of its lanes idle. Not with op(B) = B^T,
-    which they run slower.
+    which they run slower. And a row of C under BLAS_ONE_THREAD_WORK multiply-adds, so
+    that BLAS can take it in chunks on one thread (``_narrow_chunks``); wider ones go to
+    the tiles.
     """
-    return n < BP_STRIP_BYTES // <Py_ssize_t>sizeof(floating) and tb == c'N'
+    return (n < BP_STRIP_BYTES // <Py_ssize_t>sizeof(floating) and tb == c'N'
+            and n * k < BLAS_ONE_THREAD_WORK)
 
 
 # Large products on both cores. C is cut into parts, of whole strips of columns (or of
@@ -137,8 +140,6 @@ cdef void _gemm_part(void* ctx, int part) noexcept nogil:
         n = min(g.n, lo + g.step) - lo
         b_off = lo * (1 if g.tb == c'N' else g.ldb)
         c_off = lo
-    if m <= 0 or n <= 0:
-        return
     if g.single:
         _tile_sgemm_packed(g.ta, g.tb, m, n, g.k, <float>g.alpha, <const float*>g.a + a_off,
                            g.lda, <const float*>g.b + b_off, g.ldb, <float>g.beta,
@@ -170,8 +171,8 @@ cdef void _narrow_chunks(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_
                          floating alpha, const floating* a, Py_ssize_t lda,
                          const floating* b, Py_ssize_t ldb,
                          floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
-    """A narrow product for BLAS (``_narrow``, with n k under BLAS_ONE_THREAD_WORK) in
-    chunks of rows of C, each under BLAS_ONE_THREAD_WORK multiply-adds, which OpenBLAS
+    """A narrow product for BLAS (``_narrow``) in chunks of rows of C, each under
+    BLAS_ONE_THREAD_WORK multiply-adds (one chunk if the product is), which OpenBLAS
     computes on the calling thread. Left to itself OpenBLAS would thread such a product,
     and its threads spin for milliseconds after it, on the core the team's worker needs
     for the next large product. The chunks are the same whatever the number of threads,
@@ -194,30 +195,18 @@ cdef void _gemm_parts(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
     inside another run, such as a half batch's, the caller computes them all).
 
     Four parts, not two: on a busy machine the thread that is running takes the parts
-    the other has not reached. Each part copies the whole of the operand it shares (op(A)
-    for parts of columns), which costs about one multiply-add in a strip's worth per
-    element copied: a few percent.
+    the other has not reached. A part of a weight gradient's columns copies the whole of
+    A^T (``bp_tile_?gemm_packed``), which costs about one multiply-add in a strip's worth
+    per element copied: a few percent.
     """
     cdef GemmParts g
     cdef Py_ssize_t strip = BP_STRIP_BYTES // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t unit, total, n_parts = 4
     if m <= 0 or n <= 0:
         return
-    g.ta = ta
-    g.tb = tb
-    g.single = floating is float
-    g.m = m
-    g.n = n
-    g.k = k
-    g.lda = lda
-    g.ldb = ldb
-    g.ldc = ldc
-    g.a = a
-    g.b = b
-    g.c = c
-    g.alpha = alpha
-    g.beta = beta
-    g.rows = m > n or n < 4 * strip
+    g = GemmParts(ta=ta, tb=tb, single=floating is float, rows=m > n or n < 4 * strip,
+                  m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc, step=0, a=a, b=b, c=c,
+                  alpha=alpha, beta=beta)
     unit = BP_MR if g.rows else strip
     total = m if g.rows else n
     # parts of whole tiles or strips, as equal as those allow
@@ -240,13 +229,8 @@ cdef void _gemm_blocked(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t
         _blas_call(floating is float, ta, tb, m, n, k, alpha, a, 0, lda, b, ldb, beta, c, 0,
                    ldc)
         _blas_turn_give(turn)
-    elif (_dgemm != NULL and _narrow(n, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK
-          and n * k < BLAS_ONE_THREAD_WORK):
-        if work < BLAS_ONE_THREAD_WORK:
-            _blas_call(floating is float, ta, tb, m, n, k, alpha, a, 0, lda, b, ldb, beta, c,
-                       0, ldc)
-        else:
-            _narrow_chunks(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    elif _dgemm != NULL and _narrow(n, k, tb, <floating>0) and work >= NARROW_BLAS_MIN_WORK:
+        _narrow_chunks(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     elif work >= PARTS_MIN_WORK:
         _gemm_parts(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     elif floating is float:
@@ -310,5 +294,4 @@ cdef bint _one_thread_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     of a whole product for BLAS, and narrow enough for BLAS's chunks (as float64 counts
     it, the stricter) or below the size of the team's parts."""
     cdef Py_ssize_t work = m * n * k
-    return work < BLAS_MIN_WORK and (
-        (_narrow(n, tb, <double>0) and n * k < BLAS_ONE_THREAD_WORK) or work < PARTS_MIN_WORK)
+    return work < BLAS_MIN_WORK and (_narrow(n, k, tb, <double>0) or work < PARTS_MIN_WORK)

@@ -13,7 +13,8 @@
 
 #define BP_TILE1 BP_CAT(BP_GEMM, _tile1)
 #define BP_TILE2 BP_CAT(BP_GEMM, _tile2)
-#define BP_PACK_B BP_CAT(BP_GEMM, _pack_b)
+#define BP_STRIP_B BP_CAT(BP_GEMM, _strip_b)
+#define BP_TILE_STRIP BP_CAT(BP_GEMM, _tile_strip)
 
 #define BP_NV 2
 #define BP_TILE BP_TILE2
@@ -23,25 +24,48 @@
 #define BP_TILE BP_TILE1
 #include "tile_gemm_tile.h"
 
-/* panel[p NR + j] := op(B)[p, j] for the kc x nr strip of op(B) at bs (op(B)[p, j] at
-   bs[p bk + j bj]), zeros past nr: a whole strip of B row by row, B^T's column by column
-   (each a row of B^T, read contiguously). */
-static inline void BP_PACK_B(BP_T *panel, const BP_T *bs, ptrdiff_t bk, ptrdiff_t bj,
-                             ptrdiff_t kc, ptrdiff_t nr) {
-  enum { NR = 2 * (sizeof(BP_V) / sizeof(BP_T)) };
+/* The kc x nr strip of op(B) from row p0 and column j0, as a tile reads it; *ld is its row
+   stride. A strip of B exactly one or two vectors wide is read in place. Others are copied
+   into panel, zeros past nr: B^T's strip is strided, a narrower last strip would be
+   over-read, and a strip whose rows lie a multiple of 1 KiB apart would fall in a quarter
+   of L1's sets (in one at 4 KiB) and evict itself between tiles. B's strip is copied row
+   by row, B^T's column by column (each a row of B^T, read contiguously). */
+static inline __attribute__((always_inline)) const BP_T *
+BP_STRIP_B(char tb, const BP_T *b, ptrdiff_t ldb, ptrdiff_t p0, ptrdiff_t j0, ptrdiff_t kc,
+           ptrdiff_t nr, BP_T *panel, ptrdiff_t *ld) {
+  enum { W = sizeof(BP_V) / sizeof(BP_T), NR = 2 * W };
   ptrdiff_t p, j;
-  if (bj == 1 && nr == NR) {
-    for (p = 0; p < kc; p++) memcpy(panel + p * NR, bs + p * bk, sizeof(BP_T) * NR);
-  } else if (bj == 1) {
-    for (p = 0; p < kc; p++)
-      for (j = 0; j < NR; j++) panel[p * NR + j] = j < nr ? bs[p * bk + j] : (BP_T)0;
+  if (tb == 'N') {
+    const BP_T *bs = b + p0 * ldb + j0;
+    if ((nr == NR || nr == W) && (ldb * (ptrdiff_t)sizeof(BP_T)) % 1024 != 0) {
+      *ld = ldb;
+      return bs;
+    }
+    if (nr == NR)
+      for (p = 0; p < kc; p++) memcpy(panel + p * NR, bs + p * ldb, sizeof(BP_T) * NR);
+    else
+      for (p = 0; p < kc; p++)
+        for (j = 0; j < NR; j++) panel[p * NR + j] = j < nr ? bs[p * ldb + j] : (BP_T)0;
   } else {
+    const BP_T *bs = b + j0 * ldb + p0;
     for (j = 0; j < NR; j++)
       if (j < nr)
-        for (p = 0; p < kc; p++) panel[p * NR + j] = bs[j * bj + p];
+        for (p = 0; p < kc; p++) panel[p * NR + j] = bs[j * ldb + p];
       else
         for (p = 0; p < kc; p++) panel[p * NR + j] = 0;
   }
+  *ld = NR;
+  return panel;
+}
+
+/* The tile for a strip of nr columns: one vector wide or two. */
+static inline __attribute__((always_inline)) void
+BP_TILE_STRIP(ptrdiff_t kc, const BP_T *const *row, ptrdiff_t ap, const BP_T *bp, ptrdiff_t ldb,
+              BP_T alpha, BP_T keep, BP_T *c, ptrdiff_t ldc, ptrdiff_t mr, ptrdiff_t nr) {
+  if (nr <= (ptrdiff_t)(sizeof(BP_V) / sizeof(BP_T)))
+    BP_TILE1(kc, row, ap, bp, ldb, alpha, keep, c, ldc, mr, nr);
+  else
+    BP_TILE2(kc, row, ap, bp, ldb, alpha, keep, c, ldc, mr, nr);
 }
 
 /* noinline: one copy of the loops and their inlined tiles per type, not one per call site. */
@@ -51,9 +75,8 @@ __attribute__((noinline)) static void BP_GEMM(char ta, char tb, ptrdiff_t m, ptr
                                               ptrdiff_t ldc) {
   enum { W = sizeof(BP_V) / sizeof(BP_T), NR = 2 * W };
   BP_T panel[BP_KC * NR] __attribute__((aligned(64)));
-  /* Strides of op(A) down a column (ai) and along a row (ap), and of op(B) likewise. */
+  /* Strides of op(A) down a column (ai) and along a row (ap). */
   const ptrdiff_t ai = ta == 'N' ? lda : 1, ap = ta == 'N' ? 1 : lda;
-  const ptrdiff_t bk = tb == 'N' ? ldb : 1, bj = tb == 'N' ? 1 : ldb;
   ptrdiff_t i0, j0, p0, r, j, kc, nr, mr, ld;
   const BP_T *row[BP_MR];
   const BP_T *bp;
@@ -67,18 +90,7 @@ __attribute__((noinline)) static void BP_GEMM(char ta, char tb, ptrdiff_t m, ptr
     nr = n - j0 < NR ? n - j0 : NR;
     for (p0 = 0; p0 < k; p0 += BP_KC) {
       kc = k - p0 < BP_KC ? k - p0 : BP_KC;
-      /* A strip of B exactly one or two vectors wide is loaded in place. B^T's strip is
-         strided and a narrower last strip would be over-read, so those are packed, with
-         zeros past n; so is a strip whose rows lie a multiple of 1 KiB apart, which would
-         fall in a quarter of L1's sets (in one at 4 KiB) and evict itself between tiles. */
-      if (tb == 'N' && (nr == NR || nr == W) && (ldb * (ptrdiff_t)sizeof(BP_T)) % 1024 != 0) {
-        bp = b + p0 * ldb + j0;
-        ld = ldb;
-      } else {
-        BP_PACK_B(panel, b + p0 * bk + j0 * bj, bk, bj, kc, nr);
-        bp = panel;
-        ld = NR;
-      }
+      bp = BP_STRIP_B(tb, b, ldb, p0, j0, kc, nr, panel, &ld);
       /* beta scales C once, on the first panel; later panels add to it. */
       const BP_T keep = p0 == 0 ? beta : (BP_T)1;
       for (i0 = 0; i0 < m; i0 += BP_MR) {
@@ -87,10 +99,7 @@ __attribute__((noinline)) static void BP_GEMM(char ta, char tb, ptrdiff_t m, ptr
            past A, and the extra rows are never stored. */
         for (r = 0; r < BP_MR; r++)
           row[r] = a + (i0 + (r < mr ? r : mr - 1)) * ai + p0 * ap;
-        if (nr <= W)
-          BP_TILE1(kc, row, ap, bp, ld, alpha, keep, c + i0 * ldc + j0, ldc, mr, nr);
-        else
-          BP_TILE2(kc, row, ap, bp, ld, alpha, keep, c + i0 * ldc + j0, ldc, mr, nr);
+        BP_TILE_STRIP(kc, row, ap, bp, ld, alpha, keep, c + i0 * ldc + j0, ldc, mr, nr);
       }
     }
   }
@@ -118,9 +127,6 @@ __attribute__((noinline)) static void BP_GEMM_PACKED(char ta, char tb, ptrdiff_t
     MC = BP_MC_BYTES / (BP_KC * sizeof(BP_T)) / BP_MR * BP_MR
   };
   BP_T panel[BP_KC * NR] __attribute__((aligned(64)));
-  const ptrdiff_t bk = tb == 'N' ? ldb : 1, bj = tb == 'N' ? 1 : ldb;
-  /* as in BP_GEMM: rows 1 KiB apart fall in a quarter of L1's sets, or one */
-  const int b_strided = tb == 'T' || (ldb * (ptrdiff_t)sizeof(BP_T)) % 1024 == 0;
   const ptrdiff_t blocks = m > 0 ? (m + MC - 1) / MC : 1;
   const ptrdiff_t block_rows = ((m + blocks - 1) / blocks + BP_MR - 1) / BP_MR * BP_MR;
   ptrdiff_t j0, p0, b0, p, r, t, kc, nr, mr, mb, tiles, ld;
@@ -153,23 +159,12 @@ __attribute__((noinline)) static void BP_GEMM_PACKED(char ta, char tb, ptrdiff_t
       }
       for (j0 = 0; j0 < n; j0 += NR) {
         nr = n - j0 < NR ? n - j0 : NR;
-        if (!b_strided && (nr == NR || nr == W)) {
-          bp = b + p0 * ldb + j0;
-          ld = ldb;
-        } else {
-          BP_PACK_B(panel, b + p0 * bk + j0 * bj, bk, bj, kc, nr);
-          bp = panel;
-          ld = NR;
-        }
+        bp = BP_STRIP_B(tb, b, ldb, p0, j0, kc, nr, panel, &ld);
         for (t = 0; t < tiles; t++) {
           mr = mb - t * BP_MR < BP_MR ? mb - t * BP_MR : BP_MR;
           for (r = 0; r < BP_MR; r++) row[r] = block + t * kc * BP_MR + r;
-          if (nr <= W)
-            BP_TILE1(kc, row, BP_MR, bp, ld, alpha, keep, c + (b0 + t * BP_MR) * ldc + j0, ldc,
-                     mr, nr);
-          else
-            BP_TILE2(kc, row, BP_MR, bp, ld, alpha, keep, c + (b0 + t * BP_MR) * ldc + j0, ldc,
-                     mr, nr);
+          BP_TILE_STRIP(kc, row, BP_MR, bp, ld, alpha, keep, c + (b0 + t * BP_MR) * ldc + j0,
+                        ldc, mr, nr);
         }
       }
     }
@@ -178,7 +173,8 @@ __attribute__((noinline)) static void BP_GEMM_PACKED(char ta, char tb, ptrdiff_t
 
 #undef BP_TILE1
 #undef BP_TILE2
-#undef BP_PACK_B
+#undef BP_STRIP_B
+#undef BP_TILE_STRIP
 #undef BP_GEMM_PACKED
 #undef BP_GEMM
 #undef BP_V
