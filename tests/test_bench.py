@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from backprop import bench, reference
+from backprop import _core, bench, reference
 
 TOL = {"float64": 1e-10, "float32": 1e-4}
 
@@ -67,6 +67,27 @@ def test_flops():
     w = bench.WORKLOADS["W3"]
     assert w.flops == 6 * 60_000 * (784 * 256 + 256 * 10)
     assert bench.WORKLOADS["W3f"].flops == w.flops // 3
+    # the products: forward, weight gradients, the deltas of every layer but the first
+    assert w.needed_flops == 60_000 * 2 * (2 * (784 * 256 + 256 * 10) + 256 * 10)
+    assert bench.WORKLOADS["W3f"].needed_flops == w.flops // 3
+
+
+# the probe's vector width in floats, by kernel target (SSE, AVX2, AVX-512)
+PEAK_LANES = {"x86-64-v2": 4, "x86-64-v3": 8, "x86-64-v4": 16}
+
+
+def test_peak_probe_counts_its_multiply_adds():
+    lanes = PEAK_LANES.get(_core.TARGET, 4)
+    # 12 chains of one vector, a multiply and an add per lane and step, on each thread
+    assert _core.peak_flops(1000, False, 1) == 1000 * 12 * 2 * lanes
+    assert _core.peak_flops(1000, True, 2) == 2 * 1000 * 12 * 2 * lanes // 2
+    assert _core.peak_flops(0, False, 2) == 0
+    for steps, threads in ((-1, 1), (10, 0), (10, 3)):
+        with pytest.raises(ValueError, match="threads 1 or 2"):
+            _core.peak_flops(steps, False, threads)
+    peak = bench.peak_gflops(repeats=1, seconds=0.002)
+    assert peak.target == _core.TARGET and peak.threads == _core.team_size()
+    assert set(peak.gflops) == {"float32", "float64"} and min(peak.gflops.values()) > 0
 
 
 def test_data_and_params():
@@ -246,10 +267,10 @@ def test_run_table_has_a_row_per_available_trainer(capsys):
         for trainer in set(bench.available_trainers(workload)) & set(EAGER):
             assert any(r.workload.name == name and r.trainer == trainer for r in rows)
             assert any(
-                line.startswith(workload.label) and line.split()[-5] == trainer
+                line.startswith(workload.label) and line.split()[-6] == trainer
                 for line in table.splitlines()
             ), f"no row for {name} {trainer}"
-    assert "gemm 128x128" in table
+    assert "gemm 128x128" in table and "peak (multiply-adds in x86-64-v" in table
     assert all(r.median > 0 and np.isfinite(r.ratio) for r in rows)
     assert "[1/" in capsys.readouterr().err
 

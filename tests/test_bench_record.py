@@ -38,13 +38,17 @@ def test_json_holds_every_figure_and_the_machine(tmp_path, capsys, without_peers
     tables = doc["tables"]
     assert (tables["repeats"], tables["scale"]) == (2, 0.001)
     rows = {(row["workload"], row["trainer"]): row for row in tables["workloads"]}
+    peak = tables["peak"]
     assert set(rows) == {(w, t) for w in ("W1", "W2") for t in ("backprop", "numpy")}
     for row in rows.values():
         assert len(row["seconds"]) == 2 and row["median"] == statistics.median(row["seconds"])
         assert row["samples_per_second"] > 0 and row["gflops"] > 0
+        speed = row["needed_flops"] / row["median"] / 1e9
+        assert 0 < row["fraction_of_peak"] == pytest.approx(speed / peak["gflops"]["float64"])
     w1 = rows["W1", "numpy"]["median"] / rows["W1", "backprop"]["median"]
     assert tables["ratios"]["W1 tiny-online"] == {"numpy": pytest.approx(w1)}
     assert tables["gemm"]["size"] == 32 and tables["gemm"]["gflops"] > 0
+    assert peak["target"] == _core.TARGET and peak["threads"] >= 1
     assert tables["digits"] == [] and len(tables["load_average"]["workloads"]) == 2
     assert len(doc["load_average"]["before"]) == len(doc["load_average"]["after"]) == 3
     machine = doc["machine"]

@@ -4,7 +4,8 @@ tests/c/test_tile_gemm.c checks bp_tile_sgemm/dgemm against naive loops in long 
 over every transpose, alpha and beta (0 and 1 among them), k = 0 and shapes on either
 side of the tile edges, and bp_sum_squares_d/f against a naive sum. tests/c/test_team.c
 checks the two-core paths' team of threads: every part run once, by either thread, hot
-and asleep, and a forked child that trains again. Each is compiled warning-free
+and asleep, and a forked child that trains again. tests/c/test_fma_peak.c checks that the
+peak probe computes every chain it counts, against scalar code, bit for bit. Each is compiled warning-free
 (-Wall -Wextra -Werror) for every CPU target the kernels are built for
 (``backprop._cpu``) and must exit 0 on each one this CPU runs.
 """
@@ -19,7 +20,7 @@ from backprop import _cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "src" / "backprop" / "_kernels"
-SOURCES = ("test_tile_gemm.c", "test_team.c")
+SOURCES = ("test_tile_gemm.c", "test_team.c", "test_fma_peak.c")
 
 
 @pytest.mark.parametrize("source", SOURCES)

@@ -28,6 +28,8 @@ helper stays inlinable); each level calls only the ones above it in this list:
 ``_parallel.pxi``     the two-core paths: halves of rows, hidden units cut in two
 ``_stats.pxi``        per-epoch statistics of a training run: gradient norms, update
                       ratios
+``_peak.pxi``         the arithmetic peak of the kernels' target (fma_peak.h), on the
+                      team: what the benchmark measures its speeds against
 ``_loops.pxi``        the training loops: Network's epochs, the estimators' epoch
 this file             ``Plan`` and the Python-callable entry points
 
@@ -62,6 +64,7 @@ include "_solvers.pxi"
 include "_sample.pxi"
 include "_parallel.pxi"
 include "_stats.pxi"
+include "_peak.pxi"
 include "_loops.pxi"
 
 # Multiply-adds between two checks for Ctrl-C in a training loop (~1 ms of work), and

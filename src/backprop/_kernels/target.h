@@ -3,6 +3,8 @@
  *
  *     BP_HAS_FMA   1 when fused multiply-add is an instruction (x86-64-v3 and up), 0 when
  *                  fma() would be a call into libm's software emulation (x86-64-v2)
+ *     BP_VBYTES    the width of the widest vector register in bytes: 64 (AVX-512), 32
+ *                  (AVX, AVX2), 16 (SSE, and any other target)
  */
 #ifndef BACKPROP_TARGET_H
 #define BACKPROP_TARGET_H
@@ -11,6 +13,14 @@
 #define BP_HAS_FMA 1
 #else
 #define BP_HAS_FMA 0
+#endif
+
+#if defined(__AVX512F__)
+#define BP_VBYTES 64
+#elif defined(__AVX__)
+#define BP_VBYTES 32
+#else
+#define BP_VBYTES 16
 #endif
 
 #endif /* BACKPROP_TARGET_H */

@@ -35,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "target.h"
+
 /* The vector and the tile follow the target's registers, so that the MR x 2 accumulators,
    the two vectors of B and a broadcast fit without spilling (checked in the disassembly):
      AVX-512 (x86-64-v4)   32 zmm: 64-byte vectors, MR = 8, 16 accumulators
@@ -44,13 +46,8 @@
    The vectors are aligned only to the element, since strips of B and rows of C start
    anywhere; may_alias, since they are read through T pointers. */
 #if defined(__AVX512F__)
-#define BP_VBYTES 64
 #define BP_MR 8
-#elif defined(__AVX__)
-#define BP_VBYTES 32
-#define BP_MR 6
 #else
-#define BP_VBYTES 16
 #define BP_MR 6
 #endif
 typedef double bp_vd __attribute__((vector_size(BP_VBYTES), aligned(8), may_alias));

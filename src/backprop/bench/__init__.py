@@ -30,10 +30,11 @@ workers sent and their spilling.
 Run it with ``python -m backprop bench`` (``command.main``). The package holds the workloads
 (``workloads``), the eager trainers and how a run is timed (``trainers``), the compiled
 trainers (``compiled``), the list of all (``registry``), the digits benchmark (``digits``),
-the tables (``report``), the contention benchmark (``contention``) and the fresh processes
-it runs in (``isolated``), the Dask benchmark (``dask_bench``), the JSON record of a run
-(``record``), the figure of the ratios (``plot``), the BLAS environment the command runs in
-(``blas_env``) and the command line (``command``).
+the tables (``report``), the machine's arithmetic peak (``peak``), the contention benchmark
+(``contention``) and the fresh processes it runs in (``isolated``), the Dask benchmark
+(``dask_bench``), the JSON record of a run (``record``), the figure of the ratios
+(``plot``), the BLAS environment the command runs in (``blas_env``) and the command line
+(``command``).
 """
 
 from .command import main
@@ -51,6 +52,7 @@ from .digits import (
     fit_quietly,
     measure_digits,
 )
+from .peak import Peak, peak_gflops
 from .plot import plot_ratios
 from .registry import TRAINERS, available_trainers, make_trainer
 from .report import Row, Tables, run_table, run_tables
@@ -103,6 +105,8 @@ __all__ = [
     "make_trainer",
     "measure",
     "measure_digits",
+    "peak_gflops",
+    "Peak",
     "plot_ratios",
     "run_contention",
     "run_dask",

@@ -113,7 +113,7 @@ def ratios(tables: Tables) -> dict[str, dict[str, float]]:
     return result
 
 
-def _row(row: Any) -> dict[str, Any]:
+def _row(row: Any, peak: Any) -> dict[str, Any]:
     w = row.workload
     return {
         "workload": w.name,
@@ -132,6 +132,8 @@ def _row(row: Any) -> dict[str, Any]:
         "median": row.median,
         "samples_per_second": row.samples_per_second,
         "gflops": row.gflops,
+        "needed_flops": w.needed_flops,
+        "fraction_of_peak": row.of_peak(peak),
         "ratio_to_fastest_peer": row.ratio,
     }
 
@@ -157,8 +159,9 @@ def _tables(tables: Tables) -> dict[str, Any]:
     return {
         "repeats": tables.repeats,
         "scale": tables.scale,
-        "workloads": [_row(row) for row in tables.rows],
+        "workloads": [_row(row, tables.peak) for row in tables.rows],
         "gemm": {"size": tables.gemm_size, "gflops": tables.gemm_gflops} if tables.rows else None,
+        "peak": dataclasses.asdict(tables.peak) if tables.peak else None,
         "digits": [_digits_row(row) for row in tables.digits],
         "ratios": ratios(tables),
         "load_average": {name: list(pair) for name, pair in tables.load.items()},

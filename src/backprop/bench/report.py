@@ -26,6 +26,7 @@ from .digits import (
     digits_missing,
     measure_digits,
 )
+from .peak import Peak, peak_gflops
 from .registry import TRAINERS, make_trainer
 from .trainers import gemm_gflops, measure
 from .workloads import WORKLOADS, Data, Params, Workload, initial_params, make_data
@@ -51,6 +52,12 @@ class Row:
     @property
     def gflops(self) -> float:
         return self.workload.flops / self.median / 1e9
+
+    def of_peak(self, peak: Peak | None) -> float:
+        """The workload's needed flops a second over the peak of its dtype (NaN without)."""
+        if peak is None:
+            return math.nan
+        return self.workload.needed_flops / self.median / 1e9 / peak.gflops[self.workload.dtype]
 
 
 def _environment() -> str:
@@ -97,6 +104,8 @@ from the same Glorot weights on the same Gaussian data (W5: batch normalization 
 layer, PyTorch's BatchNorm1d, and PyTorch's Adam from fresh moments; NumPy and sklearn do not
 run it, the others train the same); forward = outputs (softmax included) for
 all samples in one call. GFLOP/s counts 2 flops per weight and sample forward, 6 for training.
+peak = the products' flops a second (the first layer's input gradient not counted: no trainer
+computes it) over the peak below, backprop's kernel target's, of the workload's dtype.
 ratio = median time of the fastest peer / this median (peers exclude backprop; > 1 is faster
 than every peer). Every trainer computes the loss of each batch (backprop's fit returns the
 epoch loss). sklearn: MLP*.partial_fit, which also validates its input and binarizes labels on
@@ -118,12 +127,13 @@ def _print_lines(header: str, lines: Iterable[str], file: TextIO) -> None:
     print(header, "-" * len(header), *lines, sep="\n", file=file)
 
 
-def _print_table(rows: list[Row], file: TextIO) -> None:
+def _print_table(rows: list[Row], peak: Peak | None, file: TextIO) -> None:
     header = f"{'workload':<22} {'trainer':<13} {'median s':>10} {'samples/s':>12} "
-    header += f"{'GFLOP/s':>8} {'ratio':>6}"
+    header += f"{'GFLOP/s':>8} {'peak':>5} {'ratio':>6}"
     lines = (
         f"{row.workload.label:<22} {row.trainer:<13} {row.median:>10.4f} "
-        f"{row.samples_per_second:>12,.0f} {row.gflops:>8.3g} {row.ratio:>6.2f}"
+        f"{row.samples_per_second:>12,.0f} {row.gflops:>8.3g} {row.of_peak(peak):>5.0%} "
+        f"{row.ratio:>6.2f}"
         for row in rows
     )
     _print_lines(header, lines, file)
@@ -168,6 +178,7 @@ class Tables:
     digits: list[DigitsRow] = dataclasses.field(default_factory=list)
     gemm_size: int = 0
     gemm_gflops: float = math.nan
+    peak: Peak | None = None
     load: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -263,9 +274,10 @@ def _run_workloads(
         trainer = make_trainer(name)
         trainer.prepare(workload, data, params)
         rows.append(Row(workload, name, measure(trainer, tables.repeats)))
-    announce("gemm")
+    announce("gemm and peak")
     size = tables.gemm_size
     gemm = tables.gemm_gflops = gemm_gflops(size, repeats=max(tables.repeats, 3))
+    peak = tables.peak = peak_gflops(repeats=max(tables.repeats, 3))
     for workload in chosen:
         mine = [row for row in rows if row.workload == workload]
         peers = [row.median for row in mine if row.trainer != "backprop"]
@@ -274,12 +286,18 @@ def _run_workloads(
 
     tables.load["workloads"] = (load_before, os.getloadavg()[0])
     print(_load_average(*tables.load["workloads"]), file=file)
-    _print_table(rows, file)
+    _print_table(rows, peak, file)
     print(f"\nNumPy float32 gemm {size}x{size}: {gemm:.1f} GFLOP/s", file=file)
+    print(
+        f"peak (multiply-adds in {peak.target}'s registers, {peak.threads} thread"
+        f"{'s' if peak.threads > 1 else ''}): float32 {peak.gflops['float32']:.1f} GFLOP/s, "
+        f"float64 {peak.gflops['float64']:.1f} GFLOP/s",
+        file=file,
+    )
     for row in rows:
         if row.trainer == "backprop" and row.workload.name == "W4":
             fraction = f"{row.gflops:.1f} GFLOP/s = {row.gflops / gemm:.0%} of gemm"
-            print(f"backprop on W4: {fraction}", file=file)
+            print(f"backprop on W4: {fraction}, {row.of_peak(peak):.0%} of the peak", file=file)
 
 
 def _blas_threads() -> str:

@@ -54,6 +54,18 @@ class Workload:
         per_weight = 6 if self.task == "train" else 2
         return per_weight * self.n_samples * self.n_weights
 
+    @property
+    def needed_flops(self) -> int:
+        """The flops of the products the task cannot skip, 2 per multiply-add: forward, 2 per
+        weight and sample; training adds 2 per weight (its gradient) and 2 per weight past
+        the first layer (the deltas: the inputs need none). What a fraction of the machine's
+        peak is taken of."""
+        first = self.sizes[0] * self.sizes[1]
+        per_sample = 2 * self.n_weights
+        if self.task == "train":
+            per_sample += 2 * self.n_weights + 2 * (self.n_weights - first)
+        return per_sample * self.n_samples
+
     def scaled(self, scale: float) -> Workload:
         """The same workload on ``scale`` times as many samples (at least one batch)."""
         n = max(self.batch_size, round(self.n_samples * scale))

@@ -1,0 +1,50 @@
+"""The machine's arithmetic peak, the physical limit the tables measure speeds against.
+
+``peak_gflops`` times the probe of ``_kernels/fma_peak.h``: independent multiply-adds on
+vectors held in registers, as wide as the kernel target in use allows (x86-64-v3: AVX2 and
+FMA; x86-64-v2: SSE, a multiply and an add), one run on each of the team's threads at once.
+No loads, no stores, no dependence between the chains: no real kernel can go faster on that
+target, so a workload's GFLOP/s over this figure is the fraction of the peak it reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+
+from .. import _core
+
+
+@dataclasses.dataclass(frozen=True)
+class Peak:
+    """``gflops`` by dtype name, measured on ``threads`` threads with ``target``'s kernels."""
+
+    gflops: dict[str, float]
+    threads: int
+    target: str
+
+
+def _timed(steps: int, doubles: bool, threads: int) -> float:
+    start = time.perf_counter()
+    flops = _core.peak_flops(steps, doubles, threads)
+    return flops / (time.perf_counter() - start) / 1e9
+
+
+def peak_gflops(repeats: int = 5, seconds: float = 0.05) -> Peak:
+    """The median over ``repeats`` of the probe's GFLOP/s, float32 and float64, each repeat
+    about ``seconds`` long, on the threads a two-core path takes now (``_core.team_size``).
+
+    A first short run per dtype, not counted, starts the team's worker (as a fit's first
+    batch does) and sizes the repeats."""
+    threads = _core.team_size()
+    gflops = {}
+    for dtype in ("float32", "float64"):
+        doubles = dtype == "float64"
+        rate = _timed(1 << 20, doubles, threads)
+        steps = max(1 << 10, int(seconds * rate * 1e9 / _core.peak_flops(1, doubles, threads)))
+        runs = [_timed(steps, doubles, threads) for _ in range(repeats)]
+        gflops[np.dtype(dtype).name] = statistics.median(runs)
+    return Peak(gflops, threads, _core.TARGET)
