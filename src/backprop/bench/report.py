@@ -231,7 +231,7 @@ def run_tables(
         for name in names
         if name not in missing and TRAINERS[name]().supports(w)
     ]
-    total = len(plan) + bool(chosen) + len(digits)
+    total = len(plan) + 2 * bool(chosen) + len(digits)
     steps = iter(range(1, total + 1))
 
     def announce(what: str) -> None:
@@ -267,6 +267,10 @@ def _run_workloads(
     file: TextIO,
 ) -> None:
     load_before = os.getloadavg()[0]
+    # first, while no peer's threads exist: OpenBLAS's and XLA's, still spinning after their
+    # own products, would share the cores with the probe
+    announce("peak")
+    peak = tables.peak = peak_gflops(repeats=max(tables.repeats, 3))
     rows = tables.rows
     for workload, name in plan:
         announce(f"{workload.name} {name}")
@@ -274,10 +278,9 @@ def _run_workloads(
         trainer = make_trainer(name)
         trainer.prepare(workload, data, params)
         rows.append(Row(workload, name, measure(trainer, tables.repeats)))
-    announce("gemm and peak")
+    announce("gemm")
     size = tables.gemm_size
     gemm = tables.gemm_gflops = gemm_gflops(size, repeats=max(tables.repeats, 3))
-    peak = tables.peak = peak_gflops(repeats=max(tables.repeats, 3))
     for workload in chosen:
         mine = [row for row in rows if row.workload == workload]
         peers = [row.median for row in mine if row.trainer != "backprop"]
