@@ -5,9 +5,9 @@ over every transpose, alpha and beta (0 and 1 among them), k = 0 and shapes on e
 side of the tile edges, and bp_sum_squares_d/f against a naive sum. tests/c/test_team.c
 checks the two-core paths' team of threads: every part run once, by either thread, hot
 and asleep, and a forked child that trains again. tests/c/test_fma_peak.c checks that the
-peak probe computes every chain it counts, against scalar code, bit for bit. Each is compiled warning-free
-(-Wall -Wextra -Werror) for every CPU target the kernels are built for
-(``backprop._cpu``) and must exit 0 on each one this CPU runs.
+peak probe computes every chain it counts, against scalar code, bit for bit. Each is
+compiled warning-free (-Wall -Wextra -Werror) for every CPU target the kernels are built
+for (``backprop._cpu``) and must exit 0 on each one this CPU runs.
 """
 
 import shutil

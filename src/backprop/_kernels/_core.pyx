@@ -24,7 +24,8 @@ helper stays inlinable); each level calls only the ones above it in this list:
 ``_solvers.pxi``      the optimizers: SGD, momentum and Adam (PyTorch's and
                       scikit-learn's)
 ``_sample.pxi``       one row's fused SGD step through a tiny network, without
-                      ``_batch``'s per-layer calls
+                      ``_batch``'s per-layer calls; runs of them through the tiniest,
+                      weights in registers (tiny_run.h)
 ``_parallel.pxi``     the two-core paths: halves of rows, hidden units cut in two
 ``_stats.pxi``        per-epoch statistics of a training run: gradient norms, update
                       ratios
@@ -251,6 +252,12 @@ cdef class Plan:
         """How mid-size batches use the cores (Path)."""
         return Path(self._path)
 
+    @property
+    def tiny_runs(self):
+        """Whether batches of one row run in tiny_run.h's runs (``_takes_tiny_run``)."""
+        return _takes_tiny_run(&self.net, &self.work, 1,
+                               FUSED_STEP if self.solver.rule == SGD else GRADIENTS)
+
     cdef _check(self, theta, X, bint whole_batch):
         """The arrays fit this plan: its dtype and shapes (the kernels trust them)."""
         n_in = self.net.sizes[0]
@@ -434,6 +441,8 @@ cdef _batch_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
     cdef floating* halves = <floating*>plan.work.halves
     cdef Rows rows
     cdef double value
+    cdef double total = 0
+    cdef Py_ssize_t done
     if targets.ndim == 1:
         labels = targets
     else:
@@ -450,7 +459,11 @@ cdef _batch_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
     _calls_enter()
     try:
         with nogil:
-            if _takes_sample_step(&plan.net, &plan.work, rows.m, mode):  # as _train takes it
+            if _takes_tiny_run(&plan.net, &plan.work, rows.m, mode):  # as _train takes it
+                value = _tiny_run(&plan.net, &plan.solver, &theta[0],
+                                  <const floating*>rows.x, <const floating*>rows.y, NULL, 1,
+                                  &total, &done)
+            elif _takes_sample_step(&plan.net, &plan.work, rows.m, mode):
                 value = _sample_step(&plan.net, &plan.work, &rows, &theta[0], &plan.solver)
             else:
                 value = _split_batch(&plan.net, &plan.work, &rows, &theta[0],

@@ -29,6 +29,46 @@ cdef double _gather(const floating* X, const floating* Y, const Py_ssize_t* labe
     return wsum
 
 
+cdef int _tiny_epoch(const Net* net, const Data* data, const Solver* s, floating* theta,
+                     Py_ssize_t e, bint check_input, double* total, Py_ssize_t* step,
+                     Py_ssize_t* batches, Py_ssize_t* where) noexcept nogil:
+    """One epoch of ``_train`` in batches of one row through ``_tiny_run``: the rows
+    between two checks for signals as one run. Returns what ``_train`` would, where[1]
+    being the row (= the batch) it stopped at, else COMPLETED."""
+    cdef Py_ssize_t n = data.n, n_in = net.sizes[0], k = net.sizes[net.n_layers]
+    cdef Py_ssize_t start = 0, count, r, row, done
+    cdef const floating* X = <const floating*>data.X
+    cdef const floating* Y = <const floating*>data.Y
+    cdef bint bad
+    while start < n:
+        count = min(n - start, data.check_every - batches[0] % data.check_every)
+        bad = False
+        if check_input and e == 0:  # the run ends before the first row not finite
+            for r in range(count):
+                row = data.order[start + r] if data.order != NULL else start + r
+                if not _all_finite(X + row * n_in, n_in):
+                    count, bad = r, True
+                    break
+        if data.order != NULL:
+            _tiny_run(net, s, theta, X, Y, data.order + start, count, total, &done)
+        else:
+            _tiny_run(net, s, theta, X + start * n_in, Y + start * k, NULL, count, total,
+                      &done)
+        step[0] += done
+        batches[0] += done
+        start += done
+        where[0], where[1] = e, start
+        if done < count:
+            return LOSS_NOT_FINITE
+        if bad:
+            return INPUT_NOT_FINITE
+        if batches[0] % data.check_every == 0:
+            with gil:
+                if _check_signals() < 0:
+                    return INTERRUPTED
+    return COMPLETED
+
+
 cdef int _train(const Net* net, const Work* work, const Data* data, const Solver* s,
                 floating* theta, floating* grad, floating* moment1, floating* moment2,
                 Py_ssize_t* step, Py_ssize_t epochs, double* epoch_losses,
@@ -46,7 +86,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
     epoch's gradient norms and update ratios are taken (_stats.pxi), a row per epoch.
     Rows of a shuffled batch are gathered into the workspace; unshuffled batches are
     read in place; with ``work.halves``, mid-size batches run as two halves on two cores
-    (``_split_batch``); batches of one row through a tiny network take ``_sample_step``.
+    (``_split_batch``); batches of one row through a tiny network take ``_sample_step``,
+    through the tiniest ``_tiny_run`` (``_tiny_epoch``).
 
     Returns a Status, with where[0], where[1] := the epoch and batch it stopped at:
     COMPLETED; LOSS_NOT_FINITE before that batch's step (theta is what the previous
@@ -66,6 +107,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
     cdef Stats* stats = data.stats
     cdef int mode = FUSED_STEP if s.rule == SGD and stats == NULL else GRADIENTS
     cdef bint sample = _takes_sample_step(net, work, data.batch_size, mode)
+    cdef bint tiny = _takes_tiny_run(net, work, data.batch_size, mode)
+    cdef int status
     cdef bint step_threads = _n_params(net) >= SOLVER_TWO_THREADS_MIN
     cdef double value, total
     cdef Solver solver = s[0]
@@ -79,6 +122,12 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
         start = 0
         if stats != NULL:
             _stats_begin(net, stats, theta)
+        if tiny:
+            status = _tiny_epoch(net, data, s, theta, e, check_input, &total, step, &batches,
+                                 where)
+            if status != COMPLETED:
+                return status
+            start = n
         while start < n:
             m = min(data.batch_size, n - start)
             rows.m = rows.m_norm = m
