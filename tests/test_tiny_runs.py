@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from backprop import Network, _core, optim, reference
+from backprop._core import Status
 
 # x86-64-v2 has no runs (its registers hold 2 doubles): the general step runs there
 needs_runs = pytest.mark.skipif(not _core.TINY_RUNS_TARGET, reason="no tiny runs on this target")
@@ -132,3 +133,73 @@ def test_a_row_not_finite_undoes_the_call():
         net.fit(X, Y, epochs=2, batch_size=1, shuffle=False, lr=0.5)
     for mine, theirs in zip(net.weights + net.biases, start):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def kernel_train(
+    tiny, X, Y, *, epochs=2, order=None, check_input=False, dtype="float64", **network
+):
+    """``Plan.train`` on [2, 2, 1] in batches of one row, through the tiny runs or the
+    general step: (status, epoch, batch), the epoch losses, the steps, theta and the rows
+    the plan stepped in tiny runs."""
+    previous = _core.set_tiny_runs(tiny)
+    try:
+        net = Network([2, 2, 1], seed=1, dtype=dtype, **network)
+        opt = optim.SGD(0.5)
+        opt.init_state(net._theta.size, net._theta.dtype)
+        plan = net._arch.plan(1, optimizer=opt, gather=order is not None)
+        losses = np.full(epochs, np.nan)
+        X, Y = X.astype(dtype), Y.astype(dtype)
+        where = plan.train(net._theta, X, Y, order=order, epochs=epochs, losses=losses,
+                           optimizer=opt, steps=opt._steps, check_input=check_input)  # fmt: skip
+    finally:
+        _core.set_tiny_runs(previous)
+    return where, losses, int(opt._steps[0]), net._theta.copy(), plan.tiny_rows
+
+
+# more rows than one run between two checks for Ctrl-C (Plan.check_every: 1988 here)
+N = 2500
+
+
+@needs_runs
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", ["completed", "shuffled", "loss not finite", "input not finite"])
+def test_the_kernel_reports_what_the_general_step_does(case, dtype):
+    X, Y = data((2, 2, 1), n=N, seed=4)
+    options = {}
+    expected = Status.COMPLETED
+    if case == "shuffled":
+        options = dict(order=np.random.default_rng(1).permutation(N).astype(np.intp), epochs=1)
+    if case == "loss not finite":  # the identity output overflows at that row, epoch 1
+        X[2100] = 1e300 if dtype == "float64" else 1e30
+        options = dict(epochs=1, activation="identity", output="identity")
+        expected = Status.LOSS_NOT_FINITE
+    if case == "input not finite":  # found by the first epoch's check, in a shuffled order
+        X[1999, 0] = np.nan
+        order = np.random.default_rng(2).permutation(N).astype(np.intp)
+        options = dict(order=order, epochs=1, check_input=True)
+        expected = Status.INPUT_NOT_FINITE
+    tiny = kernel_train(True, X, Y, dtype=dtype, **options)
+    general = kernel_train(False, X, Y, dtype=dtype, **options)
+    assert tiny[0] == general[0] and tiny[0][0] == expected
+    assert tiny[2] == general[2]  # the steps taken
+    assert tiny[4] == tiny[2] > 0 and general[4] == 0  # the rows in tiny runs
+    np.testing.assert_allclose(tiny[1], general[1], **TOLERANCE[dtype])
+    np.testing.assert_allclose(tiny[3], general[3], **TOLERANCE[dtype])
+    if case == "input not finite":
+        assert tiny[0][2] == int(np.flatnonzero(options["order"] == 1999)[0])
+
+
+@needs_runs
+def test_a_step_of_one_row_takes_a_tiny_run():
+    previous = _core.set_tiny_runs(True)
+    try:
+        net = Network([2, 2, 1], seed=1)
+        opt = optim.SGD(0.5)
+        plan = net._arch.plan(1, optimizer=opt)
+        X, Y = data((2, 2, 1), n=1)
+        plan.batch(net._theta, X, Y, mode=_core.Mode.FUSED_STEP)
+        assert plan.tiny_rows == 1
+        monitored = net._arch.plan(1, optimizer=opt, stats=True)
+        assert not monitored.tiny_runs  # a monitored fit steps through stored gradients
+    finally:
+        _core.set_tiny_runs(previous)

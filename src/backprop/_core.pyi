@@ -63,6 +63,7 @@ class Plan:
     dtype: np.dtype
     path: Path
     tiny_runs: bool
+    tiny_rows: int
     backward: bool
     rows: int
     check_every: int

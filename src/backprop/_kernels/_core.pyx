@@ -129,6 +129,7 @@ cdef class Plan:
     cdef readonly object grad
     cdef readonly object rng_state
     cdef readonly Py_ssize_t n_running  # batch normalization's running statistics
+    cdef readonly Py_ssize_t tiny_rows  # rows its calls have stepped in tiny runs
     cdef object _stats  # the statistics' gradient sum (float64) and theta's copy
     cdef object _keep  # what the pointers in net and work point into
 
@@ -255,8 +256,9 @@ cdef class Plan:
     @property
     def tiny_runs(self):
         """Whether batches of one row run in tiny_run.h's runs (``_takes_tiny_run``)."""
-        return _takes_tiny_run(&self.net, &self.work, 1,
-                               FUSED_STEP if self.solver.rule == SGD else GRADIENTS)
+        return _takes_tiny_run(&self.net, &self.work, 1, FUSED_STEP
+                               if self.solver.rule == SGD and self._stats is None
+                               else GRADIENTS)
 
     cdef _check(self, theta, X, bint whole_batch):
         """The arrays fit this plan: its dtype and shapes (the kernels trust them)."""
@@ -424,7 +426,7 @@ cdef _train_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
                             &g[0] if g is not None else NULL,
                             &m1[0] if m1 is not None else NULL,
                             &m2[0] if m2 is not None else NULL, &steps[0], epochs,
-                            &losses[0], check_input, where)
+                            &losses[0], check_input, where, &plan.tiny_rows)
     finally:
         plan.work.running = NULL
         _calls_exit()
@@ -463,6 +465,7 @@ cdef _batch_call(Plan plan, floating[::1] theta, const floating[:, ::1] X, targe
                 value = _tiny_run(&plan.net, &plan.solver, &theta[0],
                                   <const floating*>rows.x, <const floating*>rows.y, NULL, 1,
                                   &total, &done)
+                plan.tiny_rows += done
             elif _takes_sample_step(&plan.net, &plan.work, rows.m, mode):
                 value = _sample_step(&plan.net, &plan.work, &rows, &theta[0], &plan.solver)
             else:

@@ -31,15 +31,18 @@ cdef double _gather(const floating* X, const floating* Y, const Py_ssize_t* labe
 
 cdef int _tiny_epoch(const Net* net, const Data* data, const Solver* s, floating* theta,
                      Py_ssize_t e, bint check_input, double* total, Py_ssize_t* step,
-                     Py_ssize_t* batches, Py_ssize_t* where) noexcept nogil:
+                     Py_ssize_t* batches, Py_ssize_t* where,
+                     Py_ssize_t* tiny_rows) noexcept nogil:
     """One epoch of ``_train`` in batches of one row through ``_tiny_run``: the rows
-    between two checks for signals as one run. Returns what ``_train`` would, where[1]
-    being the row (= the batch) it stopped at, else COMPLETED."""
+    between two checks for signals as one run; tiny_rows[0] += the rows stepped.
+    Returns what ``_train`` would when it stops (where := the epoch and the row, which
+    is the batch), else COMPLETED."""
     cdef Py_ssize_t n = data.n, n_in = net.sizes[0], k = net.sizes[net.n_layers]
     cdef Py_ssize_t start = 0, count, r, row, done
     cdef const floating* X = <const floating*>data.X
     cdef const floating* Y = <const floating*>data.Y
     cdef bint bad
+    cdef int status
     while start < n:
         count = min(n - start, data.check_every - batches[0] % data.check_every)
         bad = False
@@ -56,23 +59,27 @@ cdef int _tiny_epoch(const Net* net, const Data* data, const Solver* s, floating
                       &done)
         step[0] += done
         batches[0] += done
+        tiny_rows[0] += done
         start += done
-        where[0], where[1] = e, start
+        status = COMPLETED
         if done < count:
-            return LOSS_NOT_FINITE
-        if bad:
-            return INPUT_NOT_FINITE
-        if batches[0] % data.check_every == 0:
+            status = LOSS_NOT_FINITE
+        elif bad:
+            status = INPUT_NOT_FINITE
+        elif batches[0] % data.check_every == 0:
             with gil:
                 if _check_signals() < 0:
-                    return INTERRUPTED
+                    status = INTERRUPTED
+        if status != COMPLETED:
+            where[0], where[1] = e, start
+            return status
     return COMPLETED
 
 
 cdef int _train(const Net* net, const Work* work, const Data* data, const Solver* s,
                 floating* theta, floating* grad, floating* moment1, floating* moment2,
                 Py_ssize_t* step, Py_ssize_t epochs, double* epoch_losses,
-                bint check_input, Py_ssize_t* where) noexcept nogil:
+                bint check_input, Py_ssize_t* where, Py_ssize_t* tiny_rows) noexcept nogil:
     """Runs ``epochs`` epochs of mini-batch gradient descent on theta, in place.
 
     For every epoch e and batch B (consecutive runs of batch_size entries of
@@ -95,7 +102,8 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
     full run's last step left theta not finite; INPUT_NOT_FINITE when, with
     ``check_input``, the first epoch finds NaN or infinity in the rows of a batch just
     before they are used (they are in cache then, and the first epoch visits every
-    row); INTERRUPTED between two batches, a signal's exception pending.
+    row); INTERRUPTED between two batches, a signal's exception pending. tiny_rows[0] +=
+    the rows stepped in ``_tiny_run``'s runs.
     """
     cdef Py_ssize_t n = data.n, n_in = net.sizes[0], k = net.sizes[net.n_layers]
     cdef Py_ssize_t e, start, m, b, batches = 0
@@ -124,7 +132,7 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
             _stats_begin(net, stats, theta)
         if tiny:
             status = _tiny_epoch(net, data, s, theta, e, check_input, &total, step, &batches,
-                                 where)
+                                 where, tiny_rows)
             if status != COMPLETED:
                 return status
             start = n
