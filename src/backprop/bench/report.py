@@ -270,7 +270,7 @@ def _run_workloads(
     # first, while no peer's threads exist: OpenBLAS's and XLA's, still spinning after their
     # own products, would share the cores with the probe
     announce("peak")
-    peak = tables.peak = peak_gflops(repeats=max(tables.repeats, 3))
+    peak = tables.peak = peak_gflops()
     rows = tables.rows
     for workload, name in plan:
         announce(f"{workload.name} {name}")
