@@ -41,6 +41,9 @@ cdef int _tiny_epoch(const Net* net, const Data* data, const Solver* s, floating
     cdef Py_ssize_t start = 0, count, r, row, done
     cdef const floating* X = <const floating*>data.X
     cdef const floating* Y = <const floating*>data.Y
+    cdef const floating* xs
+    cdef const floating* ys
+    cdef const Py_ssize_t* order
     cdef bint bad
     cdef int status
     while start < n:
@@ -52,11 +55,11 @@ cdef int _tiny_epoch(const Net* net, const Data* data, const Solver* s, floating
                 if not _all_finite(X + row * n_in, n_in):
                     count, bad = r, True
                     break
-        if data.order != NULL:
-            _tiny_run(net, s, theta, X, Y, data.order + start, count, total, &done)
-        else:
-            _tiny_run(net, s, theta, X + start * n_in, Y + start * k, NULL, count, total,
-                      &done)
+        if data.order != NULL:  # rows order[start ..] of X and Y
+            xs, ys, order = X, Y, data.order + start
+        else:  # rows start .. of X and Y
+            xs, ys, order = X + start * n_in, Y + start * k, NULL
+        _tiny_run(net, s, theta, xs, ys, order, count, total, &done)
         step[0] += done
         batches[0] += done
         tiny_rows[0] += done
@@ -135,7 +138,7 @@ cdef int _train(const Net* net, const Work* work, const Data* data, const Solver
                                  where, tiny_rows)
             if status != COMPLETED:
                 return status
-            start = n
+            start = n  # every row stepped: no batch left for the loop below
         while start < n:
             m = min(data.batch_size, n - start)
             rows.m = rows.m_norm = m

@@ -82,10 +82,12 @@ typedef int bp_tiny_vi __attribute__((vector_size(4 * sizeof(int))));
    translation unit, so it stays off from here on. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-/* where mask (all bits set or clear per lane), a, else b */
-static inline __attribute__((always_inline)) bp_tiny_vd bp_tiny_select_d(bp_tiny_vl mask, bp_tiny_vd a, bp_tiny_vd b) {
-  return (bp_tiny_vd)(((bp_tiny_vl)a & mask) | ((bp_tiny_vl)b & ~mask));
-}
+/* where mask (all bits set or clear per lane), a, else b: for vectors V whose lanes are
+   as wide as those of the integer vectors VI */
+#define BP_TINY_SELECT(V, VI, mask, a, b) ((V)(((VI)(a) & (mask)) | ((VI)(b) & ~(mask))))
+
+/* leaky_relu's slope for z < 0 (PyTorch's default, as _elementwise.pxi's LEAKY_SLOPE) */
+#define BP_TINY_LEAKY_SLOPE 0.01
 
 /* e^x for x <= 0, lane by lane: ``_exp_neg``'s operations in its order (see there:
    Cody and Waite's reduction, the Taylor series to r^13 in Estrin's order, 2^n put in
@@ -93,7 +95,7 @@ static inline __attribute__((always_inline)) bp_tiny_vd bp_tiny_select_d(bp_tiny
 static inline __attribute__((always_inline)) bp_tiny_vd bp_exp_neg(bp_tiny_vd x) {
   const bp_tiny_vd floor = (bp_tiny_vd){} - 708.0;
   bp_tiny_vd t, n, r, r2, r4, p, scale;
-  x = bp_tiny_select_d(x < -708.0, floor, x);
+  x = BP_TINY_SELECT(bp_tiny_vd, bp_tiny_vl, x < -708.0, floor, x);
   t = x * 1.4426950408889634 + 6755399441055744.0;
   n = t - 6755399441055744.0;
   r = x - n * 6.93147180369123816490e-01;
@@ -112,7 +114,7 @@ static inline __attribute__((always_inline)) bp_tiny_vd bp_exp_neg(bp_tiny_vd x)
 /* sigma(z) = 1 / (1 + e^-z) as ``_sigmoid`` forms it: e / (1 + e), e = e^-|z|, for z < 0 */
 static inline __attribute__((always_inline)) bp_tiny_vd bp_tiny_sigmoid(bp_tiny_vd z) {
   const bp_tiny_vd e = bp_exp_neg(-(bp_tiny_vd)((bp_tiny_vl)z & 0x7fffffffffffffffLL));
-  return bp_tiny_select_d(z >= 0, (bp_tiny_vd){} + 1.0, e) / (1.0 + e);
+  return BP_TINY_SELECT(bp_tiny_vd, bp_tiny_vl, z >= 0, (bp_tiny_vd){} + 1.0, e) / (1.0 + e);
 }
 
 #define BP_TINY_CAT_(a, b) a##b

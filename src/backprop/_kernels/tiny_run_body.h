@@ -12,14 +12,11 @@
 #error "include tiny_run.h, not tiny_run_body.h"
 #endif
 
-#define BP_SELECT BP_TINY_CAT(BP_TINY_RUN, _select)
 #define BP_ACT BP_TINY_CAT(BP_TINY_RUN, _act)
 #define BP_PRIME BP_TINY_CAT(BP_TINY_RUN, _prime)
 #define BP_RUN BP_TINY_CAT(BP_TINY_RUN, _one)
 
-static inline __attribute__((always_inline)) BP_V BP_SELECT(BP_VI mask, BP_V a, BP_V b) {
-  return (BP_V)(((BP_VI)a & mask) | ((BP_VI)b & ~mask));
-}
+#define BP_SELECT(mask, a, b) BP_TINY_SELECT(BP_V, BP_VI, mask, a, b)
 
 /* Where the general step's C (Cython's) computes in double: its constants 1 and 2 are
    the doubles 1.0 and 2.0, so with float operands those operations are done in double
@@ -45,7 +42,7 @@ static inline __attribute__((always_inline)) BP_V BP_ACT(BP_V z, int act) {
     case BP_TINY_RELU:
       return BP_SELECT(z < 0, (BP_V){}, z);
     case BP_TINY_LEAKY_RELU:
-      return BP_SELECT(z > 0, z, z * (BP_T)0.01);
+      return BP_SELECT(z > 0, z, z * (BP_T)BP_TINY_LEAKY_SLOPE);
     default:
       return z;
   }
@@ -63,7 +60,7 @@ static inline __attribute__((always_inline)) BP_V BP_PRIME(BP_V a, int act) {
     case BP_TINY_RELU:
       return BP_SELECT(a > 0, one, (BP_V){});
     case BP_TINY_LEAKY_RELU:
-      return BP_SELECT(a > 0, one, (BP_V){} + (BP_T)0.01);
+      return BP_SELECT(a > 0, one, (BP_V){} + (BP_T)BP_TINY_LEAKY_SLOPE);
     default:
       return one;
   }
@@ -159,7 +156,7 @@ static inline __attribute__((always_inline)) double BP_RUN(
     for (i = 0; i < BP_TINY; i++)
       if (i < n0) c1[i] = c1[i] + (-eta * dp) * x[i];
     v1 = BP_BIAS_STEP(v1, dp);
-    *total += value * 1;
+    *total += value;
   }
   for (i = 0; i < BP_TINY; i++) {
     for (j = 0; j < BP_TINY; j++) {

@@ -26,10 +26,13 @@ class Peak:
     target: str
 
 
-def _timed(steps: int, doubles: bool, threads: int) -> float:
+def _timed(steps: int, doubles: bool, threads: int) -> tuple[float, float]:
+    """The probe's GFLOP/s over ``steps`` steps on each of ``threads`` threads, and its
+    seconds."""
     start = time.perf_counter()
     flops = _core.peak_flops(steps, doubles, threads)
-    return flops / (time.perf_counter() - start) / 1e9
+    seconds = time.perf_counter() - start
+    return flops / seconds / 1e9, seconds
 
 
 def peak_gflops(repeats: int = 10, seconds: float = 0.02) -> Peak:
@@ -45,7 +48,9 @@ def peak_gflops(repeats: int = 10, seconds: float = 0.02) -> Peak:
     gflops = {}
     for dtype in ("float32", "float64"):
         doubles = dtype == "float64"
-        rate = _timed(1 << 20, doubles, threads)
-        steps = max(1 << 10, int(seconds * rate * 1e9 / _core.peak_flops(1, doubles, threads)))
-        gflops[np.dtype(dtype).name] = max(_timed(steps, doubles, threads) for _ in range(repeats))
+        first = _timed(1 << 20, doubles, threads)[1]
+        steps = max(1 << 10, int((1 << 20) * seconds / first))
+        gflops[np.dtype(dtype).name] = max(
+            _timed(steps, doubles, threads)[0] for _ in range(repeats)
+        )
     return Peak(gflops, threads, _core.TARGET)
