@@ -15,7 +15,10 @@
 #define BP_HAS_FMA 0
 #endif
 
-#if defined(__AVX512F__)
+/* A build may set BP_VBYTES itself: tests/c builds the tiles with AVX-512's 64-byte
+   vectors on a CPU without it (GCC then does each vector operation in two or four). */
+#if defined(BP_VBYTES)
+#elif defined(__AVX512F__)
 #define BP_VBYTES 64
 #elif defined(__AVX__)
 #define BP_VBYTES 32

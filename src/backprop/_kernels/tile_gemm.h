@@ -11,7 +11,8 @@
  *
  * The columns of C go in strips of NR = 2 vectors and the depth in panels of KC. A strip of
  * B is read where it lies; a strip of B^T, or a last strip narrower than NR, is first copied
- * into an aligned KC x NR buffer on the stack, zero-padded past n. Against it, tiles of
+ * into an aligned KC x NR buffer on the stack, zero-padded past n (B^T's a vector-square
+ * block at a time, transposed in registers). Against it, tiles of
  * MR rows of op(A) are multiplied with MR x 2 vector accumulators held in registers: per
  * depth step 2 vector loads, MR broadcasts and 2 MR (fused) multiply-adds. A strip of at
  * most one vector uses a 1-vector tile (reading B in place too when it is exactly one
@@ -94,17 +95,53 @@ static void *bp_thread_block(void) {
 static void *bp_thread_block(void) { return NULL; }
 #endif
 
+/* The transpose tile_gemm_body.h's BP_TRANSPOSE does in registers: n vectors of n lanes
+   in log2(n) rounds; the round of distance d swaps, in each pair of vectors d apart, the
+   d x d blocks either side of the diagonal:
+       lo[l] = l & d ? b[l - d] : a[l],    hi[l] = l & d ? b[l] : a[l + d],
+   a the pair's first vector, b its second. Each is one or two instructions on x86
+   (unpack, blend, a move of 128- or 256-bit halves). BP_SWAP_MASK(BP_SWAP_LO, d) lists
+   the lane indices __builtin_shuffle(a, b, mask) takes for lo (BP_SWAP_HI: hi) on vectors
+   of BP_LANES lanes. */
+#define BP_SWAP_LO(d, l) (((l) & (d)) ? BP_LANES + (l) - (d) : (l))
+#define BP_SWAP_HI(d, l) (((l) & (d)) ? BP_LANES + (l) : (l) + (d))
+#define BP_LANES_2(f, d) f(d, 0), f(d, 1)
+#define BP_LANES_4(f, d) BP_LANES_2(f, d), f(d, 2), f(d, 3)
+#define BP_LANES_8(f, d) BP_LANES_4(f, d), f(d, 4), f(d, 5), f(d, 6), f(d, 7)
+#define BP_LANES_16(f, d) \
+  BP_LANES_8(f, d), f(d, 8), f(d, 9), f(d, 10), f(d, 11), f(d, 12), f(d, 13), f(d, 14), f(d, 15)
+#define BP_SWAP_MASK(f, d) BP_CAT(BP_LANES_, BP_LANES)(f, d)
+
+/* Lanes in a vector of floats and of doubles, as the literals BP_LANES must be, and the
+   integer vectors of as many lanes (a shuffle's mask). */
+#if BP_VBYTES == 64
+#define BP_LANES_F 16
+#define BP_LANES_D 8
+#elif BP_VBYTES == 32
+#define BP_LANES_F 8
+#define BP_LANES_D 4
+#else
+#define BP_LANES_F 4
+#define BP_LANES_D 2
+#endif
+typedef int bp_vfi __attribute__((vector_size(BP_VBYTES)));
+typedef long long bp_vdi __attribute__((vector_size(BP_VBYTES)));
+
 #define BP_CAT_(a, b) a##b
 #define BP_CAT(a, b) BP_CAT_(a, b)
 
 #define BP_T float
 #define BP_V bp_vf
+#define BP_VI bp_vfi
+#define BP_LANES BP_LANES_F
 #define BP_GEMM bp_tile_sgemm
 #define BP_GEMM_PACKED bp_tile_sgemm_packed
 #include "tile_gemm_body.h"
 
 #define BP_T double
 #define BP_V bp_vd
+#define BP_VI bp_vdi
+#define BP_LANES BP_LANES_D
 #define BP_GEMM bp_tile_dgemm
 #define BP_GEMM_PACKED bp_tile_dgemm_packed
 #include "tile_gemm_body.h"

@@ -2,7 +2,7 @@
  * tile_gemm_body.h once per width with
  *
  *     BP_T     the element type (float or double)
- *     BP_V     a 64-byte vector of BP_T
+ *     BP_V     a vector of BP_T (BP_VBYTES wide)
  *     BP_NV    the tile's width in vectors (1 or 2)
  *     BP_TILE  the name of the tile function
  *
