@@ -9,8 +9,8 @@ peak probe computes every chain it counts, against scalar code, bit for bit. Eac
 compiled warning-free (-Wall -Wextra -Werror) for every CPU target the kernels are built
 for (``backprop._cpu``) and must exit 0 on each one this CPU runs. test_tile_gemm.c is
 also built for the baseline with AVX-512's 64-byte vectors (BP_VBYTES=64, each vector
-operation done in parts): the code the x86-64-v4 wheel runs, 16 floats to a vector, run
-on a CPU without AVX-512.
+operation done in parts): the code the x86-64-v4 wheel runs, 16 floats to a vector and
+tiles of 8 rows, run on a CPU without AVX-512.
 """
 
 import shutil

@@ -20,7 +20,8 @@ cdef inline void _prefetch_row(const floating* row, Py_ssize_t n) noexcept nogil
     cdef Py_ssize_t b, size = n * sizeof(floating)
     for b in range(0, size, 64):
         _prefetch(start + b)
-    _prefetch(start + size - 1)
+    if size > 0:
+        _prefetch(start + size - 1)
 
 
 cdef double _gather(const floating* X, const floating* Y, const Py_ssize_t* labels,

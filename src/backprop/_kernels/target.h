@@ -15,9 +15,13 @@
 #define BP_HAS_FMA 0
 #endif
 
-/* A build may set BP_VBYTES itself: tests/c builds the tiles with AVX-512's 64-byte
-   vectors on a CPU without it (GCC then does each vector operation in two or four). */
+/* A build may set BP_VBYTES itself (16, 32 or 64): tests/c builds the tiles with
+   AVX-512's 64-byte vectors on a CPU without it (GCC then does each vector operation in
+   two or four). */
 #if defined(BP_VBYTES)
+#if BP_VBYTES != 16 && BP_VBYTES != 32 && BP_VBYTES != 64
+#error "BP_VBYTES must be 16, 32 or 64"
+#endif
 #elif defined(__AVX512F__)
 #define BP_VBYTES 64
 #elif defined(__AVX__)

@@ -46,7 +46,7 @@
    A tile is then 8 x 32 floats / 8 x 16 doubles, 6 x 16 / 6 x 8, or 6 x 8 / 6 x 4.
    The vectors are aligned only to the element, since strips of B and rows of C start
    anywhere; may_alias, since they are read through T pointers. */
-#if defined(__AVX512F__)
+#if BP_VBYTES == 64
 #define BP_MR 8
 #else
 #define BP_MR 6
@@ -101,10 +101,12 @@ static void *bp_thread_block(void) { return NULL; }
        lo[l] = l & d ? b[l - d] : a[l],    hi[l] = l & d ? b[l] : a[l + d],
    a the pair's first vector, b its second. Each is one or two instructions on x86
    (unpack, blend, a move of 128- or 256-bit halves). BP_SWAP_MASK(BP_SWAP_LO, d) lists
-   the lane indices __builtin_shuffle(a, b, mask) takes for lo (BP_SWAP_HI: hi) on vectors
-   of BP_LANES lanes. */
-#define BP_SWAP_LO(d, l) (((l) & (d)) ? BP_LANES + (l) - (d) : (l))
-#define BP_SWAP_HI(d, l) (((l) & (d)) ? BP_LANES + (l) : (l) + (d))
+   the lane indices a shuffle of a and b takes for lo (BP_SWAP_HI: hi) on vectors of
+   BP_LANES lanes, each index in range even for a round the width does not have (d >= n:
+   never run, but its shuffle is still compiled). BP_SHUFFLE is that shuffle: Clang's
+   and GCC 12's __builtin_shufflevector, older GCC's __builtin_shuffle. */
+#define BP_SWAP_LO(d, l) ((((l) & (d)) ? BP_LANES + (l) - (d) : (l)) & (2 * BP_LANES - 1))
+#define BP_SWAP_HI(d, l) ((((l) & (d)) ? BP_LANES + (l) : (l) + (d)) & (2 * BP_LANES - 1))
 #define BP_LANES_2(f, d) f(d, 0), f(d, 1)
 #define BP_LANES_4(f, d) BP_LANES_2(f, d), f(d, 2), f(d, 3)
 #define BP_LANES_8(f, d) BP_LANES_4(f, d), f(d, 4), f(d, 5), f(d, 6), f(d, 7)
@@ -112,8 +114,14 @@ static void *bp_thread_block(void) { return NULL; }
   BP_LANES_8(f, d), f(d, 8), f(d, 9), f(d, 10), f(d, 11), f(d, 12), f(d, 13), f(d, 14), f(d, 15)
 #define BP_SWAP_MASK(f, d) BP_CAT(BP_LANES_, BP_LANES)(f, d)
 
+#if defined(__clang__) || __GNUC__ >= 12
+#define BP_SHUFFLE(a, b, VI, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define BP_SHUFFLE(a, b, VI, ...) __builtin_shuffle(a, b, (VI){__VA_ARGS__})
+#endif
+
 /* Lanes in a vector of floats and of doubles, as the literals BP_LANES must be, and the
-   integer vectors of as many lanes (a shuffle's mask). */
+   integer vectors of as many lanes (older GCC's shuffle mask). */
 #if BP_VBYTES == 64
 #define BP_LANES_F 16
 #define BP_LANES_D 8

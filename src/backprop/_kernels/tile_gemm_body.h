@@ -33,8 +33,8 @@
     _Pragma("GCC unroll 16") for (i = 0; i < W; i++)                                  \
       if (!(i & (d))) {                                                               \
         const BP_V a_ = v[i], b_ = v[i + (d)];                                        \
-        v[i] = __builtin_shuffle(a_, b_, (BP_VI){BP_SWAP_MASK(BP_SWAP_LO, d)});       \
-        v[i + (d)] = __builtin_shuffle(a_, b_, (BP_VI){BP_SWAP_MASK(BP_SWAP_HI, d)}); \
+        v[i] = BP_SHUFFLE(a_, b_, BP_VI, BP_SWAP_MASK(BP_SWAP_LO, d));                \
+        v[i + (d)] = BP_SHUFFLE(a_, b_, BP_VI, BP_SWAP_MASK(BP_SWAP_HI, d));          \
       }
 
 /* dst[i NR + l] := src[l lds + i] for i, l < W: a block of one vector square transposed,
