@@ -5,41 +5,17 @@
 # solver family (_solvers.pxi).
 
 
-cdef extern from *:
-    void _prefetch "__builtin_prefetch"(const void* address) nogil
-
-# How many rows ahead ``_gather`` asks for X's rows: a shuffled order reads them from
-# anywhere in X, which is out of L2 from a few hundred kB, so each row costs a trip to
-# L3 or memory unless several are on their way at once.
-cdef Py_ssize_t GATHER_AHEAD = 8
-
-
-cdef inline void _prefetch_row(const floating* row, Py_ssize_t n) noexcept nogil:
-    """Ask for the cache lines of row[0 .. n-1]."""
-    cdef const char* start = <const char*>row
-    cdef Py_ssize_t b, size = n * sizeof(floating)
-    for b in range(0, size, 64):
-        _prefetch(start + b)
-    if size > 0:
-        _prefetch(start + size - 1)
-
-
 cdef double _gather(const floating* X, const floating* Y, const Py_ssize_t* labels,
                     const floating* sw, const Py_ssize_t* order, Py_ssize_t m,
                     Py_ssize_t n_in, Py_ssize_t k, floating* xb, floating* yb,
                     Py_ssize_t* lb, floating* swb) noexcept nogil:
     """Rows order[0 .. m-1] of X and of Y (or of labels, when not NULL), and of sw
     (when not NULL), copied into the batch buffers; returns the batch's weight sum
-    sum_i sw_i (m without weights), summed in float64 whatever the dtype. X's rows are
-    asked for GATHER_AHEAD rows before they are copied."""
+    sum_i sw_i (m without weights), summed in float64 whatever the dtype."""
     cdef Py_ssize_t i, row
     cdef double wsum = m
-    for i in range(min(GATHER_AHEAD, m)):
-        _prefetch_row(X + order[i] * n_in, n_in)
     for i in range(m):
         row = order[i]
-        if i + GATHER_AHEAD < m:
-            _prefetch_row(X + order[i + GATHER_AHEAD] * n_in, n_in)
         memcpy(xb + i * n_in, X + row * n_in, n_in * sizeof(floating))
         if labels != NULL:
             lb[i] = labels[row]

@@ -81,16 +81,13 @@ BP_STRIP_B(char tb, const BP_T *b, ptrdiff_t ldb, ptrdiff_t p0, ptrdiff_t j0, pt
         for (j = 0; j < NR; j++) panel[p * NR + j] = j < nr ? bs[p * ldb + j] : (BP_T)0;
   } else {
     const BP_T *bs = b + j0 * ldb + p0;
-    ptrdiff_t jw = 0;
-    if (W >= 4)
-      for (; jw + W <= nr; jw += W) {
-        for (p = 0; p + W <= kc; p += W) BP_TRANSPOSE(bs + jw * ldb + p, ldb, panel + p * NR + jw);
-        for (j = jw; j < jw + W; j++)
-          for (p = kc / W * W; p < kc; p++) panel[p * NR + j] = bs[j * ldb + p];
-      }
-    for (j = jw; j < NR; j++)
+    /* the first jb columns' first pb rows in blocks, the rest element by element */
+    const ptrdiff_t jb = W >= 4 ? nr / W * W : 0, pb = kc / W * W;
+    for (j = 0; j < jb; j += W)
+      for (p = 0; p < pb; p += W) BP_TRANSPOSE(bs + j * ldb + p, ldb, panel + p * NR + j);
+    for (j = 0; j < NR; j++)
       if (j < nr)
-        for (p = 0; p < kc; p++) panel[p * NR + j] = bs[j * ldb + p];
+        for (p = j < jb ? pb : 0; p < kc; p++) panel[p * NR + j] = bs[j * ldb + p];
       else
         for (p = 0; p < kc; p++) panel[p * NR + j] = 0;
   }
