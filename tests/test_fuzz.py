@@ -10,7 +10,7 @@ fails validation leaves the weights unchanged. No other warning may be issued.
 
 The hypothesis loop runs in a child process (``python tests/test_fuzz.py N DIR``), so a
 crash in compiled code fails the test instead of killing the test run. It is
-derandomized: CI runs the same cases every time. The suite tries 1,000 cases;
+derandomized: CI runs the same cases every time. The suite tries 500 cases;
 BACKPROP_FUZZ_EXAMPLES sets another number, and CI also runs 5,000 in a step of its own.
 """
 
@@ -32,7 +32,7 @@ from hypothesis.extra import numpy as hnp
 import backprop
 from backprop import _names
 
-EXAMPLES = int(os.environ.get("BACKPROP_FUZZ_EXAMPLES", "1000"))
+EXAMPLES = int(os.environ.get("BACKPROP_FUZZ_EXAMPLES", "500"))
 
 # ---------------------------------------------------------------- the test ---
 

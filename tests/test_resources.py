@@ -1,8 +1,8 @@
 """Resources and determinism: nothing leaks over many cycles; a seed fixes every weight;
 training's memory is bounded.
 
-10,000 cycles of create, fit, forward, save and load on a tiny network leave the resident
-memory flat (growth under 20 MB after a warm-up), no file descriptor open and no
+2,000 cycles of create, fit, forward, save and load on a tiny network leave the resident
+memory flat (growth under 5 MB after a warm-up), no file descriptor open and no
 temporary file behind. The same seeds give bit-identical weights, run after run and
 process after process, with shuffling on. ``fit`` allocates its workspaces once: its peak
 memory is the data and a few batches.
@@ -23,10 +23,10 @@ from conftest import child_env
 import backprop
 from backprop import Network
 
-# 4,000 measured cycles: a leak of 2.5 KB or more a cycle exceeds MAX_GROWTH
-CYCLES = 5_000
-WARM_UP = 1_000
-MAX_GROWTH = 10 * 2**20  # bytes
+# 1,600 measured cycles: a leak of 3.3 KB or more a cycle exceeds MAX_GROWTH
+CYCLES = 2_000
+WARM_UP = 400
+MAX_GROWTH = 5 * 2**20  # bytes
 
 
 def resident_bytes() -> int:
