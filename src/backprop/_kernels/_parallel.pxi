@@ -176,10 +176,10 @@ cdef Py_ssize_t _units_size(const Net* net, Py_ssize_t m) noexcept nogil:
     if cut == 0:
         return 0
     w0, w1 = _round_up(cut, 16), _round_up(h - cut, 16)
-    # two gathered batches (X, Y, weights; by parity); the output layer's Z and delta;
-    # per part A and delta of its units and its partial output; parameters, moments and
-    # gradients of both parts
-    return (16 + 2 * (_round_up(m * n_in, 16) + _round_up(m * k, 16) + _round_up(m, 16))
+    # three gathered batches (X, Y, weights; by batch modulo 3); the output layer's Z
+    # and delta; per part A and delta of its units and its partial output; parameters,
+    # moments and gradients of both parts
+    return (16 + 3 * (_round_up(m * n_in, 16) + _round_up(m * k, 16) + _round_up(m, 16))
             + 2 * _round_up(m * k, 16)
             + 2 * (_round_up(m * w0, 16) + _round_up(m * w1, 16) + 2 * _round_up(m * k, 16))
             + 4 * (_part_size(n_in, w0, k) + _part_size(n_in, w1, k)))
@@ -280,9 +280,18 @@ cdef enum UnitsJob:
     UNPACK = 8  # copy the part's parameters, moments and gradient back
 
 
+# A run's parts: the two parts of units, then (but in the epoch's last run) the two halves
+# of the next batch's rows, which the first thread done with its units copies while the
+# other still computes. The team hands out parts in order, so a thread claims a half only
+# once both parts of units have been claimed.
+cdef enum:
+    UNITS_PARTS = 2
+    GATHER_PARTS = 2
+
+
 cdef struct Units:
-    # What both parts of a ``_units_epoch`` run read ([t]: part t's; [q]: by batch
-    # parity; the dtype's numbers behind the void pointers).
+    # What the parts of a ``_units_epoch`` run read ([t]: part t's; [q]: by batch
+    # modulo 3; the dtype's numbers behind the void pointers).
     const Net* net
     int jobs  # UnitsJob flags
     Py_ssize_t batch  # b: FORWARD runs batch b, BACKWARD batch b - 1
@@ -294,23 +303,45 @@ cdef struct Units:
     void* a1s[2]  # A and delta of the part's units
     void* d1s[2]
     void* partials[2]  # the part's share of the output, A_J W2[J, :]
-    void* xs[2]  # the batch's rows of X
+    void* xs[3]  # the batch's rows of X, of Y and their sample weights
+    void* ys[3]
+    void* sws[3]
     void* delta  # the output layer's delta of batch b - 1
-    Py_ssize_t ms[2]  # the batch's rows
-    double wsums[2]  # its weight sum
-    Solver solvers[2]  # its step (Adam's step size changes with the batch)
+    Py_ssize_t ms[3]  # the batch's rows
+    double wsums[3]  # its weight sum
+    Solver solvers[3]  # its step (Adam's step size changes with the batch)
+    const void* X  # the data, and (parts 2 and 3) batch b + 1's rows of it
+    const void* Y
+    const void* sw
+    const Py_ssize_t* next_rows
     double l2[2]  # the part's running L2 term: sum_B |B| decay / (2 wsum_B) sum W_J^2
     bint doubles
+
+
+cdef void _units_gather(Units* u, int half, floating* params) noexcept nogil:
+    """Half ``half`` of batch b + 1's rows (the first ceil(m / 2), or the rest) of X, Y
+    and the sample weights, into the buffers of batch b + 1 (its weight sum is the
+    caller's, summed in the rows' order)."""
+    cdef Py_ssize_t n_in = u.net.sizes[0], k = u.net.sizes[2], g = (u.batch + 1) % 3
+    cdef Py_ssize_t m = u.ms[g], r0 = 0 if half == 0 else (m + 1) // 2
+    cdef Py_ssize_t r1 = (m + 1) // 2 if half == 0 else m
+    _gather(<const floating*>u.X, <const floating*>u.Y, NULL, <const floating*>u.sw,
+            u.next_rows + r0, r1 - r0, n_in, k, <floating*>u.xs[g] + r0 * n_in,
+            <floating*>u.ys[g] + r0 * k, NULL, <floating*>u.sws[g] + r0)
 
 
 cdef void _units_job(Units* u, int t, floating* params) noexcept nogil:
     """Part t's share of a run (``u.jobs``), on units J_t; ``params`` is u.flats[0]."""
     cdef floating* part[4]
     cdef floating* flat[4]
-    cdef Py_ssize_t n_in = u.net.sizes[0], k = u.net.sizes[2], wp = u.wps[t]
-    cdef Py_ssize_t q = u.batch % 2, p = (u.batch + 1) % 2
+    cdef Py_ssize_t n_in = u.net.sizes[0], k = u.net.sizes[2], wp
+    cdef Py_ssize_t q = u.batch % 3, p = (u.batch + 2) % 3
     cdef double sq
     cdef int a
+    if t >= UNITS_PARTS:
+        _units_gather(u, t - UNITS_PARTS, params)
+        return
+    wp = u.wps[t]
     for a in range(4):
         part[a] = <floating*>u.parts[t][a]
         flat[a] = <floating*>u.flats[a]
@@ -334,7 +365,8 @@ cdef void _units_job(Units* u, int t, floating* params) noexcept nogil:
 
 
 cdef void _units_part(void* ctx, int t) noexcept nogil:
-    """Part t of a ``_units_epoch`` run, in the run's dtype."""
+    """Part t of a ``_units_epoch`` run, in the run's dtype: units J_t (t < 2), or
+    half t - 2 of the next batch's rows."""
     cdef Units* u = <Units*>ctx
     if u.doubles:
         _units_job(u, t, <double*>u.flats[0])
@@ -355,8 +387,11 @@ cdef double _units_epoch(const Net* net, Solver s, const Data* data, floating* p
     b's forward pass (``_units_forward``); then the caller forms Z2 = (P_0 + P_1) + b2
     from both partial outputs and takes the loss and delta of the whole output layer
     (only the m x k partials, b2 and delta cross between the cores). A last run steps the
-    last batch and copies the parameters back. The batches alternate between two buffers
-    by parity, since a run reads batch b - 1's rows and batch b's. Returns
+    last batch and copies the parameters back. The run of batch b also gathers batch
+    b + 1's rows (``_units_gather``), in two halves the threads take when done with their
+    units, so the copies, as long as a tenth of the run (from X's rows in random order),
+    leave the caller's serial work; the batches rotate among three buffers, since a run
+    reads batch b - 1's rows and batch b's and writes batch b + 1's. Returns
     sum_B |B| L_B as ``_sk_epoch``; a pending signal sets *interrupted and stops the epoch
     after the batch it came in (its step taken).
     """
@@ -370,24 +405,25 @@ cdef double _units_epoch(const Net* net, Solver s, const Data* data, floating* p
     # vector more than it needed (h = 100 in float64 with AVX2: 56 units against 48)
     cdef Py_ssize_t vec = BP_VBYTES // sizeof(floating)
     cdef floating* cursor = <floating*>_round_up(<Py_ssize_t>work, 64)
-    cdef floating* ys[2]
-    cdef floating* sws[2]
     cdef floating* zb
     cdef floating* p0
     cdef floating* p1
     cdef Units u
-    cdef double total = 0, value
+    cdef double total = 0, value, wsum
+    cdef floating* ys
+    cdef floating* sws
     cdef Py_ssize_t start = 0, m, i, j, b = 0
-    cdef int t, a, q
+    cdef int t, a, q, parts
     u.net = net
     u.doubles = floating is double
     u.j0s[0], u.j0s[1], u.widths[0], u.widths[1] = 0, cut, cut, h - cut
     u.flats[0], u.flats[1], u.flats[2], u.flats[3] = params, moment1, moment2, grad
     u.l2[0] = u.l2[1] = 0
-    for q in range(2):
+    u.X, u.Y, u.sw = X, Y, sample_weight
+    for q in range(3):
         u.xs[q] = _take(&cursor, batch_size * n_in)
-        ys[q] = _take(&cursor, batch_size * k)
-        sws[q] = _take(&cursor, batch_size)
+        u.ys[q] = _take(&cursor, batch_size * k)
+        u.sws[q] = _take(&cursor, batch_size)
     zb = _take(&cursor, batch_size * k)
     u.delta = _take(&cursor, batch_size * k)
     for t in range(2):
@@ -400,23 +436,35 @@ cdef double _units_epoch(const Net* net, Solver s, const Data* data, floating* p
     p0, p1 = <floating*>u.partials[0], <floating*>u.partials[1]
     interrupted[0] = False
     u.jobs = PACK
+    u.ms[0] = min(batch_size, n)
+    _gather(X, Y, NULL, sample_weight, data.order, u.ms[0], n_in, k, <floating*>u.xs[0],
+            <floating*>u.ys[0], NULL, <floating*>u.sws[0])
     while start < n:
-        m = min(batch_size, n - start)
-        q = b % 2
-        u.ms[q] = m
-        u.wsums[q] = _gather(X, Y, NULL, sample_weight, data.order + start, m, n_in, k,
-                             <floating*>u.xs[q], ys[q], NULL, sws[q])
+        q = b % 3
+        m = u.ms[q]
+        ys, sws = <floating*>u.ys[q], <floating*>u.sws[q]
+        wsum = m
+        if sample_weight != NULL:  # as _gather sums it
+            wsum = 0
+            for i in range(m):
+                wsum = wsum + sws[i]
+        u.wsums[q] = wsum
         u.solvers[q] = s
         _solver_begin(&u.solvers[q], step + b + 1)
         u.batch = b
         u.jobs = u.jobs | FORWARD
-        _team_run(2, _units_part, &u, _team_size())
+        parts = UNITS_PARTS
+        if start + m < n:
+            u.ms[(b + 1) % 3] = min(batch_size, n - start - m)
+            u.next_rows = data.order + start + m
+            parts += GATHER_PARTS
+        _team_run(parts, _units_part, &u, _team_size())
         for i in range(m * k):
             zb[i] = p0[i] + p1[i]
         for i in range(m):
             for j in range(k):
                 zb[i * k + j] = zb[i * k + j] + params[b2_at + j]
-        value = _output_delta(zb, ys[q], NULL, sws[q] if sample_weight != NULL else NULL,
+        value = _output_delta(zb, ys, NULL, sws if sample_weight != NULL else NULL,
                               u.wsums[q], <floating*>u.delta, m, m, k, net.output, net.loss)
         total += value * m
         u.jobs = BACKWARD
@@ -429,5 +477,5 @@ cdef double _units_epoch(const Net* net, Solver s, const Data* data, floating* p
                     break
     u.batch = b
     u.jobs = u.jobs | UNPACK
-    _team_run(2, _units_part, &u, _team_size())
+    _team_run(UNITS_PARTS, _units_part, &u, _team_size())
     return total + u.l2[0] + u.l2[1]
