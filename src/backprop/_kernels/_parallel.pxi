@@ -247,6 +247,8 @@ cdef double _units_backward(const Net* net, const Solver* s, bint first, Py_ssiz
     cdef floating* part_g = part[3]
     cdef floating* gb2 = flat[3] + b2_at
     cdef double sq = 0
+    cdef Solver step
+    cdef Py_ssize_t r
     # the padding's rows of grad W2 stay zero
     _gemm(c'T', c'N', width, k, m, <floating>1, a1, wp, delta, k, <floating>0,
           part_g + w2_at, k)
@@ -254,14 +256,23 @@ cdef double _units_backward(const Net* net, const Solver* s, bint first, Py_ssiz
     _backward(d1, x, part_g, part_g + b_at, m, n_in, wp, 1, 0, 0, True)
     if first:
         _column_sums(delta, m, k, gb2)
-    sq += _solver_update(part[0], part_g, part[1], part[2], b_at, True, wsum, s)
-    sq += _solver_update(part[0] + b_at, part_g + b_at, part[1] + b_at, part[2] + b_at, wp,
-                         False, wsum, s)
-    sq += _solver_update(part[0] + w2_at, part_g + w2_at, part[1] + w2_at, part[2] + w2_at,
-                         wp * k, True, wsum, s)
+    # sum W^2 over the part's real units only, W1[:, J] a row at a time, so that it does
+    # not depend on the padding (which follows the target's vectors): the steps below
+    # take a solver that does not sum it again
+    step = s[0]
+    if step.l2_term and step.rule != SGD:  # as _solver_update reports it
+        for r in range(n_in):
+            sq += _sum_squares(part[0] + r * wp, width)
+        sq += _sum_squares(part[0] + w2_at, width * k)
+    step.l2_term = False
+    _solver_update(part[0], part_g, part[1], part[2], b_at, True, wsum, &step)
+    _solver_update(part[0] + b_at, part_g + b_at, part[1] + b_at, part[2] + b_at, wp, False,
+                   wsum, &step)
+    _solver_update(part[0] + w2_at, part_g + w2_at, part[1] + w2_at, part[2] + w2_at, wp * k,
+                   True, wsum, &step)
     if first:
-        sq += _solver_update(flat[0] + b2_at, gb2, flat[1] + b2_at, flat[2] + b2_at, k,
-                             False, wsum, s)
+        _solver_update(flat[0] + b2_at, gb2, flat[1] + b2_at, flat[2] + b2_at, k, False, wsum,
+                       &step)
     return sq
 
 
