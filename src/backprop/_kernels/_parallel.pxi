@@ -146,8 +146,9 @@ cdef Py_ssize_t _units_cut(const Net* net) noexcept nogil:
 cdef bint _units(const Net* net, Py_ssize_t m) noexcept nogil:
     """Whether ``_sk_epoch`` runs batches of m rows with the units cut in two: one hidden
     layer of 32 units or more, at least SPLIT_MIN_WORK multiply-adds a batch, and every
-    product a part makes (``_units_forward``, ``_units_backward``; its width padded to
-    16) on its own thread: two threaded BLAS calls at once would share the cores."""
+    product a part makes (``_units_forward``, ``_units_backward``) on its own thread:
+    two threaded BLAS calls at once would share the cores. The widths checked are padded
+    to 16, at least the part's padding to vectors (``_units_epoch``) on any target."""
     cdef const Py_ssize_t* sizes = net.sizes
     cdef Py_ssize_t n_in, h, k, w, t, cut = _units_cut(net)
     if cut == 0 or m * (sizes[0] + sizes[2]) * sizes[1] < SPLIT_MIN_WORK:
@@ -170,7 +171,7 @@ cdef inline Py_ssize_t _part_size(Py_ssize_t n_in, Py_ssize_t wp, Py_ssize_t k) 
 cdef Py_ssize_t _units_size(const Net* net, Py_ssize_t m) noexcept nogil:
     """Length of ``_units_epoch``'s workspace for batches of up to m rows (0: no cut);
     every block padded to 16 numbers (64 bytes in float32, 128 in float64) and the parts
-    to whole vectors of 16, enough for either dtype."""
+    to 16 units, at least their padding to vectors in either dtype on any target."""
     cdef Py_ssize_t n_in = net.sizes[0], h = net.sizes[1], k = net.sizes[2]
     cdef Py_ssize_t cut = _units_cut(net), w0, w1
     if cut == 0:
